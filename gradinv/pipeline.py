@@ -1,0 +1,160 @@
+"""The attack as a scikit-learn Pipeline: grad → (L, R) → Q → dL/dZ → X.
+
+Steps (named):
+  "factorize"    :class:`~gradinv.factorize.GradientFactorization`   dL/dW = L R
+  "sudl"         :class:`SparseDirections` (wraps :class:`sudl.SparselyUsedDictionaryLearning`),
+                 or :class:`~gradinv.spear.SpearSearch` when ``solver="spear"``
+  "rounding"     :class:`ExactRounding`   sampling rounding, sparsity filter, greedy selection
+  "reconstruct"  :class:`~gradinv.reconstruct.InputReconstruction`   scales from dL/db, X = Q⁻¹R
+
+``Pipeline.fit(grad)`` runs the attack on grad = [dL/dW | dL/db] (m × (n+1)), see
+:func:`~gradinv.factorize.stack_gradient`; ``fit_transform(grad)`` returns the batch X (b × n).
+"""
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.pipeline import Pipeline
+
+from sudl import SparselyUsedDictionaryLearning, select_independent
+from sudl._array_api import array_namespace, device, to_numpy
+from sudl.rounding import round_directions
+
+from .factorize import GradientFactorization, stack_gradient
+from .reconstruct import InputReconstruction
+from .spear import SpearSearch
+
+SOLVERS = ("logcosh", "l1", "l4", "spear")
+
+
+def default_learner(solver="logcosh", random_state=None):
+    """The SUDL estimator the pipeline uses: raw directions (rounding is the pipeline's own step).
+
+    log-cosh uses the sharper surrogate α = 4 that ReLU-gradient data need (``shared/research/sudl.md`` §4.5).
+    """
+    options = {"alpha": 4.0} if solver == "logcosh" else None
+    return SparselyUsedDictionaryLearning(solver=solver, rounding=None, solver_options=options,
+                                          random_state=random_state)
+
+
+class SparseDirections(TransformerMixin, BaseEstimator):
+    """Pipeline step: approximate directions q with L q sparse, from a ``sudl`` estimator fitted on L.
+
+    L (m' × b) is the data (samples = neurons, features = b); code = L @ unmixing_.T, so the
+    rows of ``unmixing_`` are the directions.
+    """
+
+    def __init__(self, learner=None):
+        self.learner = learner
+
+    def fit(self, fg, y=None):
+        self.fit_transform(fg)
+        return self
+
+    def fit_transform(self, fg, y=None):
+        self.learner_ = clone(self.learner if self.learner is not None else default_learner())
+        self.learner_.fit(fg.L)
+        return fg.with_directions(self.learner_.unmixing_, self.learner_.n_zeros_, self.learner_.exact_)
+
+    def transform(self, fg):
+        return self.fit_transform(fg)
+
+
+class ExactRounding(TransformerMixin, BaseEstimator):
+    """Pipeline step: make directions exact, filter by exact-zero count, select b greedily.
+
+    Each direction is rounded (:func:`sudl.rounding.round_directions`); those whose column has
+    at least ``min_zero_fraction``·m' exact zeros pass the sparsity filter; b linearly independent
+    ones are kept, most exact zeros first.  If fewer than b pass, the rest is filled with the
+    best remaining directions, marked not exact.
+    """
+
+    def __init__(self, min_zero_fraction=0.3, n_samples=64, random_state=None):
+        self.min_zero_fraction = min_zero_fraction
+        self.n_samples = n_samples
+        self.random_state = random_state
+
+    def fit(self, fg, y=None):
+        self.fit_transform(fg)
+        return self
+
+    def fit_transform(self, fg, y=None):
+        xp = array_namespace(fg.L)
+        m, b = fg.L.shape
+        rounded = round_directions(fg.L * float(m) ** 0.5, fg.directions, random_state=self.random_state,
+                                   n_samples=self.n_samples)
+        passed = rounded.exact & (rounded.n_zeros >= self.min_zero_fraction * m)
+        W = to_numpy(rounded.directions)
+        kept = select_independent(W, rounded.n_zeros + passed * m)
+        self.n_passed_ = int(passed.sum())
+        self.n_zeros_, self.exact_ = rounded.n_zeros[kept], passed[kept]
+        D = xp.take(rounded.directions, xp.asarray(kept, device=device(fg.L)), axis=0)
+        return fg.with_directions(D, self.n_zeros_, self.exact_)
+
+    def transform(self, fg):
+        return self.fit_transform(fg)
+
+
+def make_spear_pipeline(*, solver="logcosh", batch_size=None, random_state=None, max_time=60.0,
+                        min_zero_fraction=0.3, weight=None, bias=None, verbose=0):
+    """Build the attack pipeline; ``Pipeline.fit_transform(stack_gradient(grad_W, grad_b))`` → X.
+
+    ``weight`` and ``bias`` (the attacked layer's parameters, known to the server) are optional;
+    with them every certified sample is checked against the ReLU pattern it must produce.
+    """
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    if solver == "spear":
+        search = SpearSearch(max_time=max_time, min_zero_fraction=min_zero_fraction, random_state=random_state,
+                             verbose=verbose)
+    else:
+        search = SparseDirections(default_learner(solver, random_state))
+    return Pipeline([
+        ("factorize", GradientFactorization(batch_size=batch_size)),
+        ("sudl", search),
+        ("rounding", ExactRounding(min_zero_fraction=min_zero_fraction, random_state=random_state)),
+        ("reconstruct", InputReconstruction(weight=weight, bias=bias)),
+    ])
+
+
+@dataclass
+class InversionResult:
+    """The reconstructed batch and its certificates.
+
+    inputs : (b, n) array of the caller's array type, one reconstructed input per row, in any order
+    exact : (b,) bool, per-sample certificate that the sample is exactly the client's (needs the
+        layer's weight and bias; all False without them)
+    sparse : (b,) bool, the gradient-only test (exact sparse column); not a proof
+    batch_size : int, b (given or estimated from the singular values)
+    grad_Z : (m, b) recovered dL/dZ
+    n_zeros : (b,) exact zeros of each recovered column
+    time : seconds
+    """
+
+    inputs: object
+    exact: np.ndarray
+    sparse: np.ndarray
+    batch_size: int
+    grad_Z: object
+    n_zeros: np.ndarray
+    time: float
+    pipeline: Pipeline
+
+
+def invert_layer(grad_W, grad_b, *, batch_size=None, solver="logcosh", weight=None, bias=None,
+                 random_state=None, max_time=60.0, verbose=0):
+    """Invert a linear+ReLU layer's gradient: the client's inputs X from dL/dW and dL/db.
+
+    ``weight``/``bias``: the layer's parameters (optional; they strengthen the certificate).
+    Arrays in, the same array type out (NumPy, torch, CuPy).
+    """
+    start = time.perf_counter()
+    pipe = make_spear_pipeline(solver=solver, batch_size=batch_size, random_state=random_state,
+                               max_time=max_time, weight=weight, bias=bias, verbose=verbose)
+    X = pipe.fit_transform(stack_gradient(grad_W, grad_b))
+    rec = pipe.named_steps["reconstruct"]
+    return InversionResult(inputs=X, exact=rec.exact_, sparse=rec.sparse_, batch_size=pipe.named_steps["factorize"].batch_size_,
+                           grad_Z=rec.grad_Z_, n_zeros=pipe.named_steps["rounding"].n_zeros_,
+                           time=time.perf_counter() - start, pipeline=pipe)

@@ -1,0 +1,88 @@
+"""Step 4: fix each column's scale and sign with dL/db, then solve for the batch, Xᵀ = Q⁻¹ R.
+
+With exact directions q̂_j (columns of Q̂, dL/dZ = L Q̂ diag(s)) the bias gradient
+dL/db = dL/dZ · 1 = L Q̂ s gives the scales:  s = Q̂⁻¹ Lᵀ dL/db  (L has orthonormal columns).
+Then Q = Q̂ diag(s) and X = Q⁻¹ R holds the inputs, one per row (Xᵀ in the paper's notation).
+"""
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from sudl._array_api import array_namespace, device, to_numpy
+
+from sudl.rounding import default_zero_tol
+
+from .certificate import relu_consistent, zero_set_is_robust
+from .factorize import GradientError
+
+
+def reconstruct_inputs(fg):
+    """Inputs X (b × n, one per row), scales s (b,) and dL/dZ on the kept rows (m' × b) from a
+    :class:`~gradinv.factorize.FactorizedGradient` whose ``directions`` hold b rows q̂_j."""
+    xp = array_namespace(fg.L)
+    Q_hat = fg.directions.T
+    if Q_hat.shape != (fg.batch_size, fg.batch_size):
+        raise GradientError(f"need {fg.batch_size} directions to reconstruct the batch, got {Q_hat.shape[1]}")
+    s = xp.linalg.solve(Q_hat, fg.L.T @ fg.grad_b[:, None])[:, 0]
+    Q = Q_hat * s[None, :]
+    X = xp.linalg.solve(Q, fg.R)
+    return X, s, fg.L @ Q
+
+
+def scatter_rows(A, rows, n_rows):
+    """The (n_rows × k) array whose ``rows`` are those of A and whose other rows are zero."""
+    xp = array_namespace(A)
+    position = np.full(n_rows, A.shape[0])
+    position[rows] = np.arange(len(rows))
+    padded = xp.concat([A, xp.zeros((1, A.shape[1]), dtype=A.dtype, device=device(A))], axis=0)
+    return xp.take(padded, xp.asarray(position, device=device(A)), axis=0)
+
+
+class InputReconstruction(TransformerMixin, BaseEstimator):
+    """Last step of the pipeline: fit_transform(factorized gradient) → X (b × n).
+
+    Attributes
+    ----------
+    inputs_ : array (b, n)
+    scales_ : array (b,), the scale and sign of each column from dL/db
+    grad_Z_ : array (m, b), the recovered dL/dZ on all neurons (zero rows for dead neurons)
+    sparse_ : ndarray of bool (b,), the gradient-only test: an exact column of dL/dZ with a robust
+        zero set and a non-degenerate scale.  Necessary, not sufficient: on cross-entropy clients
+        exactly sparse combinations of columns pass it.
+    exact_ : ndarray of bool (b,), the certificate: ``sparse_`` and an input whose ReLU pattern
+        reproduces its column's zeros under the layer's ``weight`` and ``bias``
+        (:mod:`gradinv.certificate`).  All False when the weights are not given: without them no
+        sample can be proved exact.
+
+    Parameters
+    ----------
+    weight, bias : arrays (m × n) and (m,) or None
+        The attacked layer's parameters (known to the server); enable the ReLU certificate.
+    """
+
+    def __init__(self, weight=None, bias=None):
+        self.weight = weight
+        self.bias = bias
+
+    def fit(self, fg, y=None):
+        self.fit_transform(fg)
+        return self
+
+    def fit_transform(self, fg, y=None):
+        X, s, G = reconstruct_inputs(fg)
+        xp = array_namespace(X)
+        scale = to_numpy(xp.abs(s))
+        self.inputs_ = X
+        self.scales_ = s
+        self.grad_Z_ = scatter_rows(G, fg.rows, fg.n_neurons)
+        zero_tol = default_zero_tol(float(xp.finfo(X.dtype).eps))
+        sparse = np.asarray(fg.exact, dtype=bool) & (scale > 1e-12 * scale.max())
+        self.sparse_ = sparse & zero_set_is_robust(fg.L, fg.directions, zero_tol)
+        if self.weight is not None and self.bias is not None:
+            self.exact_ = self.sparse_ & relu_consistent(self.grad_Z_, X, self.weight, self.bias, zero_tol)
+        else:
+            self.exact_ = np.zeros_like(self.sparse_)
+        return X
+
+    def transform(self, fg):
+        return reconstruct_inputs(fg)[0]

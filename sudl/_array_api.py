@@ -1,0 +1,65 @@
+"""The few array-API helpers every solver shares (NumPy, CuPy, torch, array-api-strict).
+
+All algorithms are written once against the array API standard through
+``array_api_compat``.  Two things the standard has no function for are handled
+here:
+
+* random numbers: drawn on the host with ``numpy.random.Generator`` (so that a
+  ``random_state`` gives the same numbers on every backend) and moved to the
+  data's device with ``xp.asarray(..., device=...)``;
+* host transfer for the CPU-only steps (SciPy's LP solver, Hungarian matching):
+  :func:`to_numpy`.
+"""
+
+import numpy as np
+from array_api_compat import (
+    array_namespace,
+    device,
+    is_array_api_strict_namespace,
+    is_cupy_array,
+    is_numpy_array,
+    is_torch_array,
+)
+
+__all__ = [
+    "array_namespace",
+    "device",
+    "to_numpy",
+    "random_normal",
+    "polar",
+    "eps",
+    "is_numpy_array",
+]
+
+
+def to_numpy(x):
+    """Copy an array of any supported backend to a NumPy array on the host."""
+    if is_numpy_array(x):
+        return x
+    if is_cupy_array(x):
+        return x.get()
+    if is_torch_array(x):
+        return x.detach().cpu().numpy()
+    xp = array_namespace(x)
+    if is_array_api_strict_namespace(xp):
+        return np.asarray(x.to_device(xp.Device("CPU_DEVICE")))
+    return np.asarray(x)
+
+
+def random_normal(rng, shape, like):
+    """Standard normal draws from NumPy's ``rng``, as an array of ``like``'s namespace, dtype and device."""
+    xp = array_namespace(like)
+    return xp.asarray(rng.standard_normal(shape), dtype=like.dtype, device=device(like))
+
+
+def polar(M):
+    """Orthogonal polar factor U Vᵀ of M = U S Vᵀ (the projection of M onto O(n))."""
+    xp = array_namespace(M)
+    U, _, Vh = xp.linalg.svd(M, full_matrices=False)
+    return U @ Vh
+
+
+def eps(x):
+    """Machine epsilon of ``x``'s floating dtype."""
+    xp = array_namespace(x)
+    return float(xp.finfo(x.dtype).eps)
