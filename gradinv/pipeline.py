@@ -18,15 +18,16 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.pipeline import Pipeline
 
-from sudl import SparselyUsedDictionaryLearning, select_independent
+from sudl import SparselyUsedDictionaryLearning, complete_basis, select_independent
 from sudl._array_api import array_namespace, device, to_numpy
 from sudl.rounding import round_directions
 
 from .factorize import GradientFactorization, stack_gradient
 from .reconstruct import InputReconstruction
+from .informed import InformedSearch
 from .spear import SpearSearch
 
-SOLVERS = ("logcosh", "l1", "l4", "spear")
+SOLVERS = ("informed", "logcosh", "l1", "l4", "spear")
 
 
 def default_learner(solver="logcosh", random_state=None):
@@ -68,7 +69,7 @@ class ExactRounding(TransformerMixin, BaseEstimator):
     Each direction is rounded (:func:`sudl.rounding.round_directions`); those whose column has
     at least ``min_zero_fraction``·m' exact zeros pass the sparsity filter; b linearly independent
     ones are kept, most exact zeros first.  If fewer than b pass, the rest is filled with the
-    best remaining directions, marked not exact.
+    best remaining directions and then by the orthogonal complement of those kept, marked not exact.
     """
 
     def __init__(self, min_zero_fraction=0.3, n_samples=64, random_state=None):
@@ -84,13 +85,16 @@ class ExactRounding(TransformerMixin, BaseEstimator):
         xp = array_namespace(fg.L)
         m, b = fg.L.shape
         rounded = round_directions(fg.L * float(m) ** 0.5, fg.directions, random_state=self.random_state,
-                                   n_samples=self.n_samples)
+                                   n_samples=self.n_samples, zero_tol=fg.zero_tol)
         passed = rounded.exact & (rounded.n_zeros >= self.min_zero_fraction * m)
         W = to_numpy(rounded.directions)
         kept = select_independent(W, rounded.n_zeros + passed * m)
         self.n_passed_ = int(passed.sum())
-        self.n_zeros_, self.exact_ = rounded.n_zeros[kept], passed[kept]
+        extra = complete_basis(W[kept])[: b - len(kept)]
+        self.n_zeros_ = np.concatenate([rounded.n_zeros[kept], np.zeros(len(extra), int)])
+        self.exact_ = np.concatenate([passed[kept], np.zeros(len(extra), bool)])
         D = xp.take(rounded.directions, xp.asarray(kept, device=device(fg.L)), axis=0)
+        D = xp.concat([D, xp.asarray(extra, dtype=D.dtype, device=device(D))], axis=0)
         return fg.with_directions(D, self.n_zeros_, self.exact_)
 
     def transform(self, fg):
@@ -98,15 +102,21 @@ class ExactRounding(TransformerMixin, BaseEstimator):
 
 
 def make_spear_pipeline(*, solver="logcosh", batch_size=None, random_state=None, max_time=60.0,
-                        min_zero_fraction=0.3, weight=None, bias=None, verbose=0):
+                        min_zero_fraction=0.3, weight=None, bias=None, next_weight=None, verbose=0):
     """Build the attack pipeline; ``Pipeline.fit_transform(stack_gradient(grad_W, grad_b))`` → X.
 
-    ``weight`` and ``bias`` (the attacked layer's parameters, known to the server) are optional;
-    with them every certified sample is checked against the ReLU pattern it must produce.
+    solver: "informed" (needs ``weight``, ``bias`` and ``next_weight``: the attacked layer's
+    parameters and the classifier it feeds, all known to the server; :mod:`gradinv.informed`),
+    "logcosh" / "l1" / "l4" (a ``sudl`` solver on L, gradient only), or "spear" (SPEAR's sampling).
+    With ``weight`` and ``bias`` every certified sample is checked against the ReLU pattern it
+    must produce; without them no sample is certified.
     """
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    if solver == "spear":
+    if solver == "informed":
+        search = InformedSearch(weight=weight, bias=bias, next_weight=next_weight, max_time=max_time,
+                                min_zero_fraction=min_zero_fraction, random_state=random_state, verbose=verbose)
+    elif solver == "spear":
         search = SpearSearch(max_time=max_time, min_zero_fraction=min_zero_fraction, random_state=random_state,
                              verbose=verbose)
     else:
@@ -143,16 +153,21 @@ class InversionResult:
     pipeline: Pipeline
 
 
-def invert_layer(grad_W, grad_b, *, batch_size=None, solver="logcosh", weight=None, bias=None,
+def invert_layer(grad_W, grad_b, *, batch_size=None, solver=None, weight=None, bias=None, next_weight=None,
                  random_state=None, max_time=60.0, verbose=0):
     """Invert a linear+ReLU layer's gradient: the client's inputs X from dL/dW and dL/db.
 
-    ``weight``/``bias``: the layer's parameters (optional; they strengthen the certificate).
+    ``weight``/``bias``: the layer's parameters (needed for certificates); ``next_weight``: the
+    classifier fed by the layer's ReLU.  ``solver`` defaults to "informed" when all three are
+    given, else "logcosh" (see :func:`make_spear_pipeline`).
     Arrays in, the same array type out (NumPy, torch, CuPy).
     """
+    if solver is None:
+        solver = "informed" if all(a is not None for a in (weight, bias, next_weight)) else "logcosh"
     start = time.perf_counter()
     pipe = make_spear_pipeline(solver=solver, batch_size=batch_size, random_state=random_state,
-                               max_time=max_time, weight=weight, bias=bias, verbose=verbose)
+                               max_time=max_time, weight=weight, bias=bias, next_weight=next_weight,
+                               verbose=verbose)
     X = pipe.fit_transform(stack_gradient(grad_W, grad_b))
     rec = pipe.named_steps["reconstruct"]
     return InversionResult(inputs=X, exact=rec.exact_, sparse=rec.sparse_, batch_size=pipe.named_steps["factorize"].batch_size_,

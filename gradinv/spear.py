@@ -77,7 +77,8 @@ class SpearSearch(TransformerMixin, BaseEstimator):
     def fit_transform(self, fg, y=None):
         found, zeros, n_prop = spear_search(
             fg.L, random_state=self.random_state, max_time=self.max_time, max_proposals=self.max_proposals,
-            batch=self.batch, min_zero_fraction=self.min_zero_fraction, progress=bool(self.verbose))
+            batch=self.batch, min_zero_fraction=self.min_zero_fraction, zero_tol=fg.zero_tol,
+            progress=bool(self.verbose))
         self.n_proposals_ = n_prop
         self.directions_ = found
         xp = array_namespace(fg.L)

@@ -10,7 +10,7 @@ True
 """
 
 from . import datasets, metrics, rounding, solvers
-from ._estimator import SparselyUsedDictionaryLearning, select_independent
+from ._estimator import SparselyUsedDictionaryLearning, complete_basis, select_independent
 from ._whitening import RankDeficientError, whiten
 from .datasets import make_sparsely_used_signal
 from .metrics import dictionary_recovery_error, exact_recovery_rate
@@ -23,6 +23,7 @@ __all__ = [
     "solve",
     "whiten",
     "select_independent",
+    "complete_basis",
     "make_sparsely_used_signal",
     "dictionary_recovery_error",
     "exact_recovery_rate",

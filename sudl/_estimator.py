@@ -34,6 +34,14 @@ def select_independent(directions, priority, *, rtol=1e-6):
     return kept
 
 
+def complete_basis(directions):
+    """Orthonormal rows spanning the orthogonal complement of the rows of ``directions`` (k × n, host)."""
+    D = np.asarray(directions, dtype=np.float64).reshape(-1, np.shape(directions)[-1])
+    if D.shape[0] == 0:
+        return np.eye(D.shape[1])
+    return np.linalg.svd(D, full_matrices=True)[2][D.shape[0]:]
+
+
 class SparselyUsedDictionaryLearning(TransformerMixin, BaseEstimator):
     """Exact complete sparsely-used dictionary learning: Y = code @ components_.
 
@@ -158,7 +166,7 @@ class SparselyUsedDictionaryLearning(TransformerMixin, BaseEstimator):
 
         kept = select_independent(to_numpy(W), n_zeros + exact * n_samples)
         if len(kept) < n_features:  # complete the basis; those atoms are not certified
-            extra = np.linalg.svd(to_numpy(W)[kept], full_matrices=True)[2][len(kept):]
+            extra = complete_basis(to_numpy(W)[kept])
             W = xp.concat([W, xp.asarray(extra, dtype=W.dtype, device=device(W))], axis=0)
             n_zeros = np.concatenate([n_zeros, np.zeros(len(extra), dtype=int)])
             exact = np.concatenate([exact, np.zeros(len(extra), dtype=bool)])

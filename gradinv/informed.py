@@ -1,0 +1,253 @@
+"""Informed search: exact columns of dL/dZ from what an honest-but-curious server knows.
+
+Beyond the gradient, the server knows every weight.  Two facts follow:
+
+1. **Input subspace.**  The inputs span the row space of dL/dW, so x_j = V c_j with V the right
+   singular vectors (n × b) and c_j ∈ ℝ^b unknown.  Neuron k is inactive for sample j iff
+   A_k c_j + b_k ≤ 0 with A = W V known: each column's zero set is one cell of a *known*
+   hyperplane arrangement in ℝ^b, fixed by only b numbers.
+2. **Next layer.**  When the attacked layer feeds a linear classifier W₂ (C × m), dL/dY_j lies
+   in the row space of W₂, so every column is g_j = mask_j ⊙ W₂ᵀ u_j with u_j ∈ ℝ^C.
+
+Search (per batch of starting points c):
+  a. smooth objective over c (Adam on torch autograd): with the soft active mask
+     s = sigmoid((A c + b)/τ), τ annealed geometrically, the smallest generalised eigenvalue over
+     u of  W₂ S (I − L Lᵀ) S W₂ᵀ + W₂ diag(s − s²) W₂ᵀ  against  W₂ diag(s) W₂ᵀ:  it measures how
+     far s ⊙ W₂ᵀu is from col(L), and is 0 only at a true column's mask;
+  b. polish: alternate (q, u) = null vector of [L_I, 0; L_A, −W₂_Aᵀ] and the row assignment
+     (inactive iff |L_k q| < |L_k q − w_kᵀu|);
+  c. exact rounding: the same null vector on the most confident rows, accepted only when it is
+     exactly one-dimensional;
+  d. checks: ≥ ``min_zero_fraction``·m exact zeros, the active rows fit W₂ᵀu to rounding error,
+     linear independence from the columns already found.
+Rounds mix fresh starts (Gaussian, and fitted to the c's found) with perturbations of found c's,
+until b columns are found or ``max_time`` runs out.  Deflation: a sample not yet found has
+x_k = (Q⁻¹)_k R with (Q⁻¹)_k orthogonal to every column found, so each round searches c only in
+that (b − found)-dimensional subspace.
+
+Measured on the cross-entropy client (``docs/results.md``).  This step runs in torch (float64)
+whatever the input array type, since it needs automatic differentiation; results go back to
+the caller's namespace.  Developed from probe B (``shared/research/realistic-victims.md``).
+"""
+
+import time
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import check_random_state
+from tqdm.auto import tqdm
+
+from sudl import complete_basis
+from sudl._array_api import array_namespace, device, to_numpy
+
+from .factorize import GradientError
+
+
+def _tolerances(zero_tol):
+    """(kernel, uniqueness, residual, zero) relative thresholds from the zero tolerance."""
+    return zero_tol / 10, zero_tol * 10, zero_tol * 10, zero_tol
+
+
+def _soft_objective(c, A, bias, LW, WW, b, C, tau, eye):
+    s = torch.sigmoid((c @ A.T + bias) / tau)
+    LK = (s @ LW).reshape(-1, b, C)
+    D = (s @ WW).reshape(-1, C, C)
+    N = ((s * s) @ WW).reshape(-1, C, C) - LK.transpose(1, 2) @ LK + ((s - s * s) @ WW).reshape(-1, C, C)
+    chol = torch.linalg.cholesky(D + 1e-12 * eye)
+    inv = torch.linalg.solve_triangular(chol, eye.expand_as(chol), upper=False)
+    return torch.linalg.eigvalsh(inv @ N @ inv.transpose(1, 2))[:, 0]
+
+
+def _descend(c0, basis, A, bias, L, W2, *, steps, lr, tau, deadline):
+    """Adam on the soft objective from each row of c0, moving c = t basisᵀ inside span(basis)."""
+    m, b = L.shape
+    C = W2.shape[1]
+    LW = (L[:, :, None] * W2[:, None, :]).reshape(m, b * C)
+    WW = (W2[:, :, None] * W2[:, None, :]).reshape(m, C * C)
+    eye = torch.eye(C, dtype=L.dtype)
+    t = (c0 @ basis).clone().requires_grad_(True)
+    opt = torch.optim.Adam([t], lr=lr * float(c0.norm(dim=1).mean()) / b**0.5)
+    tau0, tau1 = tau
+    for it in range(steps):
+        temp = tau0 * (tau1 / tau0) ** (it / max(steps - 1, 1))
+        loss = _soft_objective(t @ basis.T, A, bias, LW, WW, b, C, temp, eye).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if time.perf_counter() > deadline:
+            break
+    return (t @ basis.T).detach()
+
+
+def _remaining_inputs_basis(found_q, R, b):
+    """Orthonormal basis (b × (b − f)) of the coordinates c that the samples not yet found can have.
+
+    A missing sample's input is x_k = (Q⁻¹)_k R with (Q⁻¹)_k orthogonal to every found column
+    q_i, so c_k = Vᵀx_k lies in Vᵀ Rᵀ N, N the orthogonal complement of the found q's: deflation.
+    """
+    N = torch.as_tensor(complete_basis(torch.stack(found_q).numpy() if found_q else np.zeros((0, b))))
+    U, S, Vh = torch.linalg.svd(R, full_matrices=False)  # R = U S Vh, x = V c with V = Vhᵀ
+    coords = (S[:, None] * U.T) @ N.T  # c-coordinates of Rᵀ n for n in N, b × (b − f)
+    return torch.linalg.qr(coords)[0]
+
+
+def _null_stacked(L, W2, inactive, active, tol_kernel, tol_unique):
+    """(q, u) with L_I q = 0 and L_A q = W₂_A u, if that null space is exactly one-dimensional."""
+    M = torch.cat([torch.cat([L[inactive], torch.zeros(int(inactive.sum()), W2.shape[1], dtype=L.dtype)], 1),
+                   torch.cat([L[active], -W2[active]], 1)])
+    _, sv, vh = torch.linalg.svd(M, full_matrices=False)
+    if sv[-1] >= tol_kernel * sv[0] or sv[-2] < tol_unique * sv[0]:
+        return None
+    return vh[-1]
+
+
+def _polish_and_round(c, A, bias, L, W2, tols, iters=15):
+    """Exact direction q for the column whose mask is near that of c, or None."""
+    b = L.shape[1]
+    inactive = (A @ c + bias) <= 0
+    conf_i = conf_a = None
+    for _ in range(iters):
+        M = torch.cat([L, -W2 * (~inactive)[:, None]], 1)
+        v = torch.linalg.svd(M, full_matrices=False)[2][-1]
+        q, u = v[:b], v[b:]
+        r0 = (L @ q).abs()
+        r1 = (L @ q - W2 @ u).abs()
+        new = r0 < r1
+        conf_i, conf_a = r0 / (r1 + 1e-300), r1 / (r0 + 1e-300)
+        if torch.equal(new, inactive):
+            break
+        inactive = new
+    I = torch.nonzero(inactive)[:, 0]
+    I = I[torch.argsort(conf_i[I])]
+    Act = torch.nonzero(~inactive)[:, 0]
+    Act = Act[torch.argsort(conf_a[Act])]
+    for frac in (1.0, 0.95, 0.85, 0.7, 0.5):  # drop the least confident rows until the null space is exact
+        ii = torch.zeros_like(inactive)
+        ii[I[: int(frac * len(I))]] = True
+        aa = torch.zeros_like(inactive)
+        aa[Act[: int(frac * len(Act))]] = True
+        v = _null_stacked(L, W2, ii, aa, tols[0], tols[1])
+        if v is not None:
+            return v[:b]
+    return None
+
+
+def _fits_next_layer(g, W2, zero, tol):
+    """Relative residual of the active rows of g fitted by W₂ᵀu is at rounding level."""
+    act = ~zero
+    sol = torch.linalg.lstsq(W2[act], g[act, None]).solution
+    return float((W2[act] @ sol[:, 0] - g[act]).norm() / g[act].norm()) <= tol
+
+
+def informed_search(L, R, weight, bias, next_weight, *, random_state=None, max_time=60.0, steps=300,
+                    lr=0.05, tau=(0.03, 0.001), batch=None, input_norm=None, min_zero_fraction=0.3,
+                    zero_tol=1e-9, progress=False):
+    """Exact directions q (rows, k ≤ b) with L q a column of dL/dZ, and their exact-zero counts.
+
+    L (m × b), R (b × n) from the factorisation; ``weight`` (m × n), ``bias`` (m,) of the attacked
+    layer and ``next_weight`` (C × m) of the classifier it feeds, restricted to the same neurons.
+    """
+    rng = check_random_state(random_state)
+    deadline = time.perf_counter() + max_time
+    tols = _tolerances(zero_tol)
+    Lt = torch.as_tensor(to_numpy(L), dtype=torch.float64)
+    m, b = Lt.shape
+    Rt = torch.as_tensor(to_numpy(R), dtype=torch.float64)
+    V = torch.linalg.svd(Rt, full_matrices=False)[2].T  # n × b, spans the inputs
+    A = torch.as_tensor(np.asarray(weight, np.float64)) @ V
+    bias = torch.as_tensor(np.asarray(bias, np.float64))
+    W2 = torch.as_tensor(np.asarray(next_weight, np.float64)).T  # m × C
+    norm = float(Rt.shape[1]) ** 0.5 if input_norm is None else float(input_norm)
+    B = batch or max(64, min(4 * b, 400))
+    found_q, found_c, found_z = [], [], []
+    bar = tqdm(total=b, disable=not progress, desc="informed search", unit="column")
+    torch_gen = int(rng.randint(2**31))
+    torch.manual_seed(torch_gen)
+    rounds = 0
+    while len(found_q) < b and time.perf_counter() < deadline:
+        c0 = rng.standard_normal((B, b))
+        c0 *= norm / np.linalg.norm(c0, axis=1, keepdims=True)
+        if len(found_c) >= 5:  # half of the fresh starts from a Gaussian fitted to the c's found
+            F = np.array(found_c)
+            cov = np.cov(F.T) + 1e-6 * np.eye(b) * np.trace(np.cov(F.T)) / b
+            c0[: B // 2] = rng.multivariate_normal(F.mean(0), cov, size=B // 2)
+        if found_c and rounds:  # perturb found c's: neighbouring cells hold neighbouring samples
+            base = np.array(found_c)[rng.randint(len(found_c), size=B // 2)]
+            rel = rng.uniform(0.05, 1.0, size=(B // 2, 1))
+            pert = base + rel * np.linalg.norm(base, axis=1, keepdims=True) * rng.standard_normal(base.shape) / b**0.5
+            c0 = np.vstack([c0[: B - B // 2], pert])
+        basis = _remaining_inputs_basis(found_q, Rt, b)
+        c0 = torch.as_tensor(c0) @ basis @ basis.T
+        c0 *= norm / c0.norm(dim=1, keepdim=True)
+        cf = _descend(c0, basis, A, bias, Lt, W2, steps=steps, lr=lr, tau=tau, deadline=deadline)
+        for c in cf:
+            if len(found_q) >= b or time.perf_counter() > deadline:
+                break
+            q = _polish_and_round(c, A, bias, Lt, W2, tols)
+            if q is None:
+                continue
+            q = q / q.norm()
+            g = Lt @ q
+            zero = g.abs() <= tols[3] * g.abs().max()
+            if int(zero.sum()) < min_zero_fraction * m or not _fits_next_layer(g, W2, zero, tols[2]):
+                continue
+            if found_q:
+                F = torch.stack(found_q)
+                if torch.linalg.svdvals(torch.cat([F, q[None]]))[-1] < 1e-6:  # dependent on those found
+                    continue
+            found_q.append(q)
+            found_c.append(c.numpy())
+            found_z.append(int(zero.sum()))
+            bar.update(1)
+        rounds += 1
+    bar.close()
+    Q = torch.stack(found_q).numpy() if found_q else np.zeros((0, b))
+    return Q, np.asarray(found_z, dtype=int)
+
+
+class InformedSearch(TransformerMixin, BaseEstimator):
+    """Pipeline step (``solver="informed"``): :func:`informed_search` with the server's knowledge.
+
+    Parameters
+    ----------
+    weight, bias : the attacked layer's parameters, (m × n) and (m,)
+    next_weight : (C × m), the classifier the attacked layer's ReLU feeds
+    max_time : seconds bound of the search
+    input_norm : typical ‖x‖ of an input (default √n, standardised inputs)
+    """
+
+    def __init__(self, weight=None, bias=None, next_weight=None, max_time=60.0, input_norm=None,
+                 min_zero_fraction=0.3, random_state=None, verbose=0):
+        self.weight = weight
+        self.bias = bias
+        self.next_weight = next_weight
+        self.max_time = max_time
+        self.input_norm = input_norm
+        self.min_zero_fraction = min_zero_fraction
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def fit(self, fg, y=None):
+        self.fit_transform(fg)
+        return self
+
+    def fit_transform(self, fg, y=None):
+        if self.weight is None or self.bias is None or self.next_weight is None:
+            raise GradientError("solver='informed' needs the layer's weight and bias and the next layer's weight")
+        W, bias, W2 = (np.asarray(to_numpy(a), np.float64) for a in (self.weight, self.bias, self.next_weight))
+        if W.shape[0] != fg.n_neurons or W2.shape[1] != fg.n_neurons or bias.shape != (fg.n_neurons,):
+            raise GradientError(
+                f"weight {W.shape}, bias {bias.shape} and next_weight {W2.shape} do not match a layer with "
+                f"{fg.n_neurons} neurons and {fg.R.shape[1]} inputs")
+        Q, zeros = informed_search(fg.L, fg.R, W[fg.rows], bias[fg.rows], W2[:, fg.rows],
+                                   random_state=self.random_state, max_time=self.max_time,
+                                   input_norm=self.input_norm, min_zero_fraction=self.min_zero_fraction,
+                                   zero_tol=fg.zero_tol, progress=bool(self.verbose))
+        xp = array_namespace(fg.L)
+        self.n_found_ = Q.shape[0]
+        D = xp.asarray(Q, dtype=fg.L.dtype, device=device(fg.L))
+        return fg.with_directions(D, zeros, np.ones(len(zeros), bool))
+
+    def transform(self, fg):
+        return self.fit_transform(fg)
