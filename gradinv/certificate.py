@@ -30,6 +30,7 @@ def zero_set_is_robust(L, directions, zero_tol, *, max_leverage=0.99):
     out = np.zeros(is_zero.shape[1], dtype=bool)
     for j in range(is_zero.shape[1]):
         rows = Lh[is_zero[:, j]]
+        rows = rows[np.linalg.norm(rows, axis=1) > 0]
         if rows.shape[0] < b:
             continue
         rows = rows / np.linalg.norm(rows, axis=1, keepdims=True)

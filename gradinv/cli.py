@@ -51,10 +51,8 @@ def cmd_demo(args):
 
     t0 = time.perf_counter()
     v = make_victim(args.victim, batch_size=args.batch_size, width=args.width, random_state=args.seed)
-    layer = v.layer
     res = invert_layer(v.grad_W.numpy(), v.grad_b.numpy(), solver=args.solver, random_state=args.seed,
-                       weight=layer.weight.detach().numpy(), bias=layer.bias.detach().numpy(),
-                       max_time=args.max_time, verbose=args.verbose)
+                       max_time=args.max_time, verbose=args.verbose, **v.knowledge())
     shape = v.images.shape[1:]
     ev = evaluate(v.inputs.numpy(), res.inputs, res.exact, image_shape=shape)
     rows, cols = ev["pairs"]
@@ -66,7 +64,7 @@ def cmd_demo(args):
     save_grid(args.output, originals, recon,
               title=f"{args.victim}, b={args.batch_size}, m={args.width}: {ev['exact']}/{ev['n']} exact")
     _print_table(
-        [[args.victim, args.batch_size, args.width, args.solver, f"{ev['exact']}/{ev['n']}",
+        [[args.victim, args.batch_size, args.width, res.solver, f"{ev['exact']}/{ev['n']}",
           f"{ev['certified']}/{ev['n']}", f"{ev['psnr']:.1f}", f"{ev['ssim']:.3f}", f"{res.time:.1f}"]],
         ["victim", "b", "m", "solver", "exact", "certified", "PSNR dB", "SSIM", "time s"],
     )
@@ -102,7 +100,8 @@ def build_parser():
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp):
-        sp.add_argument("--solver", choices=SOLVERS, default="logcosh", help="direction search (default: logcosh)")
+        sp.add_argument("--solver", choices=SOLVERS, default=None,
+                        help="direction search (default: informed when the weights are known, else logcosh)")
         sp.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
         sp.add_argument("--max-time", type=float, default=60.0, help="time bound of searches, seconds")
         sp.add_argument("-v", "--verbose", action="count", default=0, help="progress bars and solver messages")

@@ -147,12 +147,12 @@ class GradientFactorization(TransformerMixin, BaseEstimator):
                 f"dL/dW has numerical rank < batch size {b} (s_b/s_1 = {s[b - 1] / s[0]:.1e}): the batch has "
                 "duplicate or linearly dependent inputs, or b is too large"
             )
-        row_norm = to_numpy(xp.linalg.vector_norm(grad, axis=1))
+        row_norm = to_numpy(xp.linalg.vector_norm(grad_W, axis=1))
         keep = row_norm > 100 * eps(grad) * row_norm.max() if self.drop_dead_rows else np.ones(m, bool)
         rows = np.flatnonzero(keep)
         if rows.size < b:
             raise GradientError(f"only {rows.size} neurons are active for the batch, fewer than b={b}")
-        idx = xp.asarray(rows, device=device(grad))
+        idx = xp.asarray(rows, dtype=xp.int64, device=device(grad))
         L = xp.take(U[:, :b], idx, axis=0)
         R = S[:b, None] * Vh[:b, :]
         return FactorizedGradient(L=L, R=R, grad_b=xp.take(grad_b, idx, axis=0), rows=rows, n_neurons=m,

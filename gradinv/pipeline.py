@@ -93,7 +93,7 @@ class ExactRounding(TransformerMixin, BaseEstimator):
         extra = complete_basis(W[kept])[: b - len(kept)]
         self.n_zeros_ = np.concatenate([rounded.n_zeros[kept], np.zeros(len(extra), int)])
         self.exact_ = np.concatenate([passed[kept], np.zeros(len(extra), bool)])
-        D = xp.take(rounded.directions, xp.asarray(kept, device=device(fg.L)), axis=0)
+        D = xp.take(rounded.directions, xp.asarray(kept, dtype=xp.int64, device=device(fg.L)), axis=0)
         D = xp.concat([D, xp.asarray(extra, dtype=D.dtype, device=device(D))], axis=0)
         return fg.with_directions(D, self.n_zeros_, self.exact_)
 
@@ -140,6 +140,7 @@ class InversionResult:
     batch_size : int, b (given or estimated from the singular values)
     grad_Z : (m, b) recovered dL/dZ
     n_zeros : (b,) exact zeros of each recovered column
+    solver : the direction search used
     time : seconds
     """
 
@@ -149,6 +150,7 @@ class InversionResult:
     batch_size: int
     grad_Z: object
     n_zeros: np.ndarray
+    solver: str
     time: float
     pipeline: Pipeline
 
@@ -171,5 +173,5 @@ def invert_layer(grad_W, grad_b, *, batch_size=None, solver=None, weight=None, b
     X = pipe.fit_transform(stack_gradient(grad_W, grad_b))
     rec = pipe.named_steps["reconstruct"]
     return InversionResult(inputs=X, exact=rec.exact_, sparse=rec.sparse_, batch_size=pipe.named_steps["factorize"].batch_size_,
-                           grad_Z=rec.grad_Z_, n_zeros=pipe.named_steps["rounding"].n_zeros_,
+                           grad_Z=rec.grad_Z_, n_zeros=pipe.named_steps["rounding"].n_zeros_, solver=solver,
                            time=time.perf_counter() - start, pipeline=pipe)

@@ -53,6 +53,12 @@ class Victim:
     def batch_size(self):
         return self.inputs.shape[0]
 
+    def knowledge(self):
+        """What the honest-but-curious server knows besides the gradient, as keyword arguments of
+        :func:`gradinv.invert_layer`: the layer's weight and bias, and the classifier fed by its ReLU."""
+        return dict(weight=self.layer.weight.detach(), bias=self.layer.bias.detach(),
+                    next_weight=self.model[-1].weight.detach())
+
 
 def make_mlp(n_in, width, n_classes=10):
     """Linear(n_in, width) → ReLU → Linear(width, n_classes); the attacked layer is "0"."""

@@ -171,7 +171,7 @@ class SparselyUsedDictionaryLearning(TransformerMixin, BaseEstimator):
             n_zeros = np.concatenate([n_zeros, np.zeros(len(extra), dtype=int)])
             exact = np.concatenate([exact, np.zeros(len(extra), dtype=bool)])
             kept = kept + list(range(W.shape[0] - len(extra), W.shape[0]))
-        W = xp.take(W, xp.asarray(kept, device=device(W)), axis=0)
+        W = xp.take(W, xp.asarray(kept, dtype=xp.int64, device=device(W)), axis=0)
         unmixing = W @ white.P.T
         components = xp.linalg.inv(unmixing).T
         # unit-norm atoms, largest entry positive: rescale atom i by 1/s_i, its code by s_i

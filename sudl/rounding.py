@@ -155,6 +155,8 @@ def round_directions(
     active = norms > zero_tol * xp.max(norms)
     active_idx = np.flatnonzero(to_numpy(active))
 
+    if W.shape[0] == 0:
+        return RoundingResult(directions=W, n_zeros=np.zeros(0, dtype=int), exact=np.zeros(0, dtype=bool))
     W = W / xp.linalg.vector_norm(W, axis=1, keepdims=True)
     if n_irls:
         W = _irls(Y_white, W, n_irls)

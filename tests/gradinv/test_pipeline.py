@@ -1,0 +1,115 @@
+import numpy as np
+import pytest
+import torch
+from sklearn.pipeline import Pipeline
+
+from gradinv import GradientError, invert_layer, make_spear_pipeline, make_victim, stack_gradient
+from gradinv.metrics import evaluate
+
+
+def test_pipeline_has_named_steps_and_fit_transform_returns_batch(ru10):
+    pipe = make_spear_pipeline(random_state=0)
+    assert isinstance(pipe, Pipeline)
+    assert list(pipe.named_steps) == ["factorize", "sudl", "rounding", "reconstruct"]
+    X = pipe.fit_transform(stack_gradient(ru10.grad_W.numpy(), ru10.grad_b.numpy()))
+    assert X.shape == tuple(ru10.inputs.shape)
+    assert evaluate(ru10.inputs.numpy(), X, np.ones(10, bool))["exact"] == 10
+    assert pipe.named_steps["factorize"].batch_size_ == 10  # estimated from the rank gap
+
+
+def test_random_upstream_exact_and_certified_torch_in_torch_out(ru10):
+    res = invert_layer(ru10.grad_W, ru10.grad_b, solver="logcosh", random_state=0,
+                       weight=ru10.layer.weight.detach(), bias=ru10.layer.bias.detach())
+    assert isinstance(res.inputs, torch.Tensor)
+    ev = evaluate(ru10.inputs, res.inputs, res.exact)
+    assert ev["exact"] == 10 and ev["certified"] == 10 and ev["false_certificates"] == 0
+
+
+def test_without_weights_nothing_is_certified(ru10):
+    res = invert_layer(ru10.grad_W.numpy(), ru10.grad_b.numpy(), solver="logcosh", random_state=0)
+    assert not res.exact.any() and res.sparse.all()
+
+
+def test_cross_entropy_b20_informed_float64(ce20):
+    """Issue 4: cross-entropy client, standardised 32x32x3 crops, m=1000, b=20: >= 90% exact and certified."""
+    res = invert_layer(ce20.grad_W.numpy(), ce20.grad_b.numpy(), random_state=0, **ce20.knowledge())
+    ev = evaluate(ce20.inputs.numpy(), res.inputs, res.exact)
+    assert ev["exact"] >= 18 and ev["certified"] >= 18 and ev["false_certificates"] == 0
+
+
+def test_cross_entropy_b20_informed_float32():
+    """Issue 4: the same straight from a float32 PyTorch client, relative error <= 1e-4."""
+    v = make_victim("cross_entropy", batch_size=20, width=1000, random_state=1, dtype=torch.float32)
+    res = invert_layer(v.grad_W, v.grad_b, random_state=0, **v.knowledge())
+    assert res.inputs.dtype == torch.float32
+    ev = evaluate(v.inputs, res.inputs, res.exact, dtype="float32")
+    assert ev["exact"] >= 18 and ev["certified"] >= 18 and ev["false_certificates"] == 0
+
+
+def test_spear_baseline_b10():
+    v = make_victim("cross_entropy", batch_size=10, width=500, random_state=2)
+    res = invert_layer(v.grad_W.numpy(), v.grad_b.numpy(), solver="spear", random_state=0, max_time=60,
+                       weight=v.layer.weight.detach().numpy(), bias=v.layer.bias.detach().numpy())
+    ev = evaluate(v.inputs.numpy(), res.inputs, res.exact)
+    assert ev["exact"] == 10 and ev["certified"] == 10
+
+
+def test_gradient_only_solver_fails_honestly_on_cross_entropy(ce20):
+    """The continuous SUDL solvers find spurious sparse combinations here; they must not be certified."""
+    res = invert_layer(ce20.grad_W.numpy(), ce20.grad_b.numpy(), solver="logcosh", random_state=0,
+                       weight=ce20.layer.weight.detach(), bias=ce20.layer.bias.detach())
+    assert evaluate(ce20.inputs.numpy(), res.inputs, res.exact)["false_certificates"] == 0
+
+
+@pytest.mark.parametrize("perturb", ["noise", "drop_rows", "scale_columns"])
+def test_perturbed_gradients_get_no_false_certificate(ce20, perturb):
+    rng = np.random.default_rng(0)
+    gW, gb = ce20.grad_W.numpy().copy(), ce20.grad_b.numpy().copy()
+    if perturb == "noise":
+        gW += 1e-6 * np.abs(gW).max() * rng.standard_normal(gW.shape)
+    elif perturb == "drop_rows":
+        gW[rng.choice(len(gW), 50, replace=False)] = 0.0
+    else:  # a different client's gradient scaled per input column: no longer rank b with exact zeros
+        gW *= rng.uniform(0.5, 2.0, size=gW.shape[1])
+    res = invert_layer(gW, gb, batch_size=20, random_state=0, max_time=10, **ce20.knowledge())
+    ev = evaluate(ce20.inputs.numpy(), res.inputs, res.exact)
+    assert ev["false_certificates"] == 0
+
+
+@pytest.mark.parametrize(
+    "grad_W, grad_b, kwargs, message",
+    [
+        (np.ones(5), np.ones(5), {}, "2-D"),
+        (np.ones((5, 4)), np.ones(4), {}, "grad_b must have shape"),
+        (np.zeros((6, 4)), np.zeros(6), {}, "zero"),
+        (np.full((6, 4), np.nan), np.ones(6), {}, "NaN"),
+        (np.random.default_rng(0).normal(size=(6, 4)), np.ones(6), {"batch_size": 5}, "b <= min"),
+        (np.random.default_rng(0).normal(size=(6, 4)), np.ones(6), {}, "rank gap"),
+        (np.ones((6, 4), complex), np.ones(6), {}, "Complex"),
+    ],
+)
+def test_bad_gradients_raise(grad_W, grad_b, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        invert_layer(grad_W, grad_b, **kwargs)
+
+
+def test_duplicate_inputs_are_reported(ru10):
+    """Two identical samples make dL/dW rank b-1: asking for b must fail with a rank message."""
+    m = ru10.grad_Z.shape[0]
+    X = ru10.inputs.numpy().copy()
+    X[1] = X[0]
+    G = ru10.grad_Z.numpy()
+    with pytest.raises(GradientError, match="numerical rank"):
+        invert_layer(G @ X, G.sum(1), batch_size=10)
+    assert invert_layer(G @ X, G.sum(1)).batch_size == 9 and m == 300
+
+
+def test_informed_needs_the_weights(ru10):
+    with pytest.raises(ValueError, match="needs the layer's weight"):
+        invert_layer(ru10.grad_W.numpy(), ru10.grad_b.numpy(), solver="informed")
+
+
+def test_same_seed_same_output(ru10):
+    a = invert_layer(ru10.grad_W.numpy(), ru10.grad_b.numpy(), random_state=5).inputs
+    b = invert_layer(ru10.grad_W.numpy(), ru10.grad_b.numpy(), random_state=5).inputs
+    assert np.array_equal(a, b)
