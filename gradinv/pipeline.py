@@ -66,7 +66,7 @@ class SparseDirections(TransformerMixin, BaseEstimator):
 class ExactRounding(TransformerMixin, BaseEstimator):
     """Pipeline step: make directions exact, filter by exact-zero count, select b greedily.
 
-    Each direction is rounded (:func:`sudl.rounding.round_directions`); those whose column has
+    Each direction not yet exact is rounded (:func:`sudl.rounding.round_directions`); those whose column has
     at least ``min_zero_fraction``·m' exact zeros pass the sparsity filter; b linearly independent
     ones are kept, most exact zeros first.  If fewer than b pass, the rest is filled with the
     best remaining directions and then by the orthogonal complement of those kept, marked not exact.
@@ -84,8 +84,15 @@ class ExactRounding(TransformerMixin, BaseEstimator):
     def fit_transform(self, fg, y=None):
         xp = array_namespace(fg.L)
         m, b = fg.L.shape
-        rounded = round_directions(fg.L * float(m) ** 0.5, fg.directions, random_state=self.random_state,
-                                   n_samples=self.n_samples, zero_tol=fg.zero_tol)
+        # directions a search already made exact are kept as they are (rounding could move them)
+        done = np.asarray(fg.exact, dtype=bool)
+        todo = xp.asarray(np.flatnonzero(~done), dtype=xp.int64, device=device(fg.L))
+        rounded = round_directions(fg.L * float(m) ** 0.5, xp.take(fg.directions, todo, axis=0),
+                                   random_state=self.random_state, n_samples=self.n_samples, zero_tol=fg.zero_tol)
+        keep = xp.asarray(np.flatnonzero(done), dtype=xp.int64, device=device(fg.L))
+        rounded.directions = xp.concat([xp.take(fg.directions, keep, axis=0), rounded.directions], axis=0)
+        rounded.n_zeros = np.concatenate([np.asarray(fg.n_zeros)[done], rounded.n_zeros]).astype(int)
+        rounded.exact = np.concatenate([np.ones(int(done.sum()), bool), rounded.exact])
         passed = rounded.exact & (rounded.n_zeros >= self.min_zero_fraction * m)
         W = to_numpy(rounded.directions)
         kept = select_independent(W, rounded.n_zeros + passed * m)

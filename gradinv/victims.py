@@ -55,9 +55,12 @@ class Victim:
 
     def knowledge(self):
         """What the honest-but-curious server knows besides the gradient, as keyword arguments of
-        :func:`gradinv.invert_layer`: the layer's weight and bias, and the classifier fed by its ReLU."""
-        return dict(weight=self.layer.weight.detach(), bias=self.layer.bias.detach(),
-                    next_weight=self.model[-1].weight.detach())
+        :func:`gradinv.invert_layer`: the layer's weight and bias, and the classifier fed by its ReLU
+        (omitted for "random_upstream", whose loss does not pass through that classifier)."""
+        known = dict(weight=self.layer.weight.detach(), bias=self.layer.bias.detach())
+        if self.kind != "random_upstream":
+            known["next_weight"] = self.model[-1].weight.detach()
+        return known
 
 
 def make_mlp(n_in, width, n_classes=10):

@@ -1,0 +1,130 @@
+"""The method's conditions as properties (Hypothesis): where they hold the identities hold; where
+they fail the library says which one."""
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from gradinv import GradientError, GradientFactorization, invert_layer, stack_gradient
+from gradinv.reconstruct import reconstruct_inputs
+from sudl.rounding import count_zeros, kernel_direction
+
+
+@st.composite
+def layers(draw, max_b=6):
+    """A linear+ReLU layer and batch: dL/dZ = upstream ⊙ [W X + bias > 0], dL/dW = dL/dZ Xᵀ."""
+    b = draw(st.integers(1, max_b))
+    n = draw(st.integers(b + 2, b + 8))  # n = b would be full rank: no rank gap to read b from
+    m = draw(st.integers(8 * b + 10, 8 * b + 60))
+    seed = draw(st.integers(0, 2**31 - 1))
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(b, n))
+    W = rng.normal(size=(m, n)) / np.sqrt(n)
+    bias = rng.normal(scale=0.1, size=m)
+    G = rng.normal(size=(m, b)) * (X @ W.T + bias > 0).T
+    return dict(X=X, W=W, bias=bias, G=G, grad_W=G @ X, grad_b=G.sum(1), b=b, n=n, m=m)
+
+
+def full_rank(layer):
+    return np.linalg.matrix_rank(layer["G"]) == layer["b"] and np.linalg.matrix_rank(layer["X"]) == layer["b"]
+
+
+@given(layers())
+def test_factorisation_identities(layer):
+    """rank dL/dW = b; dL/dZ = L Q with Q = Lᵀ dL/dZ invertible; X = Q⁻¹ R."""
+    assume(full_rank(layer))
+    fg = GradientFactorization().fit_transform(stack_gradient(layer["grad_W"], layer["grad_b"]))
+    assert fg.batch_size == layer["b"]
+    G = layer["G"][fg.rows]
+    Q = fg.L.T @ G
+    np.testing.assert_allclose(fg.L @ Q, G, atol=1e-9 * np.abs(G).max())
+    np.testing.assert_allclose(np.linalg.solve(Q, fg.R), layer["X"], atol=1e-7 * np.abs(layer["X"]).max())
+
+
+@given(layers(), st.data())
+def test_kernel_direction_lemma(layer, data):
+    """Any b−1 zero rows of a column of dL/dZ (in general position) fix that column up to scale."""
+    assume(full_rank(layer) and layer["b"] > 1)
+    fg = GradientFactorization().fit_transform(stack_gradient(layer["grad_W"], layer["grad_b"]))
+    G = layer["G"][fg.rows]
+    j = data.draw(st.integers(0, layer["b"] - 1))
+    zeros = np.flatnonzero(G[:, j] == 0)
+    assume(len(zeros) >= layer["b"] - 1)
+    rows = data.draw(st.permutations(zeros.tolist()))[: layer["b"] - 1]
+    Lsub = fg.L[rows]
+    assume(np.linalg.svd(Lsub, compute_uv=False)[-1] > 1e-6)  # general position
+    q = kernel_direction(Lsub)
+    g = fg.L @ q
+    cos = abs(g @ G[:, j]) / (np.linalg.norm(g) * np.linalg.norm(G[:, j]))
+    assert cos > 1 - 1e-9
+    assert count_zeros((fg.L @ q)[:, None], 1e-9)[0] >= np.sum(G[:, j] == 0)
+
+
+@given(layers(), st.integers(0, 2**31 - 1))
+def test_scale_and_sign_from_bias_gradient(layer, seed):
+    """Columns known only up to scale and sign: dL/db fixes them, and X follows exactly."""
+    assume(full_rank(layer))
+    fg = GradientFactorization().fit_transform(stack_gradient(layer["grad_W"], layer["grad_b"]))
+    Q = fg.L.T @ layer["G"][fg.rows]
+    rng = np.random.default_rng(seed)
+    scrambled = Q * rng.uniform(0.1, 10, layer["b"]) * rng.choice([-1, 1], layer["b"])
+    assume(np.all(np.abs(np.linalg.solve(scrambled, fg.L.T @ fg.grad_b)) > 1e-8))
+    X, s, G = reconstruct_inputs(fg.with_directions(scrambled.T, np.zeros(layer["b"]), np.ones(layer["b"], bool)))
+    np.testing.assert_allclose(X, layer["X"], atol=1e-7 * np.abs(layer["X"]).max())
+
+
+def relative_errors(X_true, X_hat):
+    """Error of each reconstructed row against its nearest true input."""
+    D = np.linalg.norm(X_hat[:, None] - X_true[None], axis=2)
+    return D.min(axis=1) / np.linalg.norm(X_true, axis=1)[D.argmin(axis=1)]
+
+
+@given(layers(max_b=4))
+def test_end_to_end_exact_with_spear(layer):
+    """Where the conditions hold, SPEAR's search plus reconstruction is exact, and certified."""
+    assume(full_rank(layer))
+    G = layer["G"][np.any(layer["G"] != 0, axis=1)]  # neurons active for some sample
+    assume(np.all((G == 0).sum(0) >= 0.3 * len(G)))  # every column sparse enough for the sparsity filter
+    res = invert_layer(layer["grad_W"], layer["grad_b"], solver="spear", weight=layer["W"], bias=layer["bias"],
+                       random_state=0, max_time=10)
+    err = relative_errors(layer["X"], res.inputs)
+    assert np.all(err[res.exact] <= 1e-6)  # never a false certificate
+    assert res.exact.all()
+
+
+@given(layers())
+def test_more_samples_than_inputs_is_refused(layer):
+    """b > n: the gradient cannot have rank b; asking for b is an error naming the condition."""
+    n = layer["n"]
+    with pytest.raises(GradientError, match="b <= min"):
+        invert_layer(layer["grad_W"], layer["grad_b"], batch_size=n + 1)
+
+
+@given(layers())
+def test_duplicate_samples_are_detected(layer):
+    """Two identical inputs: rank b − 1, so b cannot be used; the estimate says b − 1."""
+    assume(layer["b"] >= 2 and full_rank(layer))
+    X = layer["X"].copy()
+    X[1] = X[0]
+    gW = layer["G"] @ X
+    with pytest.raises(GradientError, match="numerical rank"):
+        invert_layer(gW, layer["grad_b"], batch_size=layer["b"])
+
+
+@given(layers(max_b=4))
+def test_column_with_too_few_zeros_is_not_certified(layer):
+    """A dense column of dL/dZ (fewer than b−1 zeros) is not identified: no sample whose input depends
+    on it may be certified, i.e. every sample except its own (x_0 = dL/dWᵀy / yᵀdL/db needs only the others)."""
+    assume(full_rank(layer) and layer["b"] >= 2)
+    G = layer["G"].copy()
+    G[:, 0] = np.random.default_rng(0).normal(size=layer["m"])
+    res = invert_layer(G @ layer["X"], G.sum(1), solver="spear", weight=layer["W"], bias=layer["bias"],
+                       random_state=0, max_time=2)
+    err = relative_errors(layer["X"], res.inputs)
+    assert np.all(err[res.exact] <= 1e-6)
+
+
+def test_rank_zero_gradient():
+    with pytest.raises(GradientError, match="zero"):
+        invert_layer(np.zeros((10, 5)), np.zeros(10))
