@@ -1,0 +1,181 @@
+"""Frontier benchmark: exact-recovery fraction vs batch size per victim, width and solver.
+
+For each (victim kind, width m, batch size b, seed) it builds the client (``gradinv.make_victim``,
+float64), then on the same gradient measures: one SVD of dL/dW, the attack (``invert_layer``
+with the solver that applies: "informed" where the loss passes through the classifier, else
+"logcosh"), and, for b ≤ ``--spear-max-b``, SPEAR's sampling baseline within ``--spear-max-time``.
+Reported per row: exact fraction (relative error ≤ 1e-6), certified fraction, false
+certificates, mean PSNR, wall time, peak resident memory above the baseline (sampled every
+20 ms), the attack/SVD time ratio and the speed-up over SPEAR.  Writes JSON, a Markdown table
+and a PNG plot (exact fraction vs b, a line per victim and solver).
+
+    python benchmarks/frontier.py                      # the documented grid (long)
+    python benchmarks/frontier.py --quick              # smoke run (seconds)
+    python benchmarks/frontier.py --device cuda        # torch-CUDA arrays when a GPU exists
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gradinv import invert_layer, make_victim
+from gradinv.metrics import evaluate
+
+
+class PeakMemory:
+    """Peak resident set size (bytes) above the level at entry, sampled by a thread."""
+
+    def __init__(self, interval=0.02):
+        self.interval = interval
+
+    @staticmethod
+    def rss():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _watch(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.rss())
+            time.sleep(self.interval)
+
+    def __enter__(self):
+        self.base = self.peak = self.rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.rss())
+        self.used = self.peak - self.base
+
+
+def solver_for(kind):
+    return "logcosh" if kind == "random_upstream" else "informed"
+
+
+def to_device(a, device):
+    return a if device == "cpu" else a.to(device)
+
+
+def run_one(kind, m, b, seed, args):
+    v = make_victim(kind, batch_size=b, width=m, random_state=seed)
+    gW, gb = to_device(v.grad_W, args.device), to_device(v.grad_b, args.device)
+    knowledge = {k: to_device(t, args.device) for k, t in v.knowledge().items()}
+    t0 = time.perf_counter()
+    torch.linalg.svd(gW, full_matrices=False)
+    t_svd = time.perf_counter() - t0
+    solver = solver_for(kind)
+    with PeakMemory() as mem:
+        res = invert_layer(gW, gb, solver=solver, random_state=seed, max_time=args.max_time, **knowledge)
+    ev = evaluate(v.inputs, res.inputs, res.exact)
+    row = dict(victim=kind, m=m, b=b, seed=seed, solver=solver, exact=ev["exact"] / b, certified=ev["certified"] / b,
+               false_certificates=ev["false_certificates"], psnr=ev["psnr"], time=res.time, svd_time=t_svd,
+               time_over_svd=res.time / t_svd, peak_mem_mb=mem.used / 2**20,
+               grad_mb=gW.numel() * gW.element_size() / 2**20)
+    if b <= args.spear_max_b:
+        sp = invert_layer(gW, gb, solver="spear", random_state=seed, max_time=args.spear_max_time,
+                          weight=knowledge["weight"], bias=knowledge["bias"])
+        ev_sp = evaluate(v.inputs, sp.inputs, sp.exact)
+        row.update(spear_exact=ev_sp["exact"] / b, spear_time=sp.time,
+                   spear_finished=bool(sp.time < args.spear_max_time), speedup_over_spear=sp.time / res.time)
+    return row
+
+
+def growth_exponents(rows):
+    """Fitted slope of log(time) against log(b) per (victim, m, solver), over rows with full recovery."""
+    out = {}
+    for key in {(r["victim"], r["m"], r["solver"]) for r in rows}:
+        pts = [(r["b"], r["time"]) for r in rows if (r["victim"], r["m"], r["solver"]) == key and r["exact"] >= 0.9]
+        if len({b for b, _ in pts}) >= 2:
+            x, y = np.log([p[0] for p in pts]), np.log([p[1] for p in pts])
+            out["/".join(map(str, key))] = float(np.polyfit(x, y, 1)[0])
+    return out
+
+
+def markdown(rows, exponents, header):
+    cols = ["victim", "m", "b", "seed", "solver", "exact", "certified", "false_certificates", "psnr", "time",
+            "svd_time", "time_over_svd", "peak_mem_mb", "grad_mb", "spear_exact", "spear_time", "speedup_over_spear"]
+    lines = [header, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = r.get(c, "")
+            cells.append(f"{v:.3g}" if isinstance(v, float) else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Growth exponent of the attack's time in b (fit over rows with ≥ 90% exact):", ""]
+    lines += [f"- {k}: {v:.2f}" for k, v in sorted(exponents.items())] or ["- (not enough rows)"]
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in sorted({(r["victim"], r["m"], r["solver"]) for r in rows}):
+        pts = sorted((r["b"], r["exact"]) for r in rows if (r["victim"], r["m"], r["solver"]) == key)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{key[0]}, m={key[1]}, {key[2]}")
+    spear = sorted((r["b"], r["spear_exact"]) for r in rows if "spear_exact" in r and r["victim"] == "cross_entropy")
+    if spear:
+        ax.plot([p[0] for p in spear], [p[1] for p in spear], "k--", marker="x", label="cross_entropy, SPEAR (bounded)")
+    ax.set_xlabel("batch size b")
+    ax.set_ylabel("fraction of samples exact")
+    ax.set_ylim(-0.05, 1.05)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--victims", nargs="+", default=["cross_entropy", "cross_entropy_raw", "trained", "random_upstream"])
+    p.add_argument("--widths", nargs="+", type=int, default=[1000])
+    p.add_argument("--batch-sizes", nargs="+", type=int, default=[10, 20, 50, 100])
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--max-time", type=float, default=300.0, help="bound of one attack, seconds")
+    p.add_argument("--spear-max-b", type=int, default=20)
+    p.add_argument("--spear-max-time", type=float, default=120.0)
+    p.add_argument("--device", default="cpu", help="cpu, or cuda (torch-CUDA arrays) when a GPU exists")
+    p.add_argument("--out", type=Path, default=Path("docs/frontier"), help="output prefix (.json, .md, .png)")
+    p.add_argument("--quick", action="store_true", help="tiny smoke run")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.victims, args.widths, args.batch_sizes = ["random_upstream", "cross_entropy"], [200], [4, 6]
+        args.max_time, args.spear_max_b, args.spear_max_time = 20.0, 6, 10.0
+    torch.set_default_dtype(torch.float64)
+    rows = []
+    for kind in args.victims:
+        for m in args.widths:
+            for b in args.batch_sizes:
+                for seed in range(args.seeds):
+                    row = run_one(kind, m, b, seed, args)
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+    exps = growth_exponents(rows)
+    header = (f"Frontier benchmark, {datetime.date.today()}, {platform.machine()}, {os.cpu_count()} cores, "
+              f"device {args.device}, torch {torch.__version__}, float64.\n\nCommand: `python benchmarks/frontier.py "
+              + " ".join(argv if argv is not None else os.sys.argv[1:]) + "`")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps({"rows": rows, "growth_exponents": exps}, indent=1))
+    args.out.with_suffix(".md").write_text(markdown(rows, exps, header))
+    plot(rows, args.out.with_suffix(".png"))
+    print(markdown(rows, exps, header))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

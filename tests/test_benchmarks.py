@@ -1,0 +1,23 @@
+"""Smoke runs of the benchmark scripts (benchmarks are not tests: only that they run and report)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_frontier_quick(tmp_path):
+    rows = load("frontier").main(["--quick", "--out", str(tmp_path / "f")])
+    assert {r["victim"] for r in rows} == {"random_upstream", "cross_entropy"}
+    assert all(r["false_certificates"] == 0 for r in rows)
+    data = json.loads((tmp_path / "f.json").read_text())
+    assert len(data["rows"]) == len(rows)
+    assert (tmp_path / "f.png").stat().st_size > 0 and "| victim |" in (tmp_path / "f.md").read_text()
