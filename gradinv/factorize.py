@@ -15,13 +15,14 @@ precision (:data:`ZERO_TOL`).
 
 ZERO_TOL = {"float64": 1e-9, "float32": 1e-5}
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
 
 from sudl._array_api import array_namespace, device, eps, to_numpy
 from sudl._validation import check_matrix
+
+from ._step import GradientStep
 
 
 class GradientError(ValueError):
@@ -48,15 +49,16 @@ class FactorizedGradient:
     directions: object = None
     n_zeros: np.ndarray = None
     exact: np.ndarray = None
-    extras: dict = field(default_factory=dict)
 
     @property
     def batch_size(self):
         return self.L.shape[1]
 
-    def with_directions(self, directions, n_zeros, exact, **extras):
-        return replace(self, directions=directions, n_zeros=np.asarray(n_zeros), exact=np.asarray(exact),
-                       extras={**self.extras, **extras})
+    def with_directions(self, directions, n_zeros, exact):
+        """A copy carrying candidate directions (rows; any array, moved to L's namespace and device)."""
+        xp = array_namespace(self.L)
+        directions = xp.asarray(directions, dtype=self.L.dtype, device=device(self.L))
+        return replace(self, directions=directions, n_zeros=np.asarray(n_zeros), exact=np.asarray(exact))
 
 
 def stack_gradient(grad_W, grad_b):
@@ -92,7 +94,7 @@ def estimate_batch_size(singular_values, *, min_gap=1e2):
     return int(np.argmax(ratios)) + 1
 
 
-class GradientFactorization(TransformerMixin, BaseEstimator):
+class GradientFactorization(GradientStep):
     """dL/dW = L R by thin SVD; batch size b from the rank gap unless given.
 
     Parameters
@@ -113,18 +115,7 @@ class GradientFactorization(TransformerMixin, BaseEstimator):
         self.batch_size = batch_size
         self.drop_dead_rows = drop_dead_rows
 
-    def fit(self, grad, y=None):
-        self.fit_transform(grad)
-        return self
-
     def fit_transform(self, grad, y=None):
-        out = self.transform(grad)
-        self.batch_size_ = out.batch_size
-        self.singular_values_ = out.singular_values
-        self.rows_ = out.rows
-        return out
-
-    def transform(self, grad):
         grad = check_matrix(grad, name="grad", min_features=2)
         xp = array_namespace(grad)
         source_dtype = grad.dtype
@@ -155,6 +146,7 @@ class GradientFactorization(TransformerMixin, BaseEstimator):
         idx = xp.asarray(rows, dtype=xp.int64, device=device(grad))
         L = xp.take(U[:, :b], idx, axis=0)
         R = S[:b, None] * Vh[:b, :]
+        self.batch_size_, self.singular_values_, self.rows_ = b, s, rows
         return FactorizedGradient(L=L, R=R, grad_b=xp.take(grad_b, idx, axis=0), rows=rows, n_neurons=m,
                                   singular_values=s, zero_tol=zero_tol, source_dtype=source_dtype)
 

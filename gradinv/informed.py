@@ -34,13 +34,13 @@ import time
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from tqdm.auto import tqdm
 
 from sudl import complete_basis
-from sudl._array_api import array_namespace, device, to_numpy
+from sudl._array_api import to_numpy
 
+from ._step import GradientStep
 from .factorize import GradientError
 
 
@@ -206,7 +206,7 @@ def informed_search(L, R, weight, bias, next_weight, *, random_state=None, max_t
     return Q, np.asarray(found_z, dtype=int)
 
 
-class InformedSearch(TransformerMixin, BaseEstimator):
+class InformedSearch(GradientStep):
     """Pipeline step (``solver="informed"``): :func:`informed_search` with the server's knowledge.
 
     Parameters
@@ -228,10 +228,6 @@ class InformedSearch(TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    def fit(self, fg, y=None):
-        self.fit_transform(fg)
-        return self
-
     def fit_transform(self, fg, y=None):
         if self.weight is None or self.bias is None or self.next_weight is None:
             raise GradientError("solver='informed' needs the layer's weight and bias and the next layer's weight")
@@ -244,10 +240,5 @@ class InformedSearch(TransformerMixin, BaseEstimator):
                                    random_state=self.random_state, max_time=self.max_time,
                                    input_norm=self.input_norm, min_zero_fraction=self.min_zero_fraction,
                                    zero_tol=fg.zero_tol, progress=bool(self.verbose))
-        xp = array_namespace(fg.L)
         self.n_found_ = Q.shape[0]
-        D = xp.asarray(Q, dtype=fg.L.dtype, device=device(fg.L))
-        return fg.with_directions(D, zeros, np.ones(len(zeros), bool))
-
-    def transform(self, fg):
-        return self.fit_transform(fg)
+        return fg.with_directions(Q, zeros, np.ones(len(zeros), bool))

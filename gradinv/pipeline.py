@@ -15,13 +15,14 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
 from sudl import SparselyUsedDictionaryLearning, complete_basis, select_independent
 from sudl._array_api import array_namespace, device, to_numpy
 from sudl.rounding import round_directions
 
+from ._step import GradientStep
 from .factorize import GradientFactorization, stack_gradient
 from .reconstruct import InputReconstruction
 from .informed import InformedSearch
@@ -40,7 +41,7 @@ def default_learner(solver="logcosh", random_state=None):
                                           random_state=random_state)
 
 
-class SparseDirections(TransformerMixin, BaseEstimator):
+class SparseDirections(GradientStep):
     """Pipeline step: approximate directions q with L q sparse, from a ``sudl`` estimator fitted on L.
 
     L (m' × b) is the data (samples = neurons, features = b); code = L @ unmixing_.T, so the
@@ -50,20 +51,13 @@ class SparseDirections(TransformerMixin, BaseEstimator):
     def __init__(self, learner=None):
         self.learner = learner
 
-    def fit(self, fg, y=None):
-        self.fit_transform(fg)
-        return self
-
     def fit_transform(self, fg, y=None):
         self.learner_ = clone(self.learner if self.learner is not None else default_learner())
         self.learner_.fit(fg.L)
         return fg.with_directions(self.learner_.unmixing_, self.learner_.n_zeros_, self.learner_.exact_)
 
-    def transform(self, fg):
-        return self.fit_transform(fg)
 
-
-class ExactRounding(TransformerMixin, BaseEstimator):
+class ExactRounding(GradientStep):
     """Pipeline step: make directions exact, filter by exact-zero count, select b greedily.
 
     Each direction not yet exact is rounded (:func:`sudl.rounding.round_directions`); those whose column has
@@ -76,10 +70,6 @@ class ExactRounding(TransformerMixin, BaseEstimator):
         self.min_zero_fraction = min_zero_fraction
         self.n_samples = n_samples
         self.random_state = random_state
-
-    def fit(self, fg, y=None):
-        self.fit_transform(fg)
-        return self
 
     def fit_transform(self, fg, y=None):
         xp = array_namespace(fg.L)
@@ -103,9 +93,6 @@ class ExactRounding(TransformerMixin, BaseEstimator):
         D = xp.take(rounded.directions, xp.asarray(kept, dtype=xp.int64, device=device(fg.L)), axis=0)
         D = xp.concat([D, xp.asarray(extra, dtype=D.dtype, device=device(D))], axis=0)
         return fg.with_directions(D, self.n_zeros_, self.exact_)
-
-    def transform(self, fg):
-        return self.fit_transform(fg)
 
 
 def make_spear_pipeline(*, solver="logcosh", batch_size=None, random_state=None, max_time=60.0,

@@ -6,10 +6,10 @@ Then Q = Q̂ diag(s) and X = Q⁻¹ R holds the inputs, one per row (Xᵀ in the
 """
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
 
 from sudl._array_api import array_namespace, device, to_numpy
 
+from ._step import GradientStep
 from .certificate import relu_consistent, zero_set_is_robust
 from .factorize import GradientError
 
@@ -36,7 +36,7 @@ def scatter_rows(A, rows, n_rows):
     return xp.take(padded, xp.asarray(position, device=device(A)), axis=0)
 
 
-class InputReconstruction(TransformerMixin, BaseEstimator):
+class InputReconstruction(GradientStep):
     """Last step of the pipeline: fit_transform(factorized gradient) → X (b × n).
 
     Attributes
@@ -63,10 +63,6 @@ class InputReconstruction(TransformerMixin, BaseEstimator):
         self.weight = weight
         self.bias = bias
 
-    def fit(self, fg, y=None):
-        self.fit_transform(fg)
-        return self
-
     def fit_transform(self, fg, y=None):
         X, s, G = reconstruct_inputs(fg)
         xp = array_namespace(X)
@@ -88,7 +84,3 @@ class InputReconstruction(TransformerMixin, BaseEstimator):
         self.exact_ = (n_bad - ~column_ok) == 0
         return X
         return X
-
-    def transform(self, fg):
-        X = reconstruct_inputs(fg)[0]
-        return array_namespace(X).astype(X, fg.source_dtype) if fg.source_dtype is not None else X

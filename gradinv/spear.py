@@ -11,13 +11,14 @@ QR per ``batch`` subsets; the search stops at ``max_time`` seconds or ``max_prop
 import time
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from tqdm.auto import tqdm
 
 from sudl import select_independent
 from sudl._array_api import array_namespace, device, to_numpy
 from sudl.rounding import count_zeros, default_zero_tol, kernel_direction
+
+from ._step import GradientStep
 
 
 def spear_search(L, *, random_state=None, max_time=60.0, max_proposals=10**8, batch=4096,
@@ -55,7 +56,7 @@ def spear_search(L, *, random_state=None, max_time=60.0, max_proposals=10**8, ba
     return found, zeros, n_prop
 
 
-class SpearSearch(TransformerMixin, BaseEstimator):
+class SpearSearch(GradientStep):
     """Pipeline step: SPEAR's sampling search for exact directions (replaces SUDL + rounding).
 
     Attributes: ``n_proposals_`` (sampled subsets), ``directions_`` (candidates passing the filter).
@@ -70,10 +71,6 @@ class SpearSearch(TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    def fit(self, fg, y=None):
-        self.fit_transform(fg)
-        return self
-
     def fit_transform(self, fg, y=None):
         found, zeros, n_prop = spear_search(
             fg.L, random_state=self.random_state, max_time=self.max_time, max_proposals=self.max_proposals,
@@ -81,9 +78,4 @@ class SpearSearch(TransformerMixin, BaseEstimator):
             progress=bool(self.verbose))
         self.n_proposals_ = n_prop
         self.directions_ = found
-        xp = array_namespace(fg.L)
-        D = xp.asarray(found, dtype=fg.L.dtype, device=device(fg.L))
-        return fg.with_directions(D, zeros, np.ones(len(zeros), bool))
-
-    def transform(self, fg):
-        return self.fit_transform(fg)
+        return fg.with_directions(found, zeros, np.ones(len(zeros), bool))
