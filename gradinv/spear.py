@@ -22,11 +22,13 @@ from ._step import GradientStep
 
 
 def spear_search(L, *, random_state=None, max_time=60.0, max_proposals=10**8, batch=4096,
-                 min_zero_fraction=0.3, zero_tol=None, progress=False):
+                 min_zero_fraction=0.3, min_hits=2, zero_tol=None, progress=False):
     """Directions q (rows) whose column L q has ≥ ``min_zero_fraction``·m exact zeros.
 
-    Stops as soon as b linearly independent directions pass the filter, or at the bounds.
-    Returns (directions, n_zeros, n_proposals).
+    Proposals that pass the filter are merged when parallel (|cos| > 1 − 1e-9) and counted.  The
+    search stops when b linearly independent directions have each been proposed ``min_hits``
+    times (a true column is re-proposed far more often than a sparse combination of columns,
+    whose zero set is smaller), or at the bounds.  Returns (directions, n_zeros, n_proposals).
     """
     xp = array_namespace(L)
     rng = check_random_state(random_state)
@@ -35,6 +37,7 @@ def spear_search(L, *, random_state=None, max_time=60.0, max_proposals=10**8, ba
     min_zeros = max(b, int(min_zero_fraction * m))
     found = np.zeros((0, b))
     zeros = np.zeros(0, dtype=int)
+    hits = np.zeros(0, dtype=int)
     start, n_prop = time.perf_counter(), 0
     bar = tqdm(total=None, disable=not progress, desc="SPEAR proposals", unit="prop")
     while time.perf_counter() - start < max_time and n_prop < max_proposals:
@@ -45,13 +48,16 @@ def spear_search(L, *, random_state=None, max_time=60.0, max_proposals=10**8, ba
         z = to_numpy(count_zeros(L @ Q.T, zero_tol))
         n_prop += k
         bar.update(k)
-        good = np.flatnonzero(z >= min_zeros)
-        if good.size:
-            cand = to_numpy(Q)[good]
-            found = np.vstack([found, cand])
-            zeros = np.concatenate([zeros, z[good]])
-            if len(select_independent(found, zeros)) == b:
-                break
+        for i in np.flatnonzero(z >= min_zeros):
+            q = to_numpy(Q[i, :])
+            same = np.flatnonzero(np.abs(found @ q) > 1 - 1e-9) if len(found) else []
+            if len(same):
+                hits[same[0]] += 1
+            else:
+                found, zeros, hits = np.vstack([found, q]), np.append(zeros, z[i]), np.append(hits, 1)
+        confirmed = hits >= min_hits
+        if confirmed.sum() >= b and len(select_independent(found[confirmed], zeros[confirmed])) == b:
+            break
     bar.close()
     return found, zeros, n_prop
 
