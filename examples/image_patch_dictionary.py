@@ -1,14 +1,20 @@
 """Learn a complete sparse dictionary from real image patches and save the atoms as a picture.
 
-8×8 patches of scikit-image's ``camera`` image (64 features, 20000 random patches) are fitted
-by ``SparselyUsedDictionaryLearning(random_state=0)``; the 64 atoms (rows of ``components_``)
-are drawn as an 8×8 grid of 8×8 tiles, most exact code zeros first, certified atoms framed
-in red.  Real patches are not an exactly sparse code times a dictionary, so only few atoms
-get a certificate; the script prints what it gets, honestly.
+8×8 patches of scikit-image's ``camera`` image (64 pixels) are fitted by
+``SparselyUsedDictionaryLearning(random_state=0, n_restarts=1)`` and the 64 atoms are drawn as an 8×8 grid of
+8×8 tiles (left panel), next to the same estimator with ``rounding=None``, i.e. the solver's
+approximate atoms before they are made exact (right panel).  Certified atoms are framed in red,
+the DC atom (not learnt, see ``load_patches``) in blue; tiles go from sparsest code (largest
+kurtosis) to densest.  Real patches are not an exactly sparse code times a dictionary, so few
+or no atoms get a certificate: the script prints what it gets, honestly.
 
-RESULT_LINE
+What it shows (10000 patches, 9809 distinct, 2-core VM, one BLAS thread, about 48 s in all): the
+right panel has oriented edge / bar / Gabor-like atoms (condition number 8.8, fit 16 s); the left
+panel, after exact rounding, has noisy, nearly collinear atoms (condition number 258, fit 30 s),
+0/64 atoms certified and 0 % exact zeros in the code — sampling rounding snaps every direction
+onto the kernel of 63 patches, which is meaningless when no exactly sparse direction exists.
 
-Run: ``python examples/image_patch_dictionary.py [--out image_patch_atoms.png]``.
+Run: ``python examples/image_patch_dictionary.py [--out image_patch_atoms.png] [--n-patches 10000]``.
 """
 
 import argparse
@@ -19,72 +25,94 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+from scipy.linalg import null_space  # noqa: E402
 from skimage import data  # noqa: E402
 from sklearn.feature_extraction.image import extract_patches_2d  # noqa: E402
 
 from sudl import SparselyUsedDictionaryLearning  # noqa: E402
 
+SIZE = 8
 
-def load_patches(n_patches=20000, size=8, random_state=0):
-    """Random ``size``×``size`` patches of the camera image as rows of Y (values in [0, 1])."""
+
+def load_patches(n_patches=10000, random_state=0):
+    """Distinct, mean-free camera patches in an orthonormal basis of the mean-free subspace.
+
+    Returns (Y, basis): Y (n × 63) are the coordinates, basis (63 × 64) maps them back to pixels.
+    """
     image = data.camera().astype(np.float64) / 255.0
-    patches = extract_patches_2d(image, (size, size), max_patches=n_patches, random_state=random_state)
-    # No per-patch mean removal: the DC component is dense (every patch uses it), so it could
-    # never be an exactly sparse code, but subtracting each patch's mean would make every row
-    # orthogonal to the all-ones vector, i.e. Y of rank 63 < 64, and a complete 64-atom
-    # dictionary needs full column rank (sudl raises RankDeficientError).  Kept, the DC simply
-    # becomes one dense, uncertified atom.  No centring either: it would destroy exact zeros.
-    return patches.reshape(len(patches), -1)
+    patches = extract_patches_2d(image, (SIZE, SIZE), max_patches=n_patches, random_state=random_state)
+    patches = patches.reshape(len(patches), -1)
+    # Duplicate patches (flat regions of an 8-bit image) must go: a direction vanishing on 63
+    # patches also vanishes on their copies, so it would get more than n exact zeros and a
+    # spurious certificate (with duplicates kept, every atom is "certified" on 63 distinct patches).
+    patches = np.unique(patches, axis=0)
+    # Subtract each patch's mean: the DC component is dense (every patch uses it), it can never
+    # be an exactly sparse code and it dominates the variance.  The mean-free patches span only
+    # the 63-dim complement of the all-ones vector (a 64-atom fit would be rank deficient), so we
+    # learn 63 atoms in an orthonormal basis of it and add the constant DC atom by hand.
+    patches = patches - patches.mean(axis=1, keepdims=True)
+    basis = null_space(np.ones((1, SIZE * SIZE))).T
+    return patches @ basis.T, basis
 
 
-def plot_atoms(components, exact, n_zeros, path, size=8, title=""):
-    order = np.argsort(-np.asarray(n_zeros), kind="stable")
-    k = int(np.ceil(np.sqrt(len(components))))
-    fig, axes = plt.subplots(k, k, figsize=(1.1 * k, 1.1 * k + 0.6))
-    for ax in axes.ravel():
-        ax.set_xticks([])
-        ax.set_yticks([])
-        for spine in ax.spines.values():
-            spine.set_visible(False)
-    for ax, i in zip(axes.ravel(), order):
-        atom = components[i].reshape(size, size)
-        lim = np.abs(atom).max()
-        ax.imshow(atom, cmap="gray", vmin=-lim, vmax=lim, interpolation="nearest")
-        if exact[i]:
-            for spine in ax.spines.values():
-                spine.set_visible(True)
-                spine.set_color("red")
-                spine.set_linewidth(2)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+def kurtosis(code):
+    code = np.asarray(code)
+    return np.mean(code**4, axis=0) / np.mean(code**2, axis=0) ** 2
+
+
+def draw_panel(ax, atoms, exact, order, title):
+    """atoms: (64, 64) pixel atoms, last one the DC; draws an 8×8 mosaic with frames."""
+    k, step = SIZE, SIZE + 1
+    mosaic = np.full((k * step - 1, k * step - 1), np.nan)
+    for pos, i in enumerate(order):
+        r, c = divmod(pos, k)
+        a = atoms[i].reshape(SIZE, SIZE)
+        mosaic[r * step:r * step + SIZE, c * step:c * step + SIZE] = a / np.abs(a).max()
+        colour = "blue" if i == len(atoms) - 1 else ("red" if exact[i] else None)
+        if colour:
+            ax.add_patch(Rectangle((c * step - 0.5, r * step - 0.5), SIZE, SIZE, fill=False, ec=colour, lw=1.5))
+    cmap = plt.get_cmap("gray").copy()
+    cmap.set_bad("white")
+    ax.imshow(mosaic, cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="image_patch_atoms.png", help="PNG of the atoms")
-    parser.add_argument("--n-patches", type=int, default=20000)
+    parser.add_argument("--n-patches", type=int, default=10000, help="random patches drawn (before de-duplication)")
     args = parser.parse_args(argv)
 
-    Y = load_patches(args.n_patches)
-    t0 = time.perf_counter()
-    est = SparselyUsedDictionaryLearning(random_state=0).fit(Y)
-    seconds = time.perf_counter() - t0
-    code = est.transform(Y)
-    certified = float(np.mean(est.exact_))
-    sparsity = float(np.mean(code == 0.0))
-    print(f"patches: {Y.shape[0]} × {Y.shape[1]} (8×8 camera patches)")
-    print(f"fit time: {seconds:.1f} s")
-    print(f"certified atoms (est.exact_): {int(est.exact_.sum())}/{len(est.exact_)} = {certified:.2f}")
-    print(f"code sparsity (exact zeros of est.transform(Y)): {sparsity:.3f}")
-    if est.exact_.any():
-        per_atom = est.n_zeros_[est.exact_] / Y.shape[0]
-        print(f"exact-zero fraction of the certified atoms' codes: min {per_atom.min():.3f}, "
-              f"median {np.median(per_atom):.3f}, max {per_atom.max():.3f}")
-    title = (f"camera 8×8 patches: {int(est.exact_.sum())}/64 atoms certified (red), "
-             f"code {100 * sparsity:.1f}% exact zeros")
-    plot_atoms(est.components_, est.exact_, est.n_zeros_, args.out, title=title)
+    Y, basis = load_patches(args.n_patches)
+    dc = np.full((1, SIZE * SIZE), 1.0 / SIZE)  # the unit-norm constant atom, not learnt
+    fig, axes = plt.subplots(1, 2, figsize=(11, 6))
+    # n_restarts=1: on real patches no restart can certify atoms, extra restarts only cost time.
+    for ax, rounding in zip(axes, ["sampling", None]):
+        est = SparselyUsedDictionaryLearning(rounding=rounding, n_restarts=1, random_state=0)
+        t0 = time.perf_counter()
+        est.fit(Y)
+        seconds = time.perf_counter() - t0
+        code = est.transform(Y)
+        n_cert = int(est.exact_.sum())
+        sparsity = float(np.mean(code == 0.0))
+        cond = float(np.linalg.cond(est.components_))
+        print(f"rounding={rounding!r}: {Y.shape[0]} distinct mean-free patches × {Y.shape[1]} coordinates, "
+              f"fit {seconds:.1f} s")
+        print(f"  certified atoms (est.exact_): {n_cert}/64 = {n_cert / 64:.2f} (the DC atom is not learnt)")
+        print(f"  code sparsity (exact zeros of est.transform(Y)): {sparsity:.4f}")
+        print(f"  condition number of the 63 learnt atoms: {cond:.1f}")
+        atoms = np.vstack([est.components_ @ basis, dc])
+        exact = np.append(est.exact_, False)
+        order = list(np.argsort(-kurtosis(code), kind="stable")) + [len(atoms) - 1]
+        draw_panel(ax, atoms, exact, order,
+                   f"rounding={rounding!r}: {n_cert}/64 certified, {100 * sparsity:.1f}% exact zeros, "
+                   f"cond {cond:.0f}, {seconds:.0f} s")
+    fig.suptitle(f"8×8 atoms of {Y.shape[0]} camera patches (red: certified, blue: DC)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=100)
+    plt.close(fig)
     print(f"wrote {args.out}")
 
 
