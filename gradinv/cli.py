@@ -72,9 +72,40 @@ def cmd_demo(args):
     return 0
 
 
+def _build_model(factory, state_path):
+    """The user's architecture from ``module:function`` and its parameters from a weights-only file."""
+    import importlib
+
+    import torch
+
+    from .io import load_tensors
+
+    module_name, _, func = factory.partition(":")
+    model = getattr(importlib.import_module(module_name), func)()
+    state = {k: torch.as_tensor(v) for k, v in load_tensors(state_path).items()}
+    model.load_state_dict(state)
+    return model
+
+
 def cmd_attack(args):
     from .io import load_gradient, load_tensors, save_batch
 
+    if args.model_factory:
+        import torch
+
+        from .models import attack_model
+
+        if not args.state:
+            print("error: --model-factory needs --state (the model's parameters)", file=sys.stderr)
+            return 2
+        model = _build_model(args.model_factory, args.state)
+        grads = {k: torch.as_tensor(v) for k, v in load_tensors(args.grads).items()}
+        res, layer = attack_model(model, grads, layer=args.layer, batch_size=args.batch_size, solver=args.solver,
+                                  random_state=args.seed, max_time=args.max_time, verbose=args.verbose)
+        print(f"attacked layer: {layer.reason}")
+        save_batch(args.output, res.inputs, res.exact, sparse=res.sparse, grad_Z=res.grad_Z)
+        print(f"batch size {res.batch_size}; {int(res.exact.sum())} certified exact; {res.time:.1f} s; wrote {args.output}")
+        return 0
     grad_W, grad_b = load_gradient(args.grads, layer=args.layer)
     weight = bias = None
     if args.weights:
@@ -119,6 +150,9 @@ def build_parser():
     a.add_argument("-o", "--output", type=Path, required=True, help="output .npz (inputs, exact, sparse, grad_Z)")
     a.add_argument("--weights", type=Path, help="the layer's parameters (weight, bias), enables certificates")
     a.add_argument("--layer", help="layer name prefix in the files, e.g. 'fc1'")
+    a.add_argument("--model-factory", help="'module:function' building your architecture (e.g. "
+                   "examples.train_client:make_model); the first Linear → ReLU layer is attacked unless --layer")
+    a.add_argument("--state", type=Path, help="the model's state_dict (.pt, weights_only), with --model-factory")
     a.add_argument("--batch-size", type=int, default=None, help="b (default: from the singular values)")
     common(a)
     a.set_defaults(func=cmd_attack)

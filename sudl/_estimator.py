@@ -8,7 +8,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._array_api import array_namespace, device, to_numpy
 from ._validation import check_matrix
 from ._whitening import whiten
-from .rounding import count_zeros, default_zero_tol, round_directions
+from .rounding import count_zeros, default_zero_tol, min_exact_zeros, round_directions
 from .solvers import SOLVERS, solve
 
 
@@ -160,7 +160,7 @@ class SparselyUsedDictionaryLearning(TransformerMixin, BaseEstimator):
                 z = to_numpy(count_zeros(white.Y_white @ D.T, zero_tol)).astype(int)
             W = D if W is None else xp.concat([W, D], axis=0)
             n_zeros = np.concatenate([n_zeros, z])
-            exact = n_zeros > n_features
+            exact = n_zeros >= min_exact_zeros(n_features)
             if len(select_independent(to_numpy(W)[exact], n_zeros[exact])) == n_features:
                 break
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from ._array_api import array_namespace, device, to_numpy
 
-__all__ = ["RoundingResult", "count_zeros", "kernel_direction", "round_directions"]
+__all__ = ["RoundingResult", "count_zeros", "kernel_direction", "min_exact_zeros", "round_directions"]
 
 
 @dataclass
@@ -32,6 +32,11 @@ class RoundingResult:
     directions: object
     n_zeros: np.ndarray
     exact: np.ndarray
+
+
+def min_exact_zeros(n_features):
+    """Exact zeros that certify a direction: one more than the n − 1 any kernel direction has, plus one."""
+    return n_features + 1
 
 
 def default_zero_tol(dtype_eps):
@@ -150,7 +155,7 @@ def round_directions(
     if zero_tol is None:
         zero_tol = default_zero_tol(float(xp.finfo(Y_white.dtype).eps))
     if min_zeros is None:
-        min_zeros = n + 1
+        min_zeros = min_exact_zeros(n)
     norms = xp.linalg.vector_norm(Y_white, axis=1)
     active = norms > zero_tol * xp.max(norms)
     active_idx = np.flatnonzero(to_numpy(active))

@@ -1,0 +1,39 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from gradinv import GradientError
+from gradinv.cli import main
+from gradinv.models import attack_model, find_attackable_layers
+
+
+def test_finds_linear_relu_layers_and_the_classifier():
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 3))
+    layers = find_attackable_layers(model)
+    assert [lay.name for lay in layers] == ["0", "2"]
+    assert layers[0].first and "client's inputs" in layers[0].reason and layers[0].next_linear is None
+    assert not layers[1].first and "features" in layers[1].reason and layers[1].next_name == "4"
+
+
+def test_model_without_relu_is_refused():
+    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3))
+    with pytest.raises(GradientError, match="no Linear layer followed by an nn.ReLU"):
+        attack_model(model, {})
+    with pytest.raises(GradientError, match="not a Linear followed by ReLU"):
+        attack_model(nn.Sequential(nn.Linear(8, 4), nn.ReLU()), {}, layer="1")
+
+
+def test_cli_attacks_a_plain_training_script_output(tmp_path, monkeypatch, capsys):
+    from examples.train_client import main as train
+
+    monkeypatch.chdir(tmp_path)
+    train(["--batch-size", "12", "--inputs-out", "inputs.pt"])
+    assert main(["attack", "client_grads.pt", "--model-factory", "examples.train_client:make_model",
+                 "--state", "client_model.pt", "-o", "rec.npz"]) == 0
+    assert "first layer" in capsys.readouterr().out
+    x = torch.load("inputs.pt", weights_only=True)["inputs"].numpy()
+    with np.load("rec.npz") as f:
+        rec, exact = f["inputs"], f["exact"]
+    err = np.linalg.norm(rec[:, None] - x[None], axis=2).min(axis=1) / np.linalg.norm(x, axis=1).mean()
+    assert exact.sum() >= 11 and np.all(err[exact] < 1e-6)
