@@ -122,31 +122,31 @@ class GradientFactorization(GradientStep):
         zero_tol = ZERO_TOL["float64" if eps(grad) < 1e-10 else "float32"]
         grad = xp.astype(grad, xp.float64)
         m, n = grad.shape[0], grad.shape[1] - 1
-        grad_W, grad_b = grad[:, :n], grad[:, n]
+        row_norm = to_numpy(xp.linalg.vector_norm(grad[:, :n], axis=1))
+        if row_norm.max() == 0:
+            raise GradientError("the gradient dL/dW is zero: nothing to invert")
+        # dead neurons first: their exactly zero rows would add a spurious gap at the number of live rows
+        keep = row_norm > 100 * eps(grad) * row_norm.max() if self.drop_dead_rows else np.ones(m, bool)
+        rows = np.flatnonzero(keep)
+        idx = xp.asarray(rows, dtype=xp.int64, device=device(grad))
+        live = xp.take(grad, idx, axis=0)
+        grad_W, grad_b = live[:, :n], live[:, n]
         U, S, Vh = xp.linalg.svd(grad_W, full_matrices=False)
         s = to_numpy(S).astype(np.float64)
-        if s[0] == 0:
-            raise GradientError("the gradient dL/dW is zero: nothing to invert")
         b = estimate_batch_size(s) if self.batch_size is None else int(self.batch_size)
-        if not 1 <= b <= min(m, n):
+        if not 1 <= b <= min(rows.size, n):
             raise GradientError(
-                f"batch size {b} is impossible for a layer with m={m} neurons and n={n} inputs: "
-                "the method needs b <= min(m, n)"
+                f"batch size {b} is impossible for a layer with {rows.size} live neurons (of m={m}) and n={n} "
+                "inputs: the method needs b <= min(m, n)"
             )
         if s[b - 1] <= max(m, n) * eps(grad) * s[0]:
             raise GradientError(
                 f"dL/dW has numerical rank < batch size {b} (s_b/s_1 = {s[b - 1] / s[0]:.1e}): the batch has "
                 "duplicate or linearly dependent inputs, or b is too large"
             )
-        row_norm = to_numpy(xp.linalg.vector_norm(grad_W, axis=1))
-        keep = row_norm > 100 * eps(grad) * row_norm.max() if self.drop_dead_rows else np.ones(m, bool)
-        rows = np.flatnonzero(keep)
-        if rows.size < b:
-            raise GradientError(f"only {rows.size} neurons are active for the batch, fewer than b={b}")
-        idx = xp.asarray(rows, dtype=xp.int64, device=device(grad))
-        L = xp.take(U[:, :b], idx, axis=0)
+        L = U[:, :b]
         R = S[:b, None] * Vh[:b, :]
         self.batch_size_, self.singular_values_, self.rows_ = b, s, rows
-        return FactorizedGradient(L=L, R=R, grad_b=xp.take(grad_b, idx, axis=0), rows=rows, n_neurons=m,
+        return FactorizedGradient(L=L, R=R, grad_b=grad_b, rows=rows, n_neurons=m,
                                   singular_values=s, zero_tol=zero_tol, source_dtype=source_dtype)
 
