@@ -30,7 +30,7 @@ def test_cli_attacks_a_plain_training_script_output(tmp_path, monkeypatch, capsy
     monkeypatch.chdir(tmp_path)
     train(["--batch-size", "12", "--inputs-out", "inputs.pt"])
     assert main(["attack", "client_grads.pt", "--model-factory", "examples.train_client:make_model",
-                 "--state", "client_model.pt", "-o", "rec.npz"]) == 0
+                 "--state", "client_model.pt", "--max-time", "600", "-o", "rec.npz"]) == 0
     assert "first layer" in capsys.readouterr().out
     x = torch.load("inputs.pt", weights_only=True)["inputs"].numpy()
     with np.load("rec.npz") as f:

@@ -87,7 +87,7 @@ def test_end_to_end_exact_with_spear(layer):
     G = layer["G"][np.any(layer["G"] != 0, axis=1)]  # neurons active for some sample
     assume(np.all((G == 0).sum(0) >= 0.3 * len(G)))  # every column sparse enough for the sparsity filter
     res = invert_layer(layer["grad_W"], layer["grad_b"], solver="spear", weight=layer["W"], bias=layer["bias"],
-                       random_state=0, max_time=10)
+                       random_state=0, max_time=300)
     err = relative_errors(layer["X"], res.inputs)
     assert np.all(err[res.exact] <= 1e-6)  # never a false certificate
     assert res.exact.all()
