@@ -144,8 +144,10 @@ def round_directions(
     """Round approximate directions ``W`` (rows) on whitened data Ȳ to exact ones.
 
     Returns a :class:`RoundingResult`; ``exact[i]`` certifies that Ȳ w_i has at least
-    ``min_zeros`` (default n_features + 1) exact zeros among the non-zero samples.
-    Samples that are zero vectors are ignored in every count.
+    ``min_zeros`` (default n_features + 1) exact zeros among the distinct non-zero samples
+    (zero samples and repeats of a sample are ignored in every count: they would make any
+    direction look sparse).  A direction that ends uncertified is returned as it was given:
+    rounding only replaces what it can make exact.
     """
     from sklearn.utils import check_random_state
 
@@ -156,13 +158,15 @@ def round_directions(
         zero_tol = default_zero_tol(float(xp.finfo(Y_white.dtype).eps))
     if min_zeros is None:
         min_zeros = min_exact_zeros(n)
-    norms = xp.linalg.vector_norm(Y_white, axis=1)
-    active = norms > zero_tol * xp.max(norms)
-    active_idx = np.flatnonzero(to_numpy(active))
+    active_idx = _distinct_nonzero_samples(to_numpy(Y_white), zero_tol)
+    active = np.zeros(p, dtype=bool)
+    active[active_idx] = True
+    active = xp.asarray(active, device=device(Y_white))
 
     if W.shape[0] == 0:
         return RoundingResult(directions=W, n_zeros=np.zeros(0, dtype=int), exact=np.zeros(0, dtype=bool))
     W = W / xp.linalg.vector_norm(W, axis=1, keepdims=True)
+    given = W
     if n_irls:
         W = _irls(Y_white, W, n_irls)
     W = xp.stack([_polish(Y_white, W[i, :], zero_tol, active) for i in range(W.shape[0])])
@@ -182,4 +186,22 @@ def round_directions(
                     n_zeros[i] = int(to_numpy(count_zeros(Y_white @ w[:, None], zero_tol, active))[0])
             rows.append(w)
         W = xp.stack(rows)
-    return RoundingResult(directions=W, n_zeros=n_zeros, exact=n_zeros >= min_zeros)
+    exact = n_zeros >= min_zeros
+    if not exact.all():  # keep the given direction where rounding found nothing exact
+        keep = xp.asarray(exact, device=device(W))[:, None]
+        W = xp.where(keep, W, given)
+        n_zeros = np.where(exact, n_zeros, to_numpy(count_zeros(Y_white @ given.T, zero_tol, active)))
+    return RoundingResult(directions=W, n_zeros=n_zeros, exact=exact)
+
+
+def _distinct_nonzero_samples(Y, zero_tol):
+    """Indices of the first occurrence of every distinct sample (row) that is not zero.
+
+    Rows equal up to rounding (copies of a sample pass through the whitening SVD with 1e-16
+    differences) count as one: they are compared after rounding to ``zero_tol`` of the largest entry.
+    """
+    norms = np.linalg.norm(Y, axis=1)
+    scale = np.abs(Y).max() * max(zero_tol, 1e-12)
+    _, first = np.unique(np.round(Y / scale), axis=0, return_index=True)
+    first = np.sort(first)
+    return first[norms[first] > zero_tol * norms.max()]

@@ -112,3 +112,10 @@ def test_raw_output_without_rounding_is_not_exact(bg_small):
 def test_unknown_solver():
     with pytest.raises(ValueError, match="solver must be one of"):
         SparselyUsedDictionaryLearning(solver="nope").fit(np.eye(3))
+
+
+def test_repeated_samples_do_not_make_a_certificate():
+    """Copies of a sample are one sample: dense data repeated ten times must not look exactly sparse."""
+    Y = np.vstack([np.random.default_rng(0).normal(size=(30, 5))] * 10)
+    est = SparselyUsedDictionaryLearning(random_state=0, n_restarts=1).fit(Y)
+    assert not est.exact_.any()
