@@ -37,7 +37,7 @@ def default_learner(solver="logcosh", random_state=None):
     log-cosh uses the sharper surrogate α = 4 that ReLU-gradient data need (``shared/research/sudl.md`` §4.5).
     """
     options = {"alpha": 4.0} if solver == "logcosh" else None
-    return SparselyUsedDictionaryLearning(solver=solver, rounding=None, solver_options=options,
+    return SparselyUsedDictionaryLearning(solver=solver, solver_options=options,
                                           random_state=random_state)
 
 
