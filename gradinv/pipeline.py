@@ -32,7 +32,8 @@ SOLVERS = ("informed", "logcosh", "l1", "l4", "spear")
 
 
 def default_learner(solver="logcosh", random_state=None):
-    """The SUDL estimator the pipeline uses: raw directions (rounding is the pipeline's own step).
+    """The SUDL estimator the pipeline uses (with its own rounding and restarts; the pipeline's
+    rounding step then filters and selects).
 
     log-cosh uses the sharper surrogate α = 4 that ReLU-gradient data need (``shared/research/sudl.md`` §4.5).
     """
