@@ -23,7 +23,7 @@ from sudl._array_api import array_namespace, device, to_numpy
 from sudl.rounding import round_directions
 
 from ._step import GradientStep
-from .factorize import GradientFactorization, stack_gradient
+from .factorize import GradientError, GradientFactorization, stack_gradient
 from .reconstruct import InputReconstruction
 from .informed import InformedSearch
 from .spear import SpearSearch
@@ -88,6 +88,11 @@ class ExactRounding(GradientStep):
         W = to_numpy(rounded.directions)
         kept = select_independent(W, rounded.n_zeros + passed * m)
         self.n_passed_ = int(passed.sum())
+        if self.n_passed_ == 0:
+            raise GradientError(
+                f"no column of dL/dZ with exact zeros was found (>= {self.min_zero_fraction:.0%} of the neurons): "
+                "the layer is not followed by a ReLU, or the gradient is noisy (DP noise, several local steps); "
+                "exact inversion does not apply")
         extra = complete_basis(W[kept])[: b - len(kept)]
         self.n_zeros_ = np.concatenate([rounded.n_zeros[kept], np.zeros(len(extra), int)])
         self.exact_ = np.concatenate([passed[kept], np.zeros(len(extra), bool)])

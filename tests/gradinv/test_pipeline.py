@@ -75,7 +75,11 @@ def test_perturbed_gradients_get_no_false_certificate(ce20, perturb):
         gW[rng.choice(len(gW), 50, replace=False)] = 0.0
     else:  # a different client's gradient scaled per input column: no longer rank b with exact zeros
         gW *= rng.uniform(0.5, 2.0, size=gW.shape[1])
-    res = invert_layer(gW, gb, batch_size=20, random_state=0, max_time=10, **ce20.knowledge())
+    try:
+        res = invert_layer(gW, gb, batch_size=20, random_state=0, max_time=10, **ce20.knowledge())
+    except GradientError as e:  # nothing exact left to find: a clear refusal is a right answer
+        assert "exact zeros" in str(e)
+        return
     ev = evaluate(ce20.inputs.numpy(), res.inputs, res.exact)
     assert ev["false_certificates"] == 0
 
@@ -106,6 +110,14 @@ def test_duplicate_inputs_are_reported(ru10):
     with pytest.raises(GradientError, match="numerical rank"):
         invert_layer(G @ X, G.sum(1), batch_size=10)
     assert invert_layer(G @ X, G.sum(1)).batch_size == 9 and m == 300
+
+
+def test_layer_without_relu_is_refused(ru10):
+    """dL/dZ of a linear layer without ReLU has no exact zeros: the attack says so instead of guessing."""
+    G = np.random.default_rng(0).normal(size=(300, 10))
+    X = ru10.inputs.numpy()
+    with pytest.raises(GradientError, match="not followed by a ReLU"):
+        invert_layer(G @ X, G.sum(1), random_state=0)
 
 
 def test_informed_needs_the_weights(ru10):
