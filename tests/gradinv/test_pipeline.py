@@ -129,3 +129,11 @@ def test_same_seed_same_output(ru10):
     a = invert_layer(ru10.grad_W.numpy(), ru10.grad_b.numpy(), random_state=5).inputs
     b = invert_layer(ru10.grad_W.numpy(), ru10.grad_b.numpy(), random_state=5).inputs
     assert np.array_equal(a, b)
+
+
+def test_cross_entropy_b50_float32():
+    """Issue 6: exact rate in float32 at b=50 (cross-entropy client, m=1000)."""
+    v = make_victim("cross_entropy", batch_size=50, width=1000, random_state=0, dtype=torch.float32)
+    res = invert_layer(v.grad_W, v.grad_b, random_state=0, max_time=600, **v.knowledge())
+    ev = evaluate(v.inputs, res.inputs, res.exact, dtype="float32")
+    assert ev["exact"] >= 45 and ev["false_certificates"] == 0
