@@ -250,7 +250,7 @@ def markdown(rows, methods, args, total_seconds, command):
         "warnings: number of warnings (mostly `ConvergenceWarning`) raised by all the fits of the cell.",
         f"* `er_spud` (one LP per direction, valid only for sparse codes, density ≲ 1/√n) is run only where "
         f"density ≤ {args.er_spud_max_density:g} and n_features ≤ {args.er_spud_max_features}; elsewhere “—”.",
-        f"* FastICA: `FastICA(n_components=n, whiten='unit-variance', max_iter=1000)`, atoms = rows of `mixing_.T`; "
+        "* FastICA: `FastICA(n_components=n, whiten='unit-variance', max_iter=1000)`, atoms = rows of `mixing_.T`; "
         "the sparse codes are not centred (FastICA subtracts the mean), reported as is.",
         f"* DictionaryLearning: `DictionaryLearning(n_components=n, alpha={args.dl_alpha:g}, max_iter={args.dl_max_iter})`, "
         f"atoms = rows of `components_`; an approximate (lasso) method, so its exact rate is ~0 by design — compare its "
