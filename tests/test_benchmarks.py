@@ -21,3 +21,10 @@ def test_frontier_quick(tmp_path):
     data = json.loads((tmp_path / "f.json").read_text())
     assert len(data["rows"]) == len(rows)
     assert (tmp_path / "f.png").stat().st_size > 0 and "| victim |" in (tmp_path / "f.md").read_text()
+
+
+def test_sudl_benchmark_quick(tmp_path):
+    out = tmp_path / "sudl.md"
+    load("sudl_benchmark").main(["--quick", "--out", str(out)])
+    text = out.read_text()
+    assert "logcosh" in text and "FastICA" in text and "DictionaryLearning" in text
