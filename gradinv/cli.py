@@ -87,8 +87,9 @@ def _build_model(factory, state_path):
     return model
 
 
-def cmd_attack(args):
-    from .io import load_gradient, load_tensors, save_batch
+def _invert_files(args):
+    """The InversionResult for the files named on the command line (exit code 2 on a bad combination)."""
+    from .io import load_gradient, load_tensors
 
     if args.model_factory:
         import torch
@@ -96,30 +97,31 @@ def cmd_attack(args):
         from .models import attack_model
 
         if not args.state:
-            print("error: --model-factory needs --state (the model's parameters)", file=sys.stderr)
-            return 2
+            raise ValueError("--model-factory needs --state (the model's parameters)")
         model = _build_model(args.model_factory, args.state)
         grads = {k: torch.as_tensor(v) for k, v in load_tensors(args.grads).items()}
         res, layer = attack_model(model, grads, layer=args.layer, batch_size=args.batch_size, solver=args.solver,
                                   random_state=args.seed, max_time=args.max_time, verbose=args.verbose)
         print(f"attacked layer: {layer.reason}")
-        save_batch(args.output, res.inputs, res.exact, sparse=res.sparse, grad_Z=res.grad_Z)
-        print(f"batch size {res.batch_size}; {int(res.exact.sum())} certified exact; {res.time:.1f} s; wrote {args.output}")
-        return 0
+        return res
     grad_W, grad_b = load_gradient(args.grads, layer=args.layer)
     weight = bias = None
     if args.weights:
         params = load_tensors(args.weights)
         prefix = f"{args.layer}." if args.layer else ""
-        try:
-            weight, bias = params[prefix + "weight"], params[prefix + "bias"]
-        except KeyError:
-            print(f"error: {args.weights} has no '{prefix}weight'/'{prefix}bias' entries", file=sys.stderr)
-            return 2
+        if prefix + "weight" not in params or prefix + "bias" not in params:
+            raise ValueError(f"{args.weights} has no '{prefix}weight'/'{prefix}bias' entries")
+        weight, bias = params[prefix + "weight"], params[prefix + "bias"]
     else:
         print("note: without --weights no sample can be certified exact", file=sys.stderr)
-    res = invert_layer(grad_W, grad_b, batch_size=args.batch_size, solver=args.solver, weight=weight, bias=bias,
-                       random_state=args.seed, max_time=args.max_time, verbose=args.verbose)
+    return invert_layer(grad_W, grad_b, batch_size=args.batch_size, solver=args.solver, weight=weight, bias=bias,
+                        random_state=args.seed, max_time=args.max_time, verbose=args.verbose)
+
+
+def cmd_attack(args):
+    from .io import save_batch
+
+    res = _invert_files(args)
     save_batch(args.output, res.inputs, res.exact, sparse=res.sparse, grad_Z=res.grad_Z)
     print(f"batch size {res.batch_size}; {int(res.exact.sum())} certified exact, {int(res.sparse.sum())} exact sparse "
           f"columns; {res.time:.1f} s; wrote {args.output}")
