@@ -80,7 +80,6 @@ class InputReconstruction(GradientStep):
         column_ok = self.sparse_ & relu_consistent(self.grad_Z_, X, self.weight, self.bias, zero_tol,
                                                    rtol=1e-7 if zero_tol < 1e-7 else 1e-3)
         # x_j = dWᵀy / (yᵀ db) for any y orthogonal to the columns i ≠ j: x_j is exact iff they all are.
-        n_bad = int((~column_ok).sum())
-        self.exact_ = (n_bad - ~column_ok) == 0
-        return X
+        bad = ~column_ok
+        self.exact_ = bad.sum() - bad == 0  # no unproved column other than the sample's own
         return X
