@@ -5,8 +5,9 @@ float64), then on the same gradient measures: one SVD of dL/dW, the attack (``in
 with the solver that applies: "informed" where the loss passes through the classifier, else
 "logcosh"), and, for b ≤ ``--spear-max-b``, SPEAR's sampling baseline within ``--spear-max-time``.
 Reported per row: exact fraction (relative error ≤ 1e-6), certified fraction, false
-certificates, mean PSNR, wall time, peak resident memory above the baseline (sampled every
-20 ms), the attack/SVD time ratio and the speed-up over SPEAR.  Writes JSON, a Markdown table
+certificates, mean PSNR, wall time, the attack/SVD time ratio, the speed-up over SPEAR, and
+with ``--memory`` the attack's peak memory over the gradient's size, measured in a fresh
+process (``benchmarks/peak_memory.py``).  Writes JSON, a Markdown table
 and a PNG plot (exact fraction vs b, a line per victim and solver).
 
     python benchmarks/frontier.py                      # the documented grid (long)
@@ -19,7 +20,7 @@ import datetime
 import json
 import os
 import platform
-import threading
+import sys
 import time
 from pathlib import Path
 
@@ -29,35 +30,8 @@ import torch
 from gradinv import invert_layer, make_victim
 from gradinv.metrics import evaluate
 
-
-class PeakMemory:
-    """Peak resident set size (bytes) above the level at entry, sampled by a thread."""
-
-    def __init__(self, interval=0.02):
-        self.interval = interval
-
-    @staticmethod
-    def rss():
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def _watch(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.rss())
-            time.sleep(self.interval)
-
-    def __enter__(self):
-        self.base = self.peak = self.rss()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.rss())
-        self.used = self.peak - self.base
+sys.path.insert(0, str(Path(__file__).parent))
+from peak_memory import attack_peak_memory  # noqa: E402
 
 
 def solver_for(kind):
@@ -76,13 +50,15 @@ def run_one(kind, m, b, seed, args):
     torch.linalg.svd(gW, full_matrices=False)
     t_svd = time.perf_counter() - t0
     solver = solver_for(kind)
-    with PeakMemory() as mem:
-        res = invert_layer(gW, gb, solver=solver, random_state=seed, max_time=args.max_time, **knowledge)
+    res = invert_layer(gW, gb, solver=solver, random_state=seed, max_time=args.max_time, **knowledge)
     ev = evaluate(v.inputs, res.inputs, res.exact)
     row = dict(victim=kind, m=m, b=b, seed=seed, solver=solver, exact=ev["exact"] / b, certified=ev["certified"] / b,
                false_certificates=ev["false_certificates"], psnr=ev["psnr"], time=res.time, svd_time=t_svd,
-               time_over_svd=res.time / t_svd, peak_mem_mb=mem.used / 2**20,
-               grad_mb=gW.numel() * gW.element_size() / 2**20)
+               time_over_svd=res.time / t_svd, grad_mb=gW.numel() * gW.element_size() / 2**20)
+    if args.memory and args.device == "cpu" and solver == "informed":
+        row["peak_mem_over_grad"] = attack_peak_memory(
+            v.grad_W.numpy(), v.grad_b.numpy(), {k: t.numpy() for k, t in v.knowledge().items()},
+            max_time=args.max_time)["peak_over_grad"]
     if b <= args.spear_max_b:
         sp = invert_layer(gW, gb, solver="spear", random_state=seed, max_time=args.spear_max_time,
                           weight=knowledge["weight"], bias=knowledge["bias"])
@@ -105,7 +81,7 @@ def growth_exponents(rows):
 
 def markdown(rows, exponents, header):
     cols = ["victim", "m", "b", "seed", "solver", "exact", "certified", "false_certificates", "psnr", "time",
-            "svd_time", "time_over_svd", "peak_mem_mb", "grad_mb", "spear_exact", "spear_time", "speedup_over_spear"]
+            "svd_time", "time_over_svd", "peak_mem_over_grad", "grad_mb", "spear_exact", "spear_time", "speedup_over_spear"]
     lines = [header, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         cells = []
@@ -151,6 +127,8 @@ def main(argv=None):
     p.add_argument("--spear-max-time", type=float, default=120.0)
     p.add_argument("--device", default="cpu", help="cpu, or cuda (torch-CUDA arrays) when a GPU exists")
     p.add_argument("--out", type=Path, default=Path("docs/frontier"), help="output prefix (.json, .md, .png)")
+    p.add_argument("--memory", action="store_true",
+                   help="also measure each informed attack's peak memory in a fresh process (benchmarks/peak_memory.py)")
     p.add_argument("--quick", action="store_true", help="tiny smoke run")
     args = p.parse_args(argv)
     if args.quick:

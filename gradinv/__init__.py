@@ -10,7 +10,10 @@ Data flow:  grad = [dL/dW | dL/db] ─factorize─▶ (L, R) ─sudl─▶ Q̃ �
 10
 """
 
-from .factorize import FactorizedGradient, GradientError, GradientFactorization, estimate_batch_size, stack_gradient
+from .factorize import (DependentInputsWarning, FactorizedGradient, GradientError, GradientFactorization,
+                        estimate_batch_size, stack_gradient)
+from .federated import dp_sgd_gradient, fedavg_update
+from .labels import infer_labels
 from .pipeline import ExactRounding, InversionResult, SparseDirections, invert_layer, make_spear_pipeline
 from .reconstruct import InputReconstruction
 from .spear import SpearSearch, spear_search
@@ -27,6 +30,10 @@ __all__ = [
     "InputReconstruction",
     "FactorizedGradient",
     "GradientError",
+    "DependentInputsWarning",
+    "dp_sgd_gradient",
+    "fedavg_update",
+    "infer_labels",
     "stack_gradient",
     "estimate_batch_size",
     "spear_search",

@@ -50,7 +50,9 @@ def relu_consistent(grad_Z, X, weight, bias, zero_tol, *, rtol=None):
     if rtol is None:
         rtol = 1e-7 if xp.finfo(X.dtype).eps < 1e-10 else 1e-3
     Z = X @ weight.T + bias[None, :]  # b × m
-    margin = rtol * (xp.abs(X) @ xp.abs(weight).T + xp.abs(bias)[None, :])
+    # rounding scale of w_kᵀx_j + b_k, bounded by ‖x_j‖‖w_k‖ + |b_k| (no copy of W)
+    norms = xp.sqrt(xp.linalg.vecdot(X, X, axis=1))[:, None] * xp.sqrt(xp.linalg.vecdot(weight, weight, axis=1))[None, :]
+    margin = rtol * (norms + xp.abs(bias)[None, :])
     G = xp.abs(grad_Z.T)
     zero = G <= zero_tol * xp.max(G, axis=1, keepdims=True)
     wrong = (zero & (Z > margin)) | (~zero & (Z < -margin))

@@ -101,7 +101,8 @@ def _invert_files(args):
         model = _build_model(args.model_factory, args.state)
         grads = {k: torch.as_tensor(v) for k, v in load_tensors(args.grads).items()}
         res, layer = attack_model(model, grads, layer=args.layer, batch_size=args.batch_size, solver=args.solver,
-                                  random_state=args.seed, max_time=args.max_time, verbose=args.verbose)
+                                  random_state=args.seed, max_time=args.max_time, approximate=args.approximate,
+                                  verbose=args.verbose)
         print(f"attacked layer: {layer.reason}")
         return res
     grad_W, grad_b = load_gradient(args.grads, layer=args.layer)
@@ -115,16 +116,24 @@ def _invert_files(args):
     else:
         print("note: without --weights no sample can be certified exact", file=sys.stderr)
     return invert_layer(grad_W, grad_b, batch_size=args.batch_size, solver=args.solver, weight=weight, bias=bias,
-                        random_state=args.seed, max_time=args.max_time, verbose=args.verbose)
+                        random_state=args.seed, max_time=args.max_time, approximate=args.approximate,
+                        verbose=args.verbose)
 
 
 def cmd_attack(args):
     from .io import save_batch
 
     res = _invert_files(args)
-    save_batch(args.output, res.inputs, res.exact, sparse=res.sparse, grad_Z=res.grad_Z)
+    extra = {} if res.labels is None else dict(labels=res.labels, label_margin=res.label_margin)
+    save_batch(args.output, res.inputs, res.exact, sparse=res.sparse, grad_Z=res.grad_Z, **extra)
+    mode = " (approximate mode: nothing is certified)" if res.approximate else ""
     print(f"batch size {res.batch_size}; {int(res.exact.sum())} certified exact, {int(res.sparse.sum())} exact sparse "
-          f"columns; {res.time:.1f} s; wrote {args.output}")
+          f"columns{mode}; {res.time:.1f} s; wrote {args.output}")
+    if res.n_dependent_inputs:
+        print(f"{res.n_dependent_inputs} input(s) duplicate or combine others (dL/dW has rank {res.batch_size}): "
+              "only the distinct inputs are recovered")
+    if res.labels is not None:
+        print("labels: " + " ".join(map(str, res.labels)))
     return 0
 
 
@@ -156,6 +165,8 @@ def build_parser():
                    "examples.train_client:make_model); the first Linear → ReLU layer is attacked unless --layer")
     a.add_argument("--state", type=Path, help="the model's state_dict (.pt, weights_only), with --model-factory")
     a.add_argument("--batch-size", type=int, default=None, help="b (default: from the singular values)")
+    a.add_argument("--approximate", action="store_true",
+                   help="for DP-SGD or FedAvg updates: looser tolerances, no certificates (give --batch-size)")
     common(a)
     a.set_defaults(func=cmd_attack)
     return p

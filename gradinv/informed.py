@@ -96,6 +96,11 @@ def _null_stacked(L, W2, inactive, active, tol_kernel, tol_unique):
     """(q, u) with L_I q = 0 and L_A q = W₂_A u, if that null space is exactly one-dimensional."""
     M = torch.cat([torch.cat([L[inactive], torch.zeros(int(inactive.sum()), W2.shape[1], dtype=L.dtype)], 1),
                    torch.cat([L[active], -W2[active]], 1)])
+    return _unique_null_vector(M, tol_kernel, tol_unique)
+
+
+def _unique_null_vector(M, tol_kernel, tol_unique):
+    """The unit v with M v = 0 if the null space of M is exactly one-dimensional, else None."""
     _, sv, vh = torch.linalg.svd(M, full_matrices=False)
     if sv[-1] >= tol_kernel * sv[0] or sv[-2] < tol_unique * sv[0]:
         return None
@@ -122,15 +127,55 @@ def _polish_and_round(c, A, bias, L, W2, tols, iters=15):
     I = I[torch.argsort(conf_i[I])]
     Act = torch.nonzero(~inactive)[:, 0]
     Act = Act[torch.argsort(conf_a[Act])]
-    for frac in (1.0, 0.95, 0.85, 0.7, 0.5):  # drop the least confident rows until the null space is exact
-        ii = torch.zeros_like(inactive)
-        ii[I[: int(frac * len(I))]] = True
-        aa = torch.zeros_like(inactive)
-        aa[Act[: int(frac * len(Act))]] = True
-        v = _null_stacked(L, W2, ii, aa, tols[0], tols[1])
+    fracs = (1.0, 0.95, 0.85, 0.7, 0.5)
+    for frac in fracs:  # drop the least confident rows until the null space is exact
+        v = _null_stacked(L, W2, _first(I, frac, inactive), _first(Act, frac, inactive), tols[0], tols[1])
         if v is not None:
             return v[:b]
+    # zeros only (SPEAR's rounding inside the predicted cell): when the classifier W₂ no longer
+    # explains the active rows exactly (FedAvg: W₂ and the masks drift over the local steps),
+    # the rows most confidently inactive under (W, b) still pin the column.
+    margin = A @ c + bias
+    I = torch.nonzero(margin <= 0)[:, 0]
+    I = I[torch.argsort(margin[I])]
+    for frac in fracs:
+        v = _unique_null_vector(L[_first(I, frac, inactive)], tols[0], tols[1])
+        if v is not None:
+            return v
     return None
+
+
+def _first(idx, frac, like):
+    """Boolean mask (shaped like ``like``) of the first ``frac`` of the indices ``idx``."""
+    mask = torch.zeros_like(like)
+    mask[idx[: int(frac * len(idx))]] = True
+    return mask
+
+
+def _refine_on_zeros(L, q, zero_tol, exact_kernel=1e-6, unique=1e-4):
+    """q re-fitted to its column's smallest entries alone, when they are exact zeros.
+
+    Among the rows with |L q| ≤ zero_tol·max, all, then the half, then the quarter with the
+    smallest entries are taken; if L restricted to them has an exact one-dimensional kernel
+    (σ_min ≤ ``exact_kernel``·σ_max and σ_(b−1) ≥ ``unique``·σ_max), that kernel is the column.  A no-op for an exact column; when W₂ only
+    approximately explains the active rows (FedAvg: W₂ drifts over the local steps) it makes the
+    column exact again; under noise (DP) no kernel is exact and q is kept.
+    Returns (q, L q, zero mask).
+    """
+    g = (L @ q).abs()
+    small = torch.nonzero(g <= zero_tol * g.max())[:, 0]
+    small = small[torch.argsort(g[small])]
+    for frac in (1.0, 0.5, 0.25):
+        rows = small[: int(frac * len(small))]
+        if len(rows) < L.shape[1]:
+            break
+        v = _unique_null_vector(L[rows], exact_kernel, unique)
+        if v is not None:
+            q = v * torch.sign(v @ q)
+            break
+    q = q / q.norm()
+    g = L @ q
+    return q, g, g.abs() <= zero_tol * g.abs().max()
 
 
 def _fits_next_layer(g, W2, zero, tol):
@@ -140,24 +185,28 @@ def _fits_next_layer(g, W2, zero, tol):
     return float((W2[act] @ sol[:, 0] - g[act]).norm() / g[act].norm()) <= tol
 
 
-def informed_search(L, R, weight, bias, next_weight, *, random_state=None, max_time=60.0, steps=100,
+def informed_search(L, R, weight, bias, next_weight, *, random_state=None, max_time=60.0, steps=50,
                     lr=0.05, tau=(0.03, 0.001), batch=None, input_norm=None, min_zero_fraction=0.3,
-                    zero_tol=1e-9, progress=False):
+                    zero_tol=1e-9, next_layer_rtol=None, rows=None, progress=False):
     """Exact directions q (rows, k ≤ b) with L q a column of dL/dZ, and their exact-zero counts.
 
-    L (m × b), R (b × n) from the factorisation; ``weight`` (m × n), ``bias`` (m,) of the attacked
-    layer and ``next_weight`` (C × m) of the classifier it feeds, restricted to the same neurons.
+    L (m' × b), R (b × n) from the factorisation; ``weight`` (m × n), ``bias`` (m,) of the attacked
+    layer and ``next_weight`` (C × m) of the classifier it feeds; ``rows`` (m',) the neurons L
+    keeps (default: all).  A column is accepted when its active rows are fitted by W₂ᵀu to
+    ``next_layer_rtol`` (default 10·zero_tol: rounding level).
     """
     rng = check_random_state(random_state)
     deadline = time.perf_counter() + max_time
     tols = _tolerances(zero_tol)
+    next_layer_rtol = tols[2] if next_layer_rtol is None else next_layer_rtol
     Lt = torch.as_tensor(to_numpy(L), dtype=torch.float64)
     m, b = Lt.shape
     Rt = torch.as_tensor(to_numpy(R), dtype=torch.float64)
     V = torch.linalg.svd(Rt, full_matrices=False)[2].T  # n × b, spans the inputs
-    A = torch.as_tensor(np.asarray(weight, np.float64)) @ V
-    bias = torch.as_tensor(np.asarray(bias, np.float64))
-    W2 = torch.as_tensor(np.asarray(next_weight, np.float64)).T  # m × C
+    rows = torch.arange(len(bias)) if rows is None else torch.as_tensor(rows)
+    A = (torch.as_tensor(np.asarray(weight, np.float64)) @ V)[rows]  # no copy of W
+    bias = torch.as_tensor(np.asarray(bias, np.float64))[rows]
+    W2 = torch.as_tensor(np.asarray(next_weight, np.float64)).T[rows]  # m' × C
     norm = float(Rt.shape[1]) ** 0.5 if input_norm is None else float(input_norm)
     B = batch or max(64, min(2 * b, 100))  # measured: small batches of short descents beat large ones
     found_q, found_c, found_z = [], [], []
@@ -187,10 +236,8 @@ def informed_search(L, R, weight, bias, next_weight, *, random_state=None, max_t
             q = _polish_and_round(c, A, bias, Lt, W2, tols)
             if q is None:
                 continue
-            q = q / q.norm()
-            g = Lt @ q
-            zero = g.abs() <= tols[3] * g.abs().max()
-            if int(zero.sum()) < min_zero_fraction * m or not _fits_next_layer(g, W2, zero, tols[2]):
+            q, g, zero = _refine_on_zeros(Lt, q, tols[3])
+            if int(zero.sum()) < min_zero_fraction * m or not _fits_next_layer(g, W2, zero, next_layer_rtol):
                 continue
             if found_q:
                 F = torch.stack(found_q)
@@ -215,16 +262,19 @@ class InformedSearch(GradientStep):
     next_weight : (C × m), the classifier the attacked layer's ReLU feeds
     max_time : seconds bound of the search
     input_norm : typical ‖x‖ of an input (default √n, standardised inputs)
+    next_layer_rtol : how well W₂ᵀu must fit a column's active rows (default: rounding level;
+        the approximate mode loosens it, since FedAvg's W₂ drifts: measured residuals 0.1–0.3)
     """
 
     def __init__(self, weight=None, bias=None, next_weight=None, max_time=60.0, input_norm=None,
-                 min_zero_fraction=0.3, random_state=None, verbose=0):
+                 min_zero_fraction=0.3, next_layer_rtol=None, random_state=None, verbose=0):
         self.weight = weight
         self.bias = bias
         self.next_weight = next_weight
         self.max_time = max_time
         self.input_norm = input_norm
         self.min_zero_fraction = min_zero_fraction
+        self.next_layer_rtol = next_layer_rtol
         self.random_state = random_state
         self.verbose = verbose
 
@@ -236,9 +286,10 @@ class InformedSearch(GradientStep):
             raise GradientError(
                 f"weight {W.shape}, bias {bias.shape} and next_weight {W2.shape} do not match a layer with "
                 f"{fg.n_neurons} neurons and {fg.R.shape[1]} inputs")
-        Q, zeros = informed_search(fg.L, fg.R, W[fg.rows], bias[fg.rows], W2[:, fg.rows],
+        Q, zeros = informed_search(fg.L, fg.R, W, bias, W2, rows=fg.rows,
                                    random_state=self.random_state, max_time=self.max_time,
                                    input_norm=self.input_norm, min_zero_fraction=self.min_zero_fraction,
-                                   zero_tol=fg.zero_tol, progress=bool(self.verbose))
+                                   zero_tol=fg.zero_tol, next_layer_rtol=self.next_layer_rtol,
+                                   progress=bool(self.verbose))
         self.n_found_ = Q.shape[0]
         return fg.with_directions(Q, zeros, np.ones(len(zeros), bool))

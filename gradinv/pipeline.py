@@ -26,6 +26,7 @@ from ._step import GradientStep
 from .factorize import GradientError, GradientFactorization, stack_gradient
 from .reconstruct import InputReconstruction
 from .informed import InformedSearch
+from .labels import infer_labels
 from .spear import SpearSearch
 
 SOLVERS = ("informed", "logcosh", "l1", "l4", "spear")
@@ -101,8 +102,15 @@ class ExactRounding(GradientStep):
         return fg.with_directions(D, self.n_zeros_, self.exact_)
 
 
+APPROXIMATE_ZERO_TOL = 1e-2
+"""Zero tolerance of the approximate mode (measured on DP-SGD and FedAvg clients, ``docs/threat_models.md``)."""
+APPROXIMATE_NEXT_LAYER_RTOL = 0.35
+"""How loosely W₂ᵀu must fit a column in the approximate mode (FedAvg's W₂ drifts: residuals 0.1–0.3 measured)."""
+
+
 def make_spear_pipeline(*, solver="logcosh", batch_size=None, random_state=None, max_time=60.0,
-                        min_zero_fraction=0.3, weight=None, bias=None, next_weight=None, verbose=0):
+                        min_zero_fraction=0.3, weight=None, bias=None, next_weight=None, zero_tol=None,
+                        approximate=False, verbose=0):
     """Build the attack pipeline; ``Pipeline.fit_transform(stack_gradient(grad_W, grad_b))`` → X.
 
     solver: "informed" (needs ``weight``, ``bias`` and ``next_weight``: the attacked layer's
@@ -110,22 +118,32 @@ def make_spear_pipeline(*, solver="logcosh", batch_size=None, random_state=None,
     "logcosh" / "l1" / "l4" (a ``sudl`` solver on L, gradient only), or "spear" (SPEAR's sampling).
     With ``weight`` and ``bias`` every certified sample is checked against the ReLU pattern it
     must produce; without them no sample is certified.
+
+    ``approximate=True`` is for updates whose zeros are no longer exact (DP-SGD noise) or whose
+    classifier drifted (FedAvg): the zero tolerance becomes :data:`APPROXIMATE_ZERO_TOL` (unless
+    ``zero_tol`` is given), the informed search's next-layer check
+    :data:`APPROXIMATE_NEXT_LAYER_RTOL`, the batch size is read from a smaller singular-value gap
+    (10 instead of 100), and no sample is certified.
     """
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    if approximate and zero_tol is None:
+        zero_tol = APPROXIMATE_ZERO_TOL
     if solver == "informed":
         search = InformedSearch(weight=weight, bias=bias, next_weight=next_weight, max_time=max_time,
-                                min_zero_fraction=min_zero_fraction, random_state=random_state, verbose=verbose)
+                                min_zero_fraction=min_zero_fraction, random_state=random_state, verbose=verbose,
+                                next_layer_rtol=APPROXIMATE_NEXT_LAYER_RTOL if approximate else None)
     elif solver == "spear":
         search = SpearSearch(max_time=max_time, min_zero_fraction=min_zero_fraction, random_state=random_state,
                              verbose=verbose)
     else:
         search = SparseDirections(default_learner(solver, random_state))
     return Pipeline([
-        ("factorize", GradientFactorization(batch_size=batch_size)),
+        ("factorize", GradientFactorization(batch_size=batch_size, zero_tol=zero_tol,
+                                            min_gap=10.0 if approximate else 100.0)),
         ("sudl", search),
         ("rounding", ExactRounding(min_zero_fraction=min_zero_fraction, random_state=random_state)),
-        ("reconstruct", InputReconstruction(weight=weight, bias=bias)),
+        ("reconstruct", InputReconstruction(weight=weight, bias=bias, certify=not approximate)),
     ])
 
 
@@ -135,11 +153,16 @@ class InversionResult:
 
     inputs : (b, n) array of the caller's array type, one reconstructed input per row, in any order
     exact : (b,) bool, per-sample certificate that the sample is exactly the client's (needs the
-        layer's weight and bias; all False without them)
+        layer's weight and bias; all False without them and in approximate mode)
     sparse : (b,) bool, the gradient-only test (exact sparse column); not a proof
-    batch_size : int, b (given or estimated from the singular values)
+    batch_size : int, b (given or estimated from the singular values), less the dependent inputs
+    n_dependent_inputs : int, inputs that duplicate (or are combinations of) others: the given
+        batch size minus the rank of dL/dW; only the independent ones can be recovered
     grad_Z : (m, b) recovered dL/dZ
     n_zeros : (b,) exact zeros of each recovered column
+    labels, label_margin : (b,) labels read from the columns (:mod:`gradinv.labels`) and how
+        clearly each is singled out; None without ``next_weight``
+    approximate : bool, the approximate mode was used (no certificates)
     solver : the direction search used
     time : seconds
     """
@@ -150,28 +173,36 @@ class InversionResult:
     batch_size: int
     grad_Z: object
     n_zeros: np.ndarray
+    labels: np.ndarray
+    label_margin: np.ndarray
+    n_dependent_inputs: int
+    approximate: bool
     solver: str
     time: float
     pipeline: Pipeline
 
 
 def invert_layer(grad_W, grad_b, *, batch_size=None, solver=None, weight=None, bias=None, next_weight=None,
-                 random_state=None, max_time=60.0, verbose=0):
+                 random_state=None, max_time=60.0, zero_tol=None, approximate=False, verbose=0):
     """Invert a linear+ReLU layer's gradient: the client's inputs X from dL/dW and dL/db.
 
     ``weight``/``bias``: the layer's parameters (needed for certificates); ``next_weight``: the
-    classifier fed by the layer's ReLU.  ``solver`` defaults to "informed" when all three are
-    given, else "logcosh" (see :func:`make_spear_pipeline`).
-    Arrays in, the same array type out (NumPy, torch, CuPy).
+    classifier fed by the layer's ReLU (also gives the labels).  ``solver`` defaults to "informed"
+    when all three are given, else "logcosh"; ``approximate`` for DP-SGD or FedAvg updates (see
+    :func:`make_spear_pipeline`).  Arrays in, the same array type out (NumPy, torch, CuPy).
     """
     if solver is None:
         solver = "informed" if all(a is not None for a in (weight, bias, next_weight)) else "logcosh"
     start = time.perf_counter()
     pipe = make_spear_pipeline(solver=solver, batch_size=batch_size, random_state=random_state,
                                max_time=max_time, weight=weight, bias=bias, next_weight=next_weight,
-                               verbose=verbose)
+                               zero_tol=zero_tol, approximate=approximate, verbose=verbose)
     X = pipe.fit_transform(stack_gradient(grad_W, grad_b))
-    rec = pipe.named_steps["reconstruct"]
-    return InversionResult(inputs=X, exact=rec.exact_, sparse=rec.sparse_, batch_size=pipe.named_steps["factorize"].batch_size_,
-                           grad_Z=rec.grad_Z_, n_zeros=pipe.named_steps["rounding"].n_zeros_, solver=solver,
-                           time=time.perf_counter() - start, pipeline=pipe)
+    rec, factorize = pipe.named_steps["reconstruct"], pipe.named_steps["factorize"]
+    labels = margin = None
+    if next_weight is not None:
+        labels, margin = infer_labels(rec.grad_Z_, next_weight, zero_tol=factorize.zero_tol_)
+    return InversionResult(inputs=X, exact=rec.exact_, sparse=rec.sparse_, batch_size=factorize.batch_size_,
+                           grad_Z=rec.grad_Z_, n_zeros=pipe.named_steps["rounding"].n_zeros_, labels=labels,
+                           label_margin=margin, n_dependent_inputs=factorize.n_dependent_inputs_,
+                           approximate=approximate, solver=solver, time=time.perf_counter() - start, pipeline=pipe)

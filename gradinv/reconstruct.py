@@ -11,7 +11,7 @@ from sudl._array_api import array_namespace, device, to_numpy
 
 from ._step import GradientStep
 from .certificate import relu_consistent, zero_set_is_robust
-from .factorize import GradientError
+from .factorize import GradientError, scatter_rows
 
 
 def reconstruct_inputs(fg):
@@ -25,15 +25,6 @@ def reconstruct_inputs(fg):
     Q = Q_hat * s[None, :]
     X = xp.linalg.solve(Q, fg.R)
     return X, s, fg.L @ Q
-
-
-def scatter_rows(A, rows, n_rows):
-    """The (n_rows × k) array whose ``rows`` are those of A and whose other rows are zero."""
-    xp = array_namespace(A)
-    position = np.full(n_rows, A.shape[0])
-    position[rows] = np.arange(len(rows))
-    padded = xp.concat([A, xp.zeros((1, A.shape[1]), dtype=A.dtype, device=device(A))], axis=0)
-    return xp.take(padded, xp.asarray(position, device=device(A)), axis=0)
 
 
 class InputReconstruction(GradientStep):
@@ -57,11 +48,14 @@ class InputReconstruction(GradientStep):
     ----------
     weight, bias : arrays (m × n) and (m,) or None
         The attacked layer's parameters (known to the server); enable the ReLU certificate.
+    certify : bool, default=True
+        False in the approximate mode: ``exact_`` is then all False.
     """
 
-    def __init__(self, weight=None, bias=None):
+    def __init__(self, weight=None, bias=None, certify=True):
         self.weight = weight
         self.bias = bias
+        self.certify = certify
 
     def fit_transform(self, fg, y=None):
         X, s, G = reconstruct_inputs(fg)
@@ -74,7 +68,7 @@ class InputReconstruction(GradientStep):
         zero_tol = fg.zero_tol
         sparse = np.asarray(fg.exact, dtype=bool) & (scale > 1e-12 * scale.max())
         self.sparse_ = sparse & zero_set_is_robust(fg.L, fg.directions, zero_tol)
-        if self.weight is None or self.bias is None:
+        if self.weight is None or self.bias is None or not self.certify:
             self.exact_ = np.zeros_like(self.sparse_)
             return X
         column_ok = self.sparse_ & relu_consistent(self.grad_Z_, X, self.weight, self.bias, zero_tol,

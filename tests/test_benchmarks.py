@@ -15,8 +15,9 @@ def load(name):
 
 
 def test_frontier_quick(tmp_path):
-    rows = load("frontier").main(["--quick", "--out", str(tmp_path / "f")])
+    rows = load("frontier").main(["--quick", "--memory", "--out", str(tmp_path / "f")])
     assert {r["victim"] for r in rows} == {"random_upstream", "cross_entropy"}
+    assert all(r["peak_mem_over_grad"] > 0 for r in rows if r["solver"] == "informed")
     assert all(r["false_certificates"] == 0 for r in rows)
     data = json.loads((tmp_path / "f.json").read_text())
     assert len(data["rows"]) == len(rows)
@@ -28,3 +29,11 @@ def test_sudl_benchmark_quick(tmp_path):
     load("sudl_benchmark").main(["--quick", "--out", str(out)])
     text = out.read_text()
     assert "logcosh" in text and "FastICA" in text and "DictionaryLearning" in text
+
+
+def test_threat_models_quick(tmp_path):
+    rows = load("threat_models").main(["--quick", "--out", str(tmp_path / "t")])
+    assert {r["threat"] for r in rows} == {"dp", "fedavg", "float32", "batch_size", "labels"}
+    assert all(r["false_certificates"] == 0 for r in rows)
+    assert all(r["certified"] == 0 for r in rows if r["mode"] == "approximate")
+    assert (tmp_path / "t.png").stat().st_size > 0 and "| threat |" in (tmp_path / "t.md").read_text()

@@ -31,9 +31,14 @@ def test_cli_attacks_a_plain_training_script_output(tmp_path, monkeypatch, capsy
     train(["--batch-size", "12", "--inputs-out", "inputs.pt"])
     assert main(["attack", "client_grads.pt", "--model-factory", "examples.train_client:make_model",
                  "--state", "client_model.pt", "--max-time", "600", "-o", "rec.npz"]) == 0
-    assert "first layer" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "first layer" in out and "labels:" in out
     x = torch.load("inputs.pt", weights_only=True)["inputs"].numpy()
     with np.load("rec.npz") as f:
-        rec, exact = f["inputs"], f["exact"]
-    err = np.linalg.norm(rec[:, None] - x[None], axis=2).min(axis=1) / np.linalg.norm(x, axis=1).mean()
+        rec, exact, labels = f["inputs"], f["exact"], f["labels"]
+    dist = np.linalg.norm(rec[:, None] - x[None], axis=2)
+    err = dist.min(axis=1) / np.linalg.norm(x, axis=1).mean()
     assert exact.sum() >= 11 and np.all(err[exact] < 1e-6)
+    from sklearn.datasets import load_digits  # the script's batch: the first 12 digits, in order
+
+    assert np.array_equal(labels[exact], load_digits().target[:12][dist.argmin(axis=1)][exact])

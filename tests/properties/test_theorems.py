@@ -6,7 +6,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from gradinv import GradientError, GradientFactorization, invert_layer, stack_gradient
+from gradinv import DependentInputsWarning, GradientError, GradientFactorization, invert_layer, stack_gradient
 from gradinv.reconstruct import reconstruct_inputs
 from sudl.rounding import count_zeros, kernel_direction
 
@@ -103,13 +103,17 @@ def test_more_samples_than_inputs_is_refused(layer):
 
 @given(layers())
 def test_duplicate_samples_are_detected(layer):
-    """Two identical inputs: rank b − 1, so b cannot be used; the estimate says b − 1."""
+    """Two identical inputs: rank b − 1; asked for b, the factorisation warns, reports one dependent
+    input and keeps the b − 1 independent directions; the estimate says b − 1."""
     assume(layer["b"] >= 2 and full_rank(layer))
     X = layer["X"].copy()
     X[1] = X[0]
-    gW = layer["G"] @ X
-    with pytest.raises(GradientError, match="numerical rank"):
-        invert_layer(gW, layer["grad_b"], batch_size=layer["b"])
+    grad = stack_gradient(layer["G"] @ X, layer["grad_b"])
+    fact = GradientFactorization(batch_size=layer["b"])
+    with pytest.warns(DependentInputsWarning, match="duplicates"):
+        fg = fact.fit_transform(grad)
+    assert fg.batch_size == layer["b"] - 1 and fact.n_dependent_inputs_ == 1
+    assert GradientFactorization().fit_transform(grad).batch_size == layer["b"] - 1
 
 
 @given(layers(max_b=4))

@@ -1,0 +1,35 @@
+"""Labels of the recovered samples, read off their columns of dL/dZ.
+
+When the attacked layer's ReLU feeds a linear classifier W₂ (C × m) trained with mean
+cross-entropy over a batch of B, column j of dL/dZ is g_j = mask_j ⊙ W₂ᵀ u_j with
+u_j = (softmax(logits_j) − e_{y_j}) / B: every entry of u_j is positive except the label's.
+So y_j = argmin u_j, with u_j the least-squares fit of g_j's active rows by W₂ᵀu.  The
+classifier's bias or later layers do not change this; several local steps (FedAvg) sum such
+u's and keep the sign pattern.  A duplicated input with two different labels has two negative
+entries; the most negative one is reported and ``label_margin`` says how clear the call was.
+"""
+
+import numpy as np
+
+from sudl._array_api import to_numpy
+
+
+def infer_labels(grad_Z, next_weight, *, zero_tol=1e-9):
+    """Labels y (b,) and margins (b,) from recovered columns of dL/dZ (m × b) and W₂ (C × m).
+
+    The margin is (second smallest − smallest entry of u_j) / ‖u_j‖: near 0 means the column
+    does not single out a class (an inexact column, or a duplicate with two labels).
+    """
+    G = np.asarray(to_numpy(grad_Z), np.float64)
+    W2 = np.asarray(to_numpy(next_weight), np.float64)
+    if W2.ndim != 2 or W2.shape[1] != G.shape[0]:
+        raise ValueError(f"next_weight must be (C × {G.shape[0]}), got {W2.shape}")
+    labels = np.zeros(G.shape[1], dtype=int)
+    margins = np.zeros(G.shape[1])
+    for j, g in enumerate(G.T):
+        active = np.abs(g) > zero_tol * np.abs(g).max()
+        u = np.linalg.lstsq(W2[:, active].T, g[active], rcond=None)[0]
+        order = np.argsort(u)
+        labels[j] = order[0]
+        margins[j] = (u[order[1]] - u[order[0]]) / max(np.linalg.norm(u), np.finfo(float).tiny)
+    return labels, margins
