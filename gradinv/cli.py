@@ -91,6 +91,22 @@ def _invert_files(args):
     """The InversionResult for the files named on the command line (exit code 2 on a bad combination)."""
     from .io import load_gradient, load_tensors
 
+    args.grads = args.grads or args.grads_option
+    if args.grads is None:
+        raise ValueError("name the gradient file (positional GRADS or --grads)")
+    if args.model and not args.model_factory:
+        import torch
+
+        from .models import attack_state_dict
+
+        state = {k: torch.as_tensor(v) for k, v in load_tensors(args.model).items()}
+        grads = {k: torch.as_tensor(v) for k, v in load_tensors(args.grads).items()}
+        res, desc = attack_state_dict(state, grads, layer=args.layer, batch_size=args.batch_size, solver=args.solver,
+                                      random_state=args.seed, max_time=args.max_time, approximate=args.approximate,
+                                      verbose=args.verbose)
+        print(f"attacked layer: {desc}")
+        return res
+    args.state = args.state or args.model
     if args.model_factory:
         import torch
 
@@ -157,7 +173,11 @@ def build_parser():
     d.set_defaults(func=cmd_demo)
 
     a = sub.add_parser("attack", help="invert a gradient file (.npz, .pt, .safetensors)")
-    a.add_argument("grads", type=Path, help="file with grad_W and grad_b (or <layer>.weight/.bias with --layer)")
+    a.add_argument("grads", type=Path, nargs="?", help="file with grad_W and grad_b (or <layer>.weight/.bias with "
+                   "--layer, or every parameter's gradient with --model)")
+    a.add_argument("--grads", dest="grads_option", type=Path, help="the same as the positional GRADS")
+    a.add_argument("--model", type=Path, help="the model's state_dict (.pt, weights_only); without --model-factory "
+                   "the Linear layers are read from its keys and the ReLU after the attacked one is assumed")
     a.add_argument("-o", "--output", type=Path, required=True, help="output .npz (inputs, exact, sparse, grad_Z)")
     a.add_argument("--weights", type=Path, help="the layer's parameters (weight, bias), enables certificates")
     a.add_argument("--layer", help="layer name prefix in the files, e.g. 'fc1'")

@@ -131,6 +131,18 @@ def leading_factors(grad_W, rows, top_vectors, left):
     return L, S, (L.T @ GV) @ Vh
 
 
+def residual_norm(grad_W, rows, L, R, *, block=256):
+    """‖G − L R‖_F on the kept rows, computed in blocks of rows (no copy of G): an upper bound on
+    s_(b+1), so a gap the Gram floor hides is still confirmed or refuted."""
+    xp = array_namespace(grad_W)
+    total = 0.0
+    for start in range(0, rows.size, block):
+        idx = xp.asarray(rows[start:start + block], dtype=xp.int64, device=device(grad_W))
+        diff = xp.take(grad_W, idx, axis=0) - L[start:start + block, :] @ R
+        total += float(xp.sum(diff * diff))
+    return total**0.5
+
+
 def scatter_rows(A, rows, n_rows):
     """The (n_rows × k) array whose ``rows`` are those of A and whose other rows are zero."""
     xp = array_namespace(A)
@@ -190,6 +202,16 @@ class GradientFactorization(GradientStep):
         self.zero_tol = zero_tol
         self.min_gap = min_gap
 
+    @staticmethod
+    def _factors(grad_W, rows, gram, left, b):
+        n = grad_W.shape[1]
+        if not 1 <= b <= min(rows.size, n):
+            raise GradientError(
+                f"batch size {b} is impossible for a layer with {rows.size} live neurons (of m={grad_W.shape[0]}) "
+                f"and n={n} inputs: the method needs b <= min(m, n)"
+            )
+        return leading_factors(grad_W, rows, leading_vectors(gram, b), left)
+
     def fit_transform(self, grad, y=None):
         grad = check_matrix(grad, name="grad", min_features=2)
         xp = array_namespace(grad)
@@ -204,15 +226,21 @@ class GradientFactorization(GradientStep):
         keep = row_norm > 100 * eps(grad) * row_norm.max() if self.drop_dead_rows else np.ones(m, bool)
         rows = np.flatnonzero(keep)
         s, gram, left = gram_spectrum(grad[:, :n])
-        b = estimate_batch_size(s, min_gap=self.min_gap) if self.batch_size is None else int(self.batch_size)
-        if not 1 <= b <= min(rows.size, n):
-            raise GradientError(
-                f"batch size {b} is impossible for a layer with {rows.size} live neurons (of m={m}) and n={n} "
-                "inputs: the method needs b <= min(m, n)"
-            )
-        top = leading_vectors(gram, b)
+        b = self.batch_size
+        if b is None:
+            try:
+                b = estimate_batch_size(s, min_gap=self.min_gap)
+            except GradientError:  # perhaps a gap below the Gram floor: decided below
+                b = None
+        if b is not None:
+            L, S, R = self._factors(grad[:, :n], rows, gram, left, b)
+        if self.batch_size is None and (b is None or residual_norm(grad[:, :n], rows, L, R) > S[-1] / self.min_gap):
+            # the Gram spectrum cannot resolve this gap: read it from the singular values themselves
+            idx = xp.asarray(rows, dtype=xp.int64, device=device(grad))
+            s = to_numpy(xp.linalg.svdvals(xp.take(grad[:, :n], idx, axis=0))).astype(np.float64)
+            b = estimate_batch_size(s, min_gap=self.min_gap)
+            L, S, R = self._factors(grad[:, :n], rows, gram, left, b)
         del gram
-        L, S, R = leading_factors(grad[:, :n], rows, top, left)
         s[:b] = to_numpy(S)
         rank = int(np.sum(s[:b] > max(m, n) * eps(grad) * s[0]))
         self.n_dependent_inputs_ = b - rank

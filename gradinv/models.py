@@ -72,3 +72,48 @@ def attack_model(model, gradients, *, layer=None, **kwargs):
         known["next_weight"] = target.next_linear.weight.detach()
     result = invert_layer(gradients[keys[0]], gradients[keys[1]], **known, **kwargs)
     return result, target
+
+
+def linear_layers_of_state(state):
+    """Names of the Linear-shaped layers of a state_dict, in key order: prefixes p with a 2-D
+    ``p.weight`` (out × in) and a matching 1-D ``p.bias``."""
+    names = []
+    for key, value in state.items():
+        if key.endswith(".weight") and getattr(value, "ndim", 0) == 2:
+            prefix = key[: -len(".weight")]
+            bias = state.get(prefix + ".bias")
+            if bias is not None and tuple(bias.shape) == (value.shape[0],):
+                names.append(prefix)
+    return names
+
+
+def attack_state_dict(state, gradients, *, layer=None, **kwargs):
+    """Invert a Linear layer's gradient knowing only the model's state_dict (no architecture).
+
+    The attacked layer is ``layer`` or the first Linear-shaped entry with gradients; the
+    classifier is the next Linear-shaped entry if it is the last one and its input width matches.
+    The ReLU after the attacked layer is *assumed*: without it dL/dZ has no exact zeros and the
+    attack refuses with a :class:`GradientError`.  Returns (InversionResult, description).
+    """
+    names = linear_layers_of_state(state)
+    if layer is not None:
+        if layer not in names:
+            raise GradientError(f"layer {layer!r} is not a Linear-shaped entry of the state_dict (found {names})")
+        target = layer
+    else:
+        target = next((n for n in names if f"{n}.weight" in gradients and f"{n}.bias" in gradients), None)
+        if target is None:
+            raise GradientError(f"no Linear-shaped layer of the state_dict has gradients (layers {names})")
+    for key in (f"{target}.weight", f"{target}.bias"):
+        if key not in gradients:
+            raise GradientError(f"gradients lack {key!r}")
+    known = dict(weight=state[f"{target}.weight"], bias=state[f"{target}.bias"])
+    i = names.index(target)
+    what = "the first layer: recovers the client's inputs" if i == 0 else \
+        "a deeper layer: recovers that layer's input features, not raw inputs"
+    desc = f"'{target}' (Linear-shaped; ReLU after it assumed), {what}"
+    if i + 1 == len(names) - 1 and state[f"{names[-1]}.weight"].shape[1] == known["weight"].shape[0]:
+        known["next_weight"] = state[f"{names[-1]}.weight"]
+        desc += f"; classifier '{names[-1]}'"
+    result = invert_layer(gradients[f"{target}.weight"], gradients[f"{target}.bias"], **known, **kwargs)
+    return result, desc

@@ -42,3 +42,29 @@ def test_cli_attacks_a_plain_training_script_output(tmp_path, monkeypatch, capsy
     from sklearn.datasets import load_digits  # the script's batch: the first 12 digits, in order
 
     assert np.array_equal(labels[exact], load_digits().target[:12][dist.argmin(axis=1)][exact])
+
+
+def test_cli_model_and_grads_files_without_the_architecture(tmp_path, monkeypatch, capsys):
+    """Issue 6's form: `gradinv attack --model MODEL.pt --grads GRADS.pt`, the state_dict alone."""
+    from examples.train_client import main as train
+
+    monkeypatch.chdir(tmp_path)
+    train(["--batch-size", "8", "--inputs-out", "inputs.pt"])
+    assert main(["attack", "--model", "client_model.pt", "--grads", "client_grads.pt", "-o", "rec.npz"]) == 0
+    out = capsys.readouterr().out
+    assert "'0' (Linear-shaped; ReLU after it assumed)" in out and "classifier '2'" in out
+    x = torch.load("inputs.pt", weights_only=True)["inputs"].numpy()
+    with np.load("rec.npz") as f:
+        rec, exact = f["inputs"], f["exact"]
+    err = np.linalg.norm(rec[:, None] - x[None], axis=2).min(axis=1) / np.linalg.norm(x, axis=1).mean()
+    assert exact.sum() == 8 and np.all(err < 1e-6)
+
+
+def test_state_dict_layer_must_exist():
+    from gradinv.models import attack_state_dict
+
+    state = {"fc.weight": torch.ones(4, 3), "fc.bias": torch.ones(4)}
+    with pytest.raises(GradientError, match="not a Linear-shaped entry"):
+        attack_state_dict(state, {}, layer="conv")
+    with pytest.raises(GradientError, match="has gradients"):
+        attack_state_dict(state, {})
