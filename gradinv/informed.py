@@ -17,7 +17,9 @@ Search (per batch of starting points c):
   b. polish: alternate (q, u) = null vector of [L_I, 0; L_A, −W₂_Aᵀ] and the row assignment
      (inactive iff |L_k q| < |L_k q − w_kᵀu|);
   c. exact rounding: the same null vector on the most confident rows, accepted only when it is
-     exactly one-dimensional;
+     exactly one-dimensional; failing that, the null vector of the rows most confidently
+     inactive under (W, b) alone (SPEAR's rounding inside the predicted cell); then the column
+     is re-fitted to its exact zeros (:func:`_refine_on_zeros`);
   d. checks: ≥ ``min_zero_fraction``·m exact zeros, the active rows fit W₂ᵀu to rounding error,
      linear independence from the columns already found.
 Rounds mix fresh starts (Gaussian, and fitted to the c's found) with perturbations of found c's,
@@ -157,9 +159,10 @@ def _refine_on_zeros(L, q, zero_tol, exact_kernel=1e-6, unique=1e-4):
 
     Among the rows with |L q| ≤ zero_tol·max, all, then the half, then the quarter with the
     smallest entries are taken; if L restricted to them has an exact one-dimensional kernel
-    (σ_min ≤ ``exact_kernel``·σ_max and σ_(b−1) ≥ ``unique``·σ_max), that kernel is the column.  A no-op for an exact column; when W₂ only
-    approximately explains the active rows (FedAvg: W₂ drifts over the local steps) it makes the
-    column exact again; under noise (DP) no kernel is exact and q is kept.
+    (σ_min ≤ ``exact_kernel``·σ_max and σ_(b−1) ≥ ``unique``·σ_max), that kernel is the column.
+    A no-op for an exact column; when W₂ only approximately explains the active rows (FedAvg: W₂
+    drifts over the local steps) it makes the column exact again; under noise (DP) no kernel is
+    exact and q is kept.
     Returns (q, L q, zero mask).
     """
     g = (L @ q).abs()
