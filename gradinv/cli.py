@@ -94,32 +94,24 @@ def _invert_files(args):
     args.grads = args.grads or args.grads_option
     if args.grads is None:
         raise ValueError("name the gradient file (positional GRADS or --grads)")
-    if args.model and not args.model_factory:
+    if args.model or args.model_factory:
         import torch
 
-        from .models import attack_state_dict
+        from .models import attack_model, attack_state_dict
 
-        state = {k: torch.as_tensor(v) for k, v in load_tensors(args.model).items()}
         grads = {k: torch.as_tensor(v) for k, v in load_tensors(args.grads).items()}
-        res, desc = attack_state_dict(state, grads, layer=args.layer, batch_size=args.batch_size, solver=args.solver,
-                                      random_state=args.seed, max_time=args.max_time, approximate=args.approximate,
-                                      verbose=args.verbose)
-        print(f"attacked layer: {desc}")
-        return res
-    args.state = args.state or args.model
-    if args.model_factory:
-        import torch
-
-        from .models import attack_model
-
-        if not args.state:
-            raise ValueError("--model-factory needs --state (the model's parameters)")
-        model = _build_model(args.model_factory, args.state)
-        grads = {k: torch.as_tensor(v) for k, v in load_tensors(args.grads).items()}
-        res, layer = attack_model(model, grads, layer=args.layer, batch_size=args.batch_size, solver=args.solver,
-                                  random_state=args.seed, max_time=args.max_time, approximate=args.approximate,
-                                  verbose=args.verbose)
-        print(f"attacked layer: {layer.reason}")
+        options = dict(layer=args.layer, batch_size=args.batch_size, solver=args.solver, random_state=args.seed,
+                       max_time=args.max_time, approximate=args.approximate, verbose=args.verbose)
+        if args.model_factory:
+            state_path = args.state or args.model
+            if not state_path:
+                raise ValueError("--model-factory needs --state (the model's parameters)")
+            res, layer = attack_model(_build_model(args.model_factory, state_path), grads, **options)
+            description = layer.reason
+        else:
+            state = {k: torch.as_tensor(v) for k, v in load_tensors(args.model).items()}
+            res, description = attack_state_dict(state, grads, **options)
+        print(f"attacked layer: {description}")
         return res
     grad_W, grad_b = load_gradient(args.grads, layer=args.layer)
     weight = bias = None

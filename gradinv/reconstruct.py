@@ -11,7 +11,7 @@ from sudl._array_api import array_namespace, device, to_numpy
 
 from ._step import GradientStep
 from .certificate import relu_consistent, zero_set_is_robust
-from .factorize import GradientError, scatter_rows
+from .factorize import GradientError
 
 
 def reconstruct_inputs(fg):
@@ -25,6 +25,15 @@ def reconstruct_inputs(fg):
     Q = Q_hat * s[None, :]
     X = xp.linalg.solve(Q, fg.R)
     return X, s, fg.L @ Q
+
+
+def scatter_rows(A, rows, n_rows):
+    """The (n_rows × k) array whose ``rows`` are those of A and whose other rows are zero."""
+    xp = array_namespace(A)
+    position = np.full(n_rows, A.shape[0])
+    position[rows] = np.arange(len(rows))
+    padded = xp.concat([A, xp.zeros((1, A.shape[1]), dtype=A.dtype, device=device(A))], axis=0)
+    return xp.take(padded, xp.asarray(position, device=device(A)), axis=0)
 
 
 class InputReconstruction(GradientStep):
