@@ -6,7 +6,7 @@ With the thin SVD dL/dW = U S Vᵀ, L spans U[:, :b] (orthonormal columns), R = 
 the unknown dL/dZ = L Q for an invertible b × b matrix Q (the disaggregation matrix).  The
 factors come from the eigenvalues of the smaller Gram matrix, subspace iteration and one small
 SVD (:func:`gram_spectrum`, :func:`leading_vectors`, :func:`leading_factors`): no copy of the
-gradient, 0.29–0.42× the time of numpy's SVD at m = 1000 and 4000 (``docs/results.md``).
+gradient, 0.3× the time of numpy's SVD at m = 1000 and 4000 (``benchmarks/factorize_speed.py``).
 Rows of L for neurons that are inactive for the whole batch are exactly zero, carry no
 information and are dropped.
 
