@@ -32,7 +32,8 @@ def main(argv=None):
     r = invert_layer(v.grad_W, v.grad_b, random_state=args.seed, max_time=args.max_time, **known)
     e = evaluate(v.inputs, r.inputs, r.exact)
     b = args.batch_size
-    row = dict(victim=args.victim, m=args.width, b=b, solver=r.solver, exact=e["exact"] / b,
+    row = dict(victim=args.victim, m=args.width, b=b, solver=r.solver, columns_found=int(r.sparse.sum()),
+               exact=e["exact"] / b,
                certified=e["certified"] / b, false_certificates=e["false_certificates"], psnr=e["psnr"],
                time=r.time, svd_time=t_svd, time_over_svd=r.time / t_svd)
     if args.spear_max_time > 0:
