@@ -87,7 +87,7 @@ def test_dp_sgd_psnr_at_three_noise_levels(client):
 def test_fedavg_local_steps(client, epochs):
     """E local epochs of two mini-batches (b_mini = 10, η = 0.001), inverted in approximate mode with
     the server's θ₀: after one epoch (two steps) every sample is exact (not certified: approximate
-    mode); after five epochs the reconstruction is approximate (75.6 dB measured)."""
+    mode); after five epochs the reconstruction is approximate (87.4 dB in docs/threat_models.md)."""
     gW, gb = fedavg_update(client.model, client.layer_name, client.inputs, client.labels, epochs=epochs,
                            minibatch_size=10, lr=0.001)
     res = invert_layer(gW, gb, batch_size=20, approximate=True, random_state=0, max_time=30, **client.knowledge())
