@@ -112,7 +112,8 @@ def _unique_null_vector(M, tol_kernel, tol_unique):
 def _polish_and_round(c, A, bias, L, W2, tols, iters=15):
     """Exact direction q for the column whose mask is near that of c, or None."""
     b = L.shape[1]
-    inactive = (A @ c + bias) <= 0
+    margin = A @ c + bias  # the cell of c: neuron k inactive iff margin_k <= 0
+    inactive = margin <= 0
     conf_i = conf_a = None
     for _ in range(iters):
         M = torch.cat([L, -W2 * (~inactive)[:, None]], 1)
@@ -137,7 +138,6 @@ def _polish_and_round(c, A, bias, L, W2, tols, iters=15):
     # zeros only (SPEAR's rounding inside the predicted cell): when the classifier W₂ no longer
     # explains the active rows exactly (FedAvg: W₂ and the masks drift over the local steps),
     # the rows most confidently inactive under (W, b) still pin the column.
-    margin = A @ c + bias
     I = torch.nonzero(margin <= 0)[:, 0]
     I = I[torch.argsort(margin[I])]
     for frac in fracs:

@@ -16,6 +16,11 @@ from .factorize import GradientError
 from .pipeline import invert_layer
 
 
+def _what_it_recovers(first):
+    return "the model's first layer: recovers the client's inputs" if first else \
+        "a deeper layer: recovers that layer's input features, not raw inputs"
+
+
 @dataclass
 class AttackableLayer:
     """A Linear layer followed by ReLU: its name, the next Linear (if it ends the model), and why."""
@@ -28,8 +33,7 @@ class AttackableLayer:
 
     @property
     def reason(self):
-        what = "the model's first layer: recovers the client's inputs" if self.first else \
-            "a deeper layer: recovers that layer's input features, not raw inputs"
+        what = _what_it_recovers(self.first)
         nxt = f"; its ReLU feeds the classifier '{self.next_name}'" if self.next_linear is not None else ""
         return f"'{self.name}' is Linear → ReLU, {what}{nxt}"
 
@@ -109,8 +113,7 @@ def attack_state_dict(state, gradients, *, layer=None, **kwargs):
             raise GradientError(f"gradients lack {key!r}")
     known = dict(weight=state[f"{target}.weight"], bias=state[f"{target}.bias"])
     i = names.index(target)
-    what = "the first layer: recovers the client's inputs" if i == 0 else \
-        "a deeper layer: recovers that layer's input features, not raw inputs"
+    what = _what_it_recovers(i == 0)
     desc = f"'{target}' (Linear-shaped; ReLU after it assumed), {what}"
     if i + 1 == len(names) - 1 and state[f"{names[-1]}.weight"].shape[1] == known["weight"].shape[0]:
         known["next_weight"] = state[f"{names[-1]}.weight"]
