@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gradinv import invert_layer, make_victim
+from gradinv import GradientError, invert_layer, make_victim
 from gradinv.metrics import evaluate
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -50,7 +50,14 @@ def run_one(kind, m, b, seed, args):
     torch.linalg.svd(gW, full_matrices=False)
     t_svd = time.perf_counter() - t0
     solver = solver_for(kind)
-    res = invert_layer(gW, gb, solver=solver, random_state=seed, max_time=args.max_time, **knowledge)
+    t0 = time.perf_counter()
+    try:
+        res = invert_layer(gW, gb, solver=solver, random_state=seed, max_time=args.max_time, **knowledge)
+    except GradientError as err:  # e.g. no exact column found within the bound: a failed row, not a crash
+        t = time.perf_counter() - t0
+        return dict(victim=kind, m=m, b=b, seed=seed, solver=solver, exact=0.0, certified=0.0, false_certificates=0,
+                    time=t, svd_time=t_svd, time_over_svd=t / t_svd, grad_mb=gW.numel() * gW.element_size() / 2**20,
+                    error=str(err))
     ev = evaluate(v.inputs, res.inputs, res.exact)
     row = dict(victim=kind, m=m, b=b, seed=seed, solver=solver, exact=ev["exact"] / b, certified=ev["certified"] / b,
                false_certificates=ev["false_certificates"], psnr=ev["psnr"], time=res.time, svd_time=t_svd,
@@ -121,7 +128,8 @@ def main(argv=None):
     p.add_argument("--victims", nargs="+", default=["cross_entropy", "cross_entropy_raw", "trained", "random_upstream"])
     p.add_argument("--widths", nargs="+", type=int, default=[1000])
     p.add_argument("--batch-sizes", nargs="+", type=int, default=[10, 20, 50, 100])
-    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--seeds", type=int, default=1, help="number of seeds per cell")
+    p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--max-time", type=float, default=300.0, help="bound of one attack, seconds")
     p.add_argument("--spear-max-b", type=int, default=20)
     p.add_argument("--spear-max-time", type=float, default=120.0)
@@ -139,7 +147,7 @@ def main(argv=None):
     for kind in args.victims:
         for m in args.widths:
             for b in args.batch_sizes:
-                for seed in range(args.seeds):
+                for seed in range(args.first_seed, args.first_seed + args.seeds):
                     row = run_one(kind, m, b, seed, args)
                     rows.append(row)
                     print(json.dumps(row), flush=True)

@@ -1,10 +1,11 @@
-"""Why the informed search stops at b ≈ 100 (issue 5): how wide the rounding's basin is, and how
-close the descents from random starts get to a true input.
+"""Where the informed search's limits lie (issue 5): how wide the rounding's basin is, and how
+close the descents from isotropic starts and from the attack's starts get to a true input.
 
 For the cross-entropy client (m, b): the true coordinates c_j = Vᵀx_j are known to this script
 (not to the attack).  Prints (1) for relative perturbations ε of 16 true c_j, how many the
-descent + rounding and the rounding alone bring back to column j; (2) for 64 random starts,
-the cosine to the nearest true c before and after one descent.
+descent + rounding and the rounding alone bring back to column j; (2) for 64 isotropic starts
+and 64 of the attack's starts (spread along V by the singular values of dL/dW), the cosine to
+the nearest true c before and after one descent, and how many distinct columns they land on.
 
     python benchmarks/landing.py --batch-size 150
 """
@@ -40,32 +41,41 @@ def main(argv=None):
     Qt = L.T @ v.grad_Z[rows]
     Qt = Qt / Qt.norm(dim=0)
     norm = float(C.norm(dim=1).mean())
-    eye = torch.eye(b, dtype=torch.float64)
+    r = L.shape[1]  # the rank: b less any duplicated inputs
+    eye = torch.eye(r, dtype=torch.float64)
     rng = np.random.default_rng(0)
 
     def descend(c0):
         return inf._descend(c0, eye, A, bias, L, W2, steps=args.steps, lr=0.05, tau=(0.03, 0.001),
                             deadline=time.perf_counter() + 600)
 
-    def lands_on(c, j):
+    def column_of(c):
+        """The true column the rounding from c lands on, or None."""
         q = inf._polish_and_round(c, A, bias, L, W2, tols)
-        return q is not None and float((q / q.norm() @ Qt[:, j]).abs()) > 1 - 1e-8
+        if q is None:
+            return None
+        cos = (q / q.norm() @ Qt).abs()
+        return int(cos.argmax()) if float(cos.max()) > 1 - 1e-8 else None
 
-    print(f"cross_entropy, m={args.width}, b={b}")
+    print(f"cross_entropy, m={args.width}, b={b} (rank {r})")
     for eps in (0.0, 0.1, 0.2, 0.4):
         js = rng.choice(b, 16, replace=False)
-        c0 = C[js] + eps * norm * torch.as_tensor(rng.standard_normal((16, b))) / b**0.5
+        c0 = C[js] + eps * norm * torch.as_tensor(rng.standard_normal((16, r))) / r**0.5
         cf = descend(c0)
-        both = sum(lands_on(cf[k], j) for k, j in enumerate(js))
-        alone = sum(lands_on(c0[k], j) for k, j in enumerate(js))
+        both = sum(column_of(cf[k]) == j for k, j in enumerate(js))
+        alone = sum(column_of(c0[k]) == j for k, j in enumerate(js))
         print(f"  true c + {eps:.0%} noise: descent+rounding {both}/16, rounding alone {alone}/16")
-    c0 = torch.as_tensor(rng.standard_normal((64, b)))
-    c0 *= norm / c0.norm(dim=1, keepdim=True)
-    cf = descend(c0)
-    before = (c0 / c0.norm(dim=1, keepdim=True) @ Cn.T).max(1).values
-    after = (cf / cf.norm(dim=1, keepdim=True) @ Cn.T).max(1).values
-    print(f"  64 random starts: cosine to the nearest true c, median {float(before.median()):.2f} before, "
-          f"{float(after.median()):.2f} after one descent (best {float(after.max()):.2f})")
+    z = torch.as_tensor(rng.standard_normal((64, r)))
+    coords = inf._remaining_inputs_coords([], R @ V)  # the attack's starts: spread along V by S
+    for name, c0 in (("isotropic", z), ("the attack's (spread by S)", z @ coords.T)):
+        c0 = c0 * norm / c0.norm(dim=1, keepdim=True)
+        cf = descend(c0)
+        before = (c0 / c0.norm(dim=1, keepdim=True) @ Cn.T).max(1).values
+        after = (cf / cf.norm(dim=1, keepdim=True) @ Cn.T).max(1).values
+        hits = {column_of(c) for c in cf} - {None}
+        print(f"  64 {name} starts: cosine to the nearest true c, median {float(before.median()):.2f} before, "
+              f"{float(after.median()):.2f} after one descent (best {float(after.max()):.2f}); "
+              f"{len(hits)} distinct columns landed")
 
 
 if __name__ == "__main__":

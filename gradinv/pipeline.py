@@ -92,8 +92,8 @@ class ExactRounding(GradientStep):
         if self.n_passed_ == 0:
             raise GradientError(
                 f"no column of dL/dZ with exact zeros was found (>= {self.min_zero_fraction:.0%} of the neurons): "
-                "the layer is not followed by a ReLU, or the gradient is noisy (DP noise, several local steps); "
-                "exact inversion does not apply")
+                "the layer is not followed by a ReLU, the gradient is noisy (DP noise, several local steps), or the "
+                "search's time bound (max_time) ran out before it found one")
         extra = complete_basis(W[kept])[: b - len(kept)]
         self.n_zeros_ = np.concatenate([rounded.n_zeros[kept], np.zeros(len(extra), int)])
         self.exact_ = np.concatenate([passed[kept], np.zeros(len(extra), bool)])

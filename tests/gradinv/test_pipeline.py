@@ -141,3 +141,16 @@ def test_cross_entropy_b50_float32():
     res = invert_layer(v.grad_W, v.grad_b, random_state=0, max_time=600, **v.knowledge())
     ev = evaluate(v.inputs, res.inputs, res.exact, dtype="float32")
     assert ev["exact"] >= 45 and ev["false_certificates"] == 0
+
+
+def test_informed_rounding_skips_a_cell_without_active_neurons():
+    """A start whose cell has no active neuron leaves W₂ᵀu undetermined: skipped, not an error."""
+    from gradinv.informed import _polish_and_round, _tolerances
+
+    rng = np.random.default_rng(0)
+    L = torch.linalg.qr(torch.as_tensor(rng.normal(size=(60, 5))))[0]
+    A = torch.as_tensor(rng.normal(size=(60, 5)))
+    W2 = torch.as_tensor(rng.normal(size=(60, 3)))
+    bias = -10.0 * torch.ones(60, dtype=torch.float64)  # every neuron inactive at c
+    c = torch.as_tensor(rng.normal(size=5)) * 0.1
+    assert _polish_and_round(c, A, bias, L, W2, _tolerances(1e-9)) is None

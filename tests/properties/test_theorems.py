@@ -61,6 +61,27 @@ def test_kernel_direction_lemma(layer, data):
     assert count_zeros((fg.L @ q)[:, None], 1e-9)[0] >= np.sum(G[:, j] == 0)
 
 
+@given(layers(), st.data())
+def test_deflation_keeps_missing_inputs(layer, data):
+    """With any set of columns q_i found, every missing sample's c_k = Vᵀx_k lies in the span the
+    informed search draws its starts from (x_k = (Q⁻¹)_k R, (Q⁻¹)_k ⟂ every found q_i)."""
+    import torch
+
+    from gradinv.informed import _remaining_inputs_coords
+
+    assume(full_rank(layer) and layer["b"] > 1)
+    fg = GradientFactorization().fit_transform(stack_gradient(layer["grad_W"], layer["grad_b"]))
+    Q = fg.L.T @ layer["G"][fg.rows]
+    found = data.draw(st.lists(st.integers(0, layer["b"] - 1), unique=True, max_size=layer["b"] - 1))
+    R = torch.as_tensor(fg.R)
+    V = torch.linalg.svd(R, full_matrices=False)[2].T
+    P = _remaining_inputs_coords([torch.as_tensor(Q[:, i] / np.linalg.norm(Q[:, i])) for i in found], R @ V)
+    basis = torch.linalg.qr(P)[0]
+    for k in sorted(set(range(layer["b"])) - set(found)):
+        c = V.T @ torch.as_tensor(layer["X"][k])
+        assert float((c - basis @ (basis.T @ c)).norm()) <= 1e-8 * float(c.norm())
+
+
 @given(layers(), st.integers(0, 2**31 - 1))
 def test_scale_and_sign_from_bias_gradient(layer, seed):
     """Columns known only up to scale and sign: dL/db fixes them, and X follows exactly."""
