@@ -30,8 +30,8 @@ dL/dW: (dL/dW)ᵀ dL/dW = X diag-ish(‖g_j‖²) Xᵀ, so S and V estimate the 
 axes.  Real inputs are far from isotropic in ℝ^b (natural images share a mean and low
 frequencies), and isotropic starts do not reach a true cell beyond b ≈ 100: measured on the
 cross-entropy client, b=150, m=1000, the median cosine from a start to the nearest true c is
-0.91 for these starts against 0.20 for isotropic ones, and 150/150 columns were found in 69 s
-against 1/150 in 300 s (``benchmarks/landing.py``, ``benchmarks/single_run.py``).
+0.85 for these starts against 0.18 for isotropic ones (``benchmarks/landing.py``), and all 150
+columns were found in 61 s against 1/150 in 300 s (``docs/results.md``).
 
 Measured on the cross-entropy client (``docs/results.md``).  This step runs in torch (float64)
 whatever the input array type, since it needs automatic differentiation; results go back to
