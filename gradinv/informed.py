@@ -232,7 +232,7 @@ def informed_search(L, R, weight, bias, next_weight, *, random_state=None, max_t
                     zero_tol=1e-9, next_layer_rtol=None, rows=None, progress=False):
     """Exact directions q (rows, k ≤ b) with L q a column of dL/dZ, and their exact-zero counts.
 
-    L (m' × b), R (b × n) from the factorisation; ``weight`` (m × n), ``bias`` (m,) of the attacked
+    L (m' × b, orthonormal columns), R (b × n) from the factorisation; ``weight`` (m × n), ``bias`` (m,) of the attacked
     layer and ``next_weight`` (C × m) of the classifier it feeds; ``rows`` (m',) the neurons L
     keeps (default: all).  A column is accepted when its active rows are fitted by W₂ᵀu to
     ``next_layer_rtol`` (default 10·zero_tol: rounding level).
