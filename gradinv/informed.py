@@ -253,6 +253,7 @@ def informed_search(L, R, weight, bias, next_weight, *, random_state=None, max_t
     norm = float(Rt.shape[1]) ** 0.5 if input_norm is None else float(input_norm)
     B = batch or max(64, min(2 * b, 100))  # measured: small batches of short descents beat large ones
     found_q, found_z = [], []
+    found = None  # torch.stack(found_q), kept up to date
     bar = tqdm(total=b, disable=not progress, desc="informed search", unit="column")
     while len(found_q) < b and time.perf_counter() < deadline:
         coords = _remaining_inputs_coords(found_q, RV)
@@ -263,17 +264,16 @@ def informed_search(L, R, weight, bias, next_weight, *, random_state=None, max_t
         for c in cf:
             if len(found_q) >= b or time.perf_counter() > deadline:
                 break
-            q = _polish_and_round(c, A, bias, Lt, W2, tols, torch.stack(found_q) if found_q else None)
+            q = _polish_and_round(c, A, bias, Lt, W2, tols, found)
             if q is None:
                 continue
             q, g, zero = _refine_on_zeros(Lt, q, tols[3])
             if int(zero.sum()) < min_zero_fraction * m or not _fits_next_layer(g, W2, zero, next_layer_rtol):
                 continue
-            if found_q:
-                F = torch.stack(found_q)
-                if torch.linalg.svdvals(torch.cat([F, q[None]]))[-1] < 1e-6:  # dependent on those found
-                    continue
+            if found is not None and torch.linalg.svdvals(torch.cat([found, q[None]]))[-1] < 1e-6:
+                continue  # dependent on the columns found
             found_q.append(q)
+            found = torch.stack(found_q)
             found_z.append(int(zero.sum()))
             bar.update(1)
     bar.close()
