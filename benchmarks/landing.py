@@ -51,10 +51,10 @@ def main(argv=None):
 
     def column_of(c):
         """The true column the rounding from c lands on, or None."""
-        q = inf._polish_and_round(c, A, bias, L, W2, tols)
-        if q is None:
+        block = inf._polish_and_round(c, A, bias, L, W2, tols)
+        if block is None:
             return None
-        cos = (q / q.norm() @ Qt).abs()
+        cos = (block[0] @ Qt).abs()
         return int(cos.argmax()) if float(cos.max()) > 1 - 1e-8 else None
 
     print(f"cross_entropy, m={args.width}, b={b} (rank {r})")

@@ -2,12 +2,14 @@
 
 Two tests, both necessary conditions that a true column g_j = L q_j of dL/dZ meets:
 
-* :func:`zero_set_is_robust` (gradient only): the exact zeros of L q span the full
+* :func:`zero_set_kernels` (gradient only): the exact zeros of L q span the full
   (b−1)-dimensional hyperplane q^⊥ *robustly*: no single zero row carries a direction alone
   (max leverage < ``max_leverage``).  A true column vanishes on ~m/2 rows in general position;
   a combination of columns inside a common flat gets its last dimensions from one or two rows.
   This rejects most combinations but not all (on cross-entropy clients at b ≥ 50, exactly
   sparse combinations of ≥ 10 columns exist; ``shared/research/realistic-victims.md``).
+  Near-duplicate inputs give *blocks* of columns sharing their zeros; :func:`proven_blocks`
+  then proves the block's span, not its columns.
 
 * :func:`relu_consistent` (needs the layer's W and b, which the server knows): the reconstructed
   input x_j must reproduce the zero pattern of its column through the ReLU,
@@ -20,25 +22,56 @@ import numpy as np
 from sudl._array_api import array_namespace, to_numpy
 
 
-def zero_set_is_robust(L, directions, zero_tol, *, max_leverage=0.99):
-    """For each row q of ``directions``: do the exact zeros of L q span q^⊥ robustly?"""
+def zero_set_kernels(L, directions, zero_tol, *, max_dim=3, max_leverage=0.99):
+    """For each row q of ``directions``: an orthonormal basis (b × d) of the kernel of L restricted
+    to the exact zeros of L q, when that kernel is robust and at most ``max_dim``-dimensional; else None.
+
+    d = 1 for a true column: its zeros span q^⊥.  d > 1 for a *block*, columns of samples so alike
+    (near-duplicate inputs) that they share their zeros: the kernel is then the span of the block.
+    Robust: no single zero row carries a direction of the zeros' span alone (max leverage <
+    ``max_leverage``).
+    """
     xp = array_namespace(L)
     b = L.shape[1]
     codes = xp.abs(L @ directions.T)
     is_zero = to_numpy(codes <= zero_tol * xp.max(codes, axis=0)[None, :])
     Lh = to_numpy(L)
-    out = np.zeros(is_zero.shape[1], dtype=bool)
+    out = [None] * is_zero.shape[1]
     for j in range(is_zero.shape[1]):
         rows = Lh[is_zero[:, j]]
         rows = rows[np.linalg.norm(rows, axis=1) > 0]
         if rows.shape[0] < b:
             continue
         rows = rows / np.linalg.norm(rows, axis=1, keepdims=True)
-        U, s, _ = np.linalg.svd(rows, full_matrices=False)
-        if b > 1 and s[b - 2] <= 1e-6 * s[0]:
+        U, s, Vh = np.linalg.svd(rows, full_matrices=False)
+        # q itself is in the kernel; a tiny row scaled to unit norm can hide that, so at most b − 1
+        rank = min(int(np.sum(s > 1e-6 * s[0])), b - 1)
+        if b - rank > max_dim:
             continue
-        out[j] = b == 1 or float(np.max(np.sum(U[:, : b - 1] ** 2, axis=1))) < max_leverage
+        if rank == 0 or float(np.max(np.sum(U[:, :rank] ** 2, axis=1))) < max_leverage:
+            out[j] = Vh[rank:].T
     return out
+
+
+def proven_blocks(kernels, directions, *, rtol=1e-6):
+    """Boolean mask of the directions in a proven block: d ≥ 2 directions that fill the
+    d-dimensional kernel of one direction's zero set (:func:`zero_set_kernels`).
+
+    The kernel of the zeros Z of any vector of col(L) is, for rows in general position, the span
+    of the true columns vanishing on all of Z (restricted to Z the others stay independent).  So
+    the block's span is that of true columns and does not spoil the other samples, though none of
+    its own samples is identified.
+    """
+    Q = np.asarray(to_numpy(directions), dtype=np.float64)
+    Q = Q / np.linalg.norm(Q, axis=1, keepdims=True)
+    proven = np.zeros(len(kernels), dtype=bool)
+    for K in kernels:
+        if K is None or K.shape[1] < 2:
+            continue
+        members = np.flatnonzero(np.linalg.norm(Q - (Q @ K) @ K.T, axis=1) <= rtol)
+        if len(members) == K.shape[1]:
+            proven[members] = True
+    return proven
 
 
 def relu_consistent(grad_Z, X, weight, bias, zero_tol, *, rtol=None):

@@ -17,6 +17,8 @@ precision (:data:`ZERO_TOL`).
 """
 
 ZERO_TOL = {"float64": 1e-9, "float32": 1e-5}
+ROUNDING_LEVEL = 100
+"""Singular values below ROUNDING_LEVEL·ε·s₁ (ε of the gradient's dtype) may be rounding error."""
 
 import warnings
 from dataclasses import dataclass, replace
@@ -144,9 +146,13 @@ def residual_norm(grad_W, rows, L, R, *, block=256):
     return total**0.5
 
 
-def estimate_batch_size(singular_values, *, min_gap=1e2):
-    """Batch size from the largest relative gap s_i / s_(i+1) of the singular values of dL/dW.
+def estimate_batch_size(singular_values, *, min_gap=1e2, signal_floor=0.0):
+    """Batch size from the relative gaps s_i / s_(i+1) ≥ ``min_gap`` of the singular values of dL/dW.
 
+    The last such gap whose upper side s_i exceeds ``signal_floor``·s₁ (above the gradient's
+    rounding: every singular value there is signal) is the rank; without one, the largest gap.
+    Not simply the largest: near-duplicate inputs leave one tiny but real singular value (measured
+    2e-9·s₁ on a cross-entropy client at b=150), and the gap above it can exceed the rank gap.
     Raises :class:`GradientError` when no gap of at least ``min_gap`` exists (full rank or noisy
     gradient): then the batch size must be given.
     """
@@ -161,7 +167,9 @@ def estimate_batch_size(singular_values, *, min_gap=1e2):
             f"{ratios.max() if ratios.size else 1:.1e} < {min_gap:.0e}); the gradient is full rank or "
             "noisy: pass batch_size explicitly"
         )
-    return int(np.argmax(ratios)) + 1
+    gaps = np.flatnonzero(ratios >= min_gap)
+    signal = gaps[s[gaps] > signal_floor * s[0]]
+    return int(signal[-1] if signal.size else gaps[np.argmax(ratios[gaps])]) + 1
 
 
 class GradientFactorization(GradientStep):
@@ -208,6 +216,7 @@ class GradientFactorization(GradientStep):
         grad = check_matrix(grad, name="grad", min_features=2)
         xp = array_namespace(grad)
         source_dtype = grad.dtype
+        source_eps = eps(grad)
         zero_tol = self.zero_tol or ZERO_TOL["float64" if eps(grad) < 1e-10 else "float32"]
         grad = xp.astype(grad, xp.float64, copy=False)
         m, n = grad.shape[0], grad.shape[1] - 1
@@ -219,18 +228,21 @@ class GradientFactorization(GradientStep):
         rows = np.flatnonzero(keep)
         s, gram, left = gram_spectrum(grad[:, :n])
         b = self.batch_size
+        rounding = ROUNDING_LEVEL * source_eps  # singular values above rounding·s₁ are signal
         if b is None:
             try:
-                b = estimate_batch_size(s, min_gap=self.min_gap)
+                b = estimate_batch_size(s, min_gap=self.min_gap, signal_floor=rounding)
             except GradientError:  # perhaps a gap below the Gram floor: decided below
                 b = None
         if b is not None:
             L, S, R = self._factors(grad[:, :n], rows, gram, left, b)
-        if self.batch_size is None and (b is None or residual_norm(grad[:, :n], rows, L, R) > S[-1] / self.min_gap):
-            # the Gram spectrum cannot resolve this gap: read it from the singular values themselves
+        if self.batch_size is None and (b is None or residual_norm(grad[:, :n], rows, L, R)
+                                        > min(S[-1] / self.min_gap, rounding * S[0])):
+            # the Gram spectrum cannot resolve this gap, or hides signal below its floor (near-duplicate
+            # inputs): read the rank from the singular values themselves
             idx = xp.asarray(rows, dtype=xp.int64, device=device(grad))
             s = to_numpy(xp.linalg.svdvals(xp.take(grad[:, :n], idx, axis=0))).astype(np.float64)
-            b = estimate_batch_size(s, min_gap=self.min_gap)
+            b = estimate_batch_size(s, min_gap=self.min_gap, signal_floor=rounding)
             L, S, R = self._factors(grad[:, :n], rows, gram, left, b)
         del gram
         s[:b] = to_numpy(S)

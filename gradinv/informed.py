@@ -17,7 +17,9 @@ Search (per batch of starting points c):
   b. polish: alternate (q, u) = null vector of [L_I, 0; L_A, −W₂_Aᵀ] and the row assignment
      (inactive iff |L_k q| < |L_k q − w_kᵀu|);
   c. exact rounding: the same null vector on the most confident rows, accepted only when it is
-     exactly one-dimensional; failing that, the null vector of the rows most confidently
+     exactly one-dimensional, or up to :data:`MAX_BLOCK`-dimensional for a *block* of
+     near-duplicate samples sharing one mask (then only the block's span is identified, and
+     added as that many directions); failing that, the null vector of the rows most confidently
      inactive under (W, b) alone (SPEAR's rounding inside the predicted cell); then the column
      is re-fitted to its exact zeros (:func:`_refine_on_zeros`);
   d. checks: ≥ ``min_zero_fraction``·m exact zeros, the active rows fit W₂ᵀu to rounding error,
@@ -50,6 +52,10 @@ from sudl._array_api import to_numpy
 
 from ._step import GradientStep
 from .factorize import GradientError
+
+
+MAX_BLOCK = 3
+"""Largest block of samples sharing one mask (near-duplicate inputs) accepted as a span."""
 
 
 def _tolerances(zero_tol):
@@ -99,27 +105,34 @@ def _remaining_inputs_coords(found_q, RV):
     return RV.T @ N.T
 
 
-def _null_stacked(L, W2, inactive, active, tol_kernel, tol_unique):
-    """(q, u) with L_I q = 0 and L_A q = W₂_A u, if that null space is exactly one-dimensional."""
+def _null_stacked(L, W2, inactive, active, tol_kernel, tol_unique, max_dim=1):
+    """Basis (d × (b + C)) of the (q, u) with L_I q = 0 and L_A q = W₂_A u, if that null space is
+    exact and at most ``max_dim``-dimensional (see :func:`_null_space`)."""
     M = torch.cat([torch.cat([L[inactive], torch.zeros(int(inactive.sum()), W2.shape[1], dtype=L.dtype)], 1),
                    torch.cat([L[active], -W2[active]], 1)])
-    return _unique_null_vector(M, tol_kernel, tol_unique)
+    return _null_space(M, tol_kernel, tol_unique, max_dim)
 
 
-def _unique_null_vector(M, tol_kernel, tol_unique):
-    """The unit v with M v = 0 if the null space of M is exactly one-dimensional, else None.
+def _null_space(M, tol_kernel, tol_unique, max_dim=1):
+    """Orthonormal rows (d × k) spanning the null space of M, or None.
 
-    Most candidates fail; the eigenvalues of MᵀM reject them at a fraction of an SVD's cost
-    when σ_min/σ_max is clearly above the threshold (above 1e-6, where the Gram matrix is exact
-    enough: its eigenvalues are accurate to ε·σ_max²).
+    Accepted when M has an exact null vector (σ_min ≤ ``tol_kernel``·σ_max) and d, the number of
+    singular values below ``tol_unique``·σ_max, is at most ``max_dim``; the most exact row first.
+    d > 1 is a *block*: samples so alike (near-duplicate inputs) that their columns share one
+    zero set, so no single column of the block is identified, only their span (the difference
+    of two nearly parallel columns is a null vector only to ε/angle: measured σ ≈ 1e-9·σ_max
+    against 0.06 for the next).  Most candidates fail; the eigenvalues of MᵀM reject them at a
+    fraction of an SVD's cost when σ_min/σ_max is clearly above the threshold (above 1e-6,
+    where the Gram matrix is exact enough: its eigenvalues are accurate to ε·σ_max²).
     """
     gram = torch.linalg.eigvalsh(M.T @ M)
     if gram[0] > max(1e-12, 100 * tol_kernel**2) * gram[-1]:
         return None
     _, sv, vh = torch.linalg.svd(M, full_matrices=False)
-    if sv[-1] >= tol_kernel * sv[0] or sv[-2] < tol_unique * sv[0]:
+    d = int((sv < tol_unique * sv[0]).sum())
+    if sv[-1] >= tol_kernel * sv[0] or not 1 <= d <= max_dim:
         return None
-    return vh[-1]
+    return vh[-d:].flip(0)
 
 
 def _fit_active_rows(L, W2, active):
@@ -141,11 +154,12 @@ def _fit_active_rows(L, W2, active):
     return P @ u, u
 
 
-def _polish_and_round(c, A, bias, L, W2, tols, found=None, iters=15):
-    """Exact direction q for the column whose mask is near that of c, or None.
+def _polish_and_round(c, A, bias, L, W2, tols, found=None, iters=15, max_block=MAX_BLOCK):
+    """Exact directions (d × b, orthonormal rows) for the column whose mask is near that of c, or None.
 
-    ``found`` (f × b, unit rows): columns already found; a polish that converges onto one is
-    abandoned before the rounding.
+    d = 1 but for a block of up to ``max_block`` samples sharing the mask (:func:`_null_space`):
+    then the rows span the block's columns, the most exact row first.  ``found`` (f × b, unit
+    rows): columns already found; a polish that converges onto one is abandoned before the rounding.
     """
     b = L.shape[1]
     margin = A @ c + bias  # the cell of c: neuron k inactive iff margin_k <= 0
@@ -171,16 +185,17 @@ def _polish_and_round(c, A, bias, L, W2, tols, found=None, iters=15):
     Act = Act[torch.argsort(conf_a[Act])]
     fracs = (1.0, 0.95, 0.85, 0.7, 0.5)
     for frac in fracs:  # drop the least confident rows until the null space is exact
-        v = _null_stacked(L, W2, _first(I, frac, inactive), _first(Act, frac, inactive), tols[0], tols[1])
+        v = _null_stacked(L, W2, _first(I, frac, inactive), _first(Act, frac, inactive), tols[0], tols[1],
+                          max_block)
         if v is not None:
-            return v[:b]
+            return torch.linalg.qr(v[:, :b].T)[0].T  # the q parts, orthonormalised, most exact first
     # zeros only (SPEAR's rounding inside the predicted cell): when the classifier W₂ no longer
     # explains the active rows exactly (FedAvg: W₂ and the masks drift over the local steps),
     # the rows most confidently inactive under (W, b) still pin the column.
     I = torch.nonzero(margin <= 0)[:, 0]
     I = I[torch.argsort(margin[I])]
     for frac in fracs:
-        v = _unique_null_vector(L[_first(I, frac, inactive)], tols[0], tols[1])
+        v = _null_space(L[_first(I, frac, inactive)], tols[0], tols[1])
         if v is not None:
             return v
     return None
@@ -211,9 +226,9 @@ def _refine_on_zeros(L, q, zero_tol, exact_kernel=1e-6, unique=1e-4):
         rows = small[: int(frac * len(small))]
         if len(rows) < L.shape[1]:
             break
-        v = _unique_null_vector(L[rows], exact_kernel, unique)
+        v = _null_space(L[rows], exact_kernel, unique)
         if v is not None:
-            q = v * torch.sign(v @ q)
+            q = v[0] * torch.sign(v[0] @ q)
             break
     q = q / q.norm()
     g = L @ q
@@ -264,18 +279,21 @@ def informed_search(L, R, weight, bias, next_weight, *, random_state=None, max_t
         for c in cf:
             if len(found_q) >= b or time.perf_counter() > deadline:
                 break
-            q = _polish_and_round(c, A, bias, Lt, W2, tols, found)
-            if q is None:
+            block = _polish_and_round(c, A, bias, Lt, W2, tols, found)
+            if block is None:
                 continue
-            q, g, zero = _refine_on_zeros(Lt, q, tols[3])
+            q, g, zero = _refine_on_zeros(Lt, block[0], tols[3])
             if int(zero.sum()) < min_zero_fraction * m or not _fits_next_layer(g, W2, zero, next_layer_rtol):
                 continue
-            if found is not None and torch.linalg.svdvals(torch.cat([found, q[None]]))[-1] < 1e-6:
-                continue  # dependent on the columns found
-            found_q.append(q)
-            found = torch.stack(found_q)
-            found_z.append(int(zero.sum()))
-            bar.update(1)
+            for q in [q, *block[1:]]:  # a block's other rows share the zeros of its first
+                if len(found_q) >= b:
+                    break
+                if found is not None and torch.linalg.svdvals(torch.cat([found, q[None]]))[-1] < 1e-6:
+                    continue  # dependent on the columns found
+                found_q.append(q)
+                found = torch.stack(found_q)
+                found_z.append(int(zero.sum()))
+                bar.update(1)
     bar.close()
     Q = torch.stack(found_q).numpy() if found_q else np.zeros((0, b))
     return Q, np.asarray(found_z, dtype=int)

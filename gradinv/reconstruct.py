@@ -10,7 +10,7 @@ import numpy as np
 from sudl._array_api import array_namespace, device, to_numpy
 
 from ._step import GradientStep
-from .certificate import relu_consistent, zero_set_is_robust
+from .certificate import proven_blocks, relu_consistent, zero_set_kernels
 from .factorize import GradientError
 
 
@@ -51,7 +51,9 @@ class InputReconstruction(GradientStep):
         and its input's ReLU pattern reproduces the column's zeros under the layer's ``weight`` and
         ``bias`` (:mod:`gradinv.certificate`).  Since x_j = dL/dWᵀ y / (yᵀ dL/db) for any y
         orthogonal to the other columns, sample j is exact iff every column i ≠ j is proved
-        (so one missing column spoils every sample but its own).  All False without the weights.
+        (so one missing column spoils every sample but its own), or lies in a proved block of
+        near-duplicate samples (:func:`~gradinv.certificate.proven_blocks`) that j is not part of.
+        All False without the weights.
 
     Parameters
     ----------
@@ -76,13 +78,16 @@ class InputReconstruction(GradientStep):
         self.grad_Z_ = scatter_rows(G, fg.rows, fg.n_neurons)
         zero_tol = fg.zero_tol
         sparse = np.asarray(fg.exact, dtype=bool) & (scale > 1e-12 * scale.max())
-        self.sparse_ = sparse & zero_set_is_robust(fg.L, fg.directions, zero_tol)
+        kernels = zero_set_kernels(fg.L, fg.directions, zero_tol)
+        self.sparse_ = sparse & np.array([K is not None and K.shape[1] == 1 for K in kernels])
         if self.weight is None or self.bias is None or not self.certify:
             self.exact_ = np.zeros_like(self.sparse_)
             return X
         column_ok = self.sparse_ & relu_consistent(self.grad_Z_, X, self.weight, self.bias, zero_tol,
                                                    rtol=1e-7 if zero_tol < 1e-7 else 1e-3)
-        # x_j = dWᵀy / (yᵀ db) for any y orthogonal to the columns i ≠ j: x_j is exact iff they all are.
-        bad = ~column_ok
-        self.exact_ = bad.sum() - bad == 0  # no unproved column other than the sample's own
+        in_block = sparse & proven_blocks(kernels, fg.directions)
+        # x_j = dWᵀy / (yᵀ db) for any y orthogonal to the columns i ≠ j: x_j is exact iff they all are
+        # proved, or lie in a proved block (right span) that x_j is not part of.
+        bad = ~(column_ok | in_block)
+        self.exact_ = (bad.sum() - bad == 0) & ~in_block
         return X

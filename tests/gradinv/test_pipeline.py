@@ -154,3 +154,20 @@ def test_informed_rounding_skips_a_cell_without_active_neurons():
     bias = -10.0 * torch.ones(60, dtype=torch.float64)  # every neuron inactive at c
     c = torch.as_tensor(rng.normal(size=5)) * 0.1
     assert _polish_and_round(c, A, bias, L, W2, _tolerances(1e-9)) is None
+
+
+def test_near_duplicate_pair_is_recovered_as_a_block():
+    """Two near-identical crops with one label share their ReLU mask: no single column of the pair is
+    identified, but its span is; the other 18 samples are exact and certified, the pair is not."""
+    from gradinv.victims import layer_gradient
+
+    v = make_victim("cross_entropy", batch_size=20, width=300, random_state=0)
+    x, labels = v.inputs.clone(), v.labels.clone()
+    noise = torch.randn(x.shape[1], generator=torch.Generator().manual_seed(0), dtype=x.dtype)
+    x[1], labels[1] = x[0] + 1e-3 * x[0].norm() * noise / x.shape[1] ** 0.5, labels[0]
+    _, grad_W, grad_b, grad_Z = layer_gradient(v.model, v.layer_name, x, labels)
+    assert torch.equal(grad_Z[:, 0] == 0, grad_Z[:, 1] == 0)
+    res = invert_layer(grad_W, grad_b, random_state=0, max_time=60, **v.knowledge())
+    assert res.batch_size == 20
+    ev = evaluate(x, res.inputs, res.exact)
+    assert ev["exact"] >= 18 and ev["certified"] == 18 and ev["false_certificates"] == 0
