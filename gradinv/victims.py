@@ -63,19 +63,20 @@ class Victim:
         return known
 
 
-def make_mlp(n_in, width, n_classes=10):
-    """Linear(n_in, width) → ReLU → Linear(width, n_classes); the attacked layer is "0"."""
-    return nn.Sequential(nn.Linear(n_in, width), nn.ReLU(), nn.Linear(width, n_classes))
+def make_mlp(n_in, width, n_classes=10, dtype=None):
+    """Linear(n_in, width) → ReLU → Linear(width, n_classes); the attacked layer is "0".  Parameters
+    are drawn in ``dtype`` (default: torch's), so a seed gives one network whatever the global default."""
+    return nn.Sequential(nn.Linear(n_in, width, dtype=dtype), nn.ReLU(), nn.Linear(width, n_classes, dtype=dtype))
 
 
-def make_conv_net(in_channels, image_size, width, n_classes=10, channels=8):
+def make_conv_net(in_channels, image_size, width, n_classes=10, channels=8, dtype=None):
     """Conv → ReLU → Conv(stride 2) → ReLU → Flatten → Linear(f, width) → ReLU → Linear; attacked: "5"."""
     features = channels * (image_size // 2) ** 2
     return nn.Sequential(
-        nn.Conv2d(in_channels, channels, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(channels, channels, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(in_channels, channels, 3, padding=1, dtype=dtype), nn.ReLU(),
+        nn.Conv2d(channels, channels, 3, stride=2, padding=1, dtype=dtype), nn.ReLU(),
         nn.Flatten(),
-        nn.Linear(features, width), nn.ReLU(), nn.Linear(width, n_classes),
+        nn.Linear(features, width, dtype=dtype), nn.ReLU(), nn.Linear(width, n_classes, dtype=dtype),
     )
 
 
@@ -123,10 +124,9 @@ def make_victim(kind="cross_entropy", *, batch_size, width=1000, n_classes=10, a
                                  random_state=seed)
     channels = images.shape[-1]
     if architecture == "mlp":
-        model, layer_name = make_mlp(images[0].size, width, n_classes), "0"
+        model, layer_name = make_mlp(images[0].size, width, n_classes, dtype=dtype), "0"
     else:
-        model, layer_name = make_conv_net(channels, images.shape[1], width, n_classes), "5"
-    model = model.to(dtype)
+        model, layer_name = make_conv_net(channels, images.shape[1], width, n_classes, dtype=dtype), "5"
     if kind == "trained":
         _train(model, architecture, source, image_size, n_classes, dtype, train_steps, seed + 1)
     x = _to_torch_images(images, architecture, dtype)

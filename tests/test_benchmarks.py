@@ -37,3 +37,8 @@ def test_threat_models_quick(tmp_path):
     assert all(r["false_certificates"] == 0 for r in rows)
     assert all(r["certified"] == 0 for r in rows if r["mode"] == "approximate")
     assert (tmp_path / "t.png").stat().st_size > 0 and "| threat |" in (tmp_path / "t.md").read_text()
+
+
+def test_search_yield_quick():
+    rounds = load("search_yield").main(["--batch-size", "6", "--width", "80", "--starts", "8", "--max-time", "10"])
+    assert rounds and rounds[-1]["found"] == sum(r["new"] for r in rounds) <= 6

@@ -1,0 +1,76 @@
+"""Why the informed search stalls at large b (issue 5): its yield round by round.
+
+For the cross-entropy client (m, b) the true inputs are known to this script (not to the attack).
+Each round runs the attack's own steps — starts spread by S in the complement of the columns
+found, one descent, polish and exact rounding of every descent (without the attack's final
+zero-count and next-layer checks) — and prints how many of the descents end nearest (in cosine)
+to an input already found, the median cosine of the descents to the nearest input still missing,
+and how many new columns the round found.
+
+    python benchmarks/search_yield.py --batch-size 200 --max-time 240
+"""
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from gradinv import GradientFactorization, make_victim, stack_gradient
+from gradinv import informed as inf
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batch-size", type=int, default=200)
+    p.add_argument("--width", type=int, default=1000)
+    p.add_argument("--starts", type=int, default=100, help="descents per round (the attack's default)")
+    p.add_argument("--max-time", type=float, default=240.0)
+    args = p.parse_args(argv)
+    b = args.batch_size
+    v = make_victim("cross_entropy", batch_size=b, width=args.width, random_state=0)
+    fg = GradientFactorization().fit_transform(stack_gradient(v.grad_W, v.grad_b).numpy())
+    L, R, rows = torch.as_tensor(fg.L), torch.as_tensor(fg.R), torch.as_tensor(fg.rows)
+    V = torch.linalg.svd(R, full_matrices=False)[2].T
+    A, bias = (v.layer.weight.detach() @ V)[rows], v.layer.bias.detach()[rows]
+    W2 = v.model[-1].weight.detach().T[rows]
+    C = v.inputs @ V
+    C = C / C.norm(dim=1, keepdim=True)
+    Qt = L.T @ v.grad_Z[rows]
+    Qt = Qt / Qt.norm(dim=0)  # the true directions, one column per input
+    tols, rng, norm = inf._tolerances(fg.zero_tol), np.random.default_rng(0), float(R.shape[1]) ** 0.5
+    found_q, found, found_inputs, rounds = [], None, set(), []
+    print(f"cross_entropy, m={args.width}, b={b} (rank {L.shape[1]})")
+    t0 = time.perf_counter()
+    deadline = t0 + args.max_time
+    while time.perf_counter() < deadline and len(found_q) < L.shape[1]:
+        coords = inf._remaining_inputs_coords(found_q, R @ V)
+        c0 = torch.as_tensor(rng.standard_normal((args.starts, coords.shape[1]))) @ coords.T
+        c0 *= norm / c0.norm(dim=1, keepdim=True)
+        cf = inf._descend(c0, torch.linalg.qr(coords)[0], A, bias, L, W2, steps=50, lr=0.05,
+                          tau=(0.03, 0.001), deadline=deadline)
+        cos = (cf / cf.norm(dim=1, keepdim=True) @ C.T).abs()
+        missing = sorted(set(range(b)) - found_inputs)
+        to_found = sum(int(j) in found_inputs for j in cos.argmax(1))
+        new = 0
+        for c in cf:
+            block = inf._polish_and_round(c, A, bias, L, W2, tols, found)
+            if block is None:
+                continue
+            for q in block:
+                if found is not None and torch.linalg.svdvals(torch.cat([found, q[None]]))[-1] < 1e-6:
+                    continue
+                found_q.append(q)
+                found = torch.stack(found_q)
+                found_inputs.add(int((q @ Qt).abs().argmax()))
+                new += 1
+        rounds.append(dict(time=time.perf_counter() - t0, found=len(found_q), new=new, to_found=to_found,
+                           cos_missing=float(cos[:, missing].max(1).values.median())))
+        print(f"  {rounds[-1]['time']:5.0f} s, {len(found_q):3d} found: {to_found}/{args.starts} descents end "
+              f"nearest a found input; median cosine to the nearest missing one "
+              f"{rounds[-1]['cos_missing']:.2f}; {new} new", flush=True)
+    return rounds
+
+
+if __name__ == "__main__":
+    main()
