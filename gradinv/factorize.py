@@ -146,11 +146,12 @@ def residual_norm(grad_W, rows, L, R, *, block=256):
     return total**0.5
 
 
-def estimate_batch_size(singular_values, *, min_gap=1e2, signal_floor=0.0):
+def estimate_batch_size(singular_values, *, min_gap=1e2, signal_floor=ROUNDING_LEVEL * float(np.finfo(np.float64).eps)):
     """Batch size from the relative gaps s_i / s_(i+1) ≥ ``min_gap`` of the singular values of dL/dW.
 
     The last such gap whose upper side s_i exceeds ``signal_floor``·s₁ (above the gradient's
-    rounding: every singular value there is signal) is the rank; without one, the largest gap.
+    rounding, by default float64's: every singular value there is signal) is the rank; without
+    one, the largest gap.
     Not simply the largest: near-duplicate inputs leave one tiny but real singular value (measured
     2e-9·s₁ on a cross-entropy client at b=150), and the gap above it can exceed the rank gap.
     Raises :class:`GradientError` when no gap of at least ``min_gap`` exists (full rank or noisy
