@@ -22,7 +22,11 @@ import numpy as np
 from sudl._array_api import array_namespace, to_numpy
 
 
-def zero_set_kernels(L, directions, zero_tol, *, max_dim=3, max_leverage=0.99):
+MAX_BLOCK = 3
+"""Largest block of samples sharing one zero set (near-duplicate inputs) found and proved as a span."""
+
+
+def zero_set_kernels(L, directions, zero_tol, *, max_dim=MAX_BLOCK, max_leverage=0.99):
     """For each row q of ``directions``: an orthonormal basis (b × d) of the kernel of L restricted
     to the exact zeros of L q, when that kernel is robust and at most ``max_dim``-dimensional; else None.
 

@@ -17,7 +17,7 @@ Search (per batch of starting points c):
   b. polish: alternate (q, u) = null vector of [L_I, 0; L_A, −W₂_Aᵀ] and the row assignment
      (inactive iff |L_k q| < |L_k q − w_kᵀu|);
   c. exact rounding: the same null vector on the most confident rows, accepted only when it is
-     exactly one-dimensional, or up to :data:`MAX_BLOCK`-dimensional for a *block* of
+     exactly one-dimensional, or up to :data:`~gradinv.certificate.MAX_BLOCK`-dimensional for a *block* of
      near-duplicate samples sharing one mask (then only the block's span is identified, and
      added as that many directions); failing that, the null vector of the rows most confidently
      inactive under (W, b) alone (SPEAR's rounding inside the predicted cell); then the column
@@ -51,11 +51,8 @@ from sudl import complete_basis
 from sudl._array_api import to_numpy
 
 from ._step import GradientStep
+from .certificate import MAX_BLOCK
 from .factorize import GradientError
-
-
-MAX_BLOCK = 3
-"""Largest block of samples sharing one mask (near-duplicate inputs) accepted as a span."""
 
 
 def _tolerances(zero_tol):
