@@ -17,9 +17,9 @@ Search (per batch of starting points c):
   b. polish: alternate (q, u) = null vector of [L_I, 0; L_A, −W₂_Aᵀ] and the row assignment
      (inactive iff |L_k q| < |L_k q − w_kᵀu|);
   c. exact rounding: the same null vector on the most confident rows, accepted only when it is
-     exactly one-dimensional, or up to :data:`~gradinv.certificate.MAX_BLOCK`-dimensional for a *block* of
-     near-duplicate samples sharing one mask (then only the block's span is identified, and
-     added as that many directions); failing that, the null vector of the rows most confidently
+     exactly one-dimensional, or up to :data:`~gradinv.certificate.MAX_BLOCK`-dimensional for a
+     *block* of near-duplicate samples sharing one mask (then only the block's span is identified,
+     and added as that many directions); failing that, the null vector of the rows most confidently
      inactive under (W, b) alone (SPEAR's rounding inside the predicted cell); then the column
      is re-fitted to its exact zeros (:func:`_refine_on_zeros`);
   d. checks: ≥ ``min_zero_fraction``·m exact zeros, the active rows fit W₂ᵀu to rounding error,
