@@ -39,6 +39,7 @@ def main(argv=None):
     Qt = L.T @ v.grad_Z[rows]
     Qt = Qt / Qt.norm(dim=0)  # the true directions, one column per input
     tols, rng, norm = inf._tolerances(fg.zero_tol), np.random.default_rng(0), float(R.shape[1]) ** 0.5
+    LtL = L.T @ L
     found_q, found, found_inputs, rounds = [], None, set(), []
     print(f"cross_entropy, m={args.width}, b={b} (rank {L.shape[1]})")
     t0 = time.perf_counter()
@@ -54,7 +55,7 @@ def main(argv=None):
         to_found = sum(int(j) in found_inputs for j in cos.argmax(1))
         new = 0
         for c in cf:
-            block = inf._polish_and_round(c, A, bias, L, W2, tols, found)
+            block = inf._polish_and_round(c, A, bias, L, W2, tols, found, gram=LtL)
             if block is None:
                 continue
             for q in block:

@@ -125,7 +125,6 @@ def leading_factors(grad_W, rows, top_vectors, left):
     L₀ᵀ G (b × n) gives V_b and S to a direct SVD's accuracy, and L = qr(G V_b).
     """
     xp = array_namespace(grad_W)
-    m = grad_W.shape[0]
     idx = xp.asarray(rows, dtype=xp.int64, device=device(grad_W))
     L0 = top_vectors if left else xp.linalg.qr(grad_W @ top_vectors)[0]  # m × b, ~0 on dead rows
     _, S, Vh = xp.linalg.svd(L0.T @ grad_W, full_matrices=False)

@@ -102,29 +102,60 @@ def _remaining_inputs_coords(found_q, RV):
     return RV.T @ N.T
 
 
-def _null_stacked(L, W2, inactive, active, tol_kernel, tol_unique, max_dim=1):
-    """Basis (d × (b + C)) of the (q, u) with L_I q = 0 and L_A q = W₂_A u, if that null space is
-    exact and at most ``max_dim``-dimensional (see :func:`_null_space`)."""
-    M = torch.cat([torch.cat([L[inactive], torch.zeros(int(inactive.sum()), W2.shape[1], dtype=L.dtype)], 1),
-                   torch.cat([L[active], -W2[active]], 1)])
-    return _null_space(M, tol_kernel, tol_unique, max_dim)
+def _stacked_rows(L, W2, active, rows):
+    """Rows ``rows`` (boolean) of M = [L_I, 0; L_A, −W₂_A], A = ``active``: M's null vectors (q, u)
+    have L_I q = 0 and L_A q = W₂_A u."""
+    return torch.cat([L[rows], -W2[rows] * active[rows, None]], 1)
 
 
-def _null_space(M, tol_kernel, tol_unique, max_dim=1):
-    """Orthonormal rows (d × k) spanning the null space of M, or None.
+def _nested_grams(gram, rows_of, keeps):
+    """M_Kᵀ M_K for each row set K in ``keeps`` (boolean masks, each inside the one before), from
+    ``gram`` = MᵀM (all rows) by subtracting the rows dropped (``rows_of(mask)``: those rows of
+    M): all the sets cost as much as the rows dropped from all to the smallest, not the rows
+    kept in each."""
+    kept = torch.ones_like(keeps[0])
+    for keep in keeps:
+        dropped = rows_of(kept & ~keep)
+        gram = gram - dropped.T @ dropped
+        kept = keep
+        yield gram
+
+
+def _may_be_singular(gram, scale, tol_kernel):
+    """False when the Gram matrix MᵀM surely has λ_min > max(1e-12, 100·``tol_kernel``²)·``scale``
+    (``scale`` ≥ λ_max): then M has no exact null vector.  Decided by whether a Cholesky of the
+    Gram matrix shifted by that much fails, a fraction of an SVD's cost; exact enough above
+    σ_min/σ_max ≈ 1e-6, where the Gram matrix holds its eigenvalues to ε·σ_max²."""
+    shift = max(1e-12, 100 * tol_kernel**2) * scale
+    eye = torch.eye(gram.shape[0], dtype=gram.dtype)
+    return int(torch.linalg.cholesky_ex(gram - shift * eye)[1]) != 0
+
+
+def _null_space(M, tol_kernel, tol_unique, max_dim=1, gram=None, scale=None):
+    """Orthonormal rows (d × k) spanning the null space of M (a matrix, or a function building it), or None.
 
     Accepted when M has an exact null vector (σ_min ≤ ``tol_kernel``·σ_max) and d, the number of
     singular values below ``tol_unique``·σ_max, is at most ``max_dim``; the most exact row first.
     d > 1 is a *block*: samples so alike (near-duplicate inputs) that their columns share one
     zero set, so no single column of the block is identified, only their span (the difference
     of two nearly parallel columns is a null vector only to ε/angle: measured σ ≈ 1e-9·σ_max
-    against 0.06 for the next).  Most candidates fail; the eigenvalues of MᵀM reject them at a
-    fraction of an SVD's cost when σ_min/σ_max is clearly above the threshold (above 1e-6,
-    where the Gram matrix is exact enough: its eigenvalues are accurate to ε·σ_max²).
+    against 0.06 for the next).  Most candidates fail, and :func:`_may_be_singular` on ``gram``
+    = MᵀM (computed when None; ``scale`` ≥ its λ_max, default its trace) rejects them before
+    M is built.  The rest are decided by the eigenvectors of MᵀM when its second eigenvalue is
+    clear of zero (σ₂ > 1e-4·σ_max, so d ≤ 1, and the eigenvector is exact to ε·σ_max²/σ₂²):
+    M's own residual on the first tells whether it is exact, at a seventh of an SVD's cost
+    (m=4000, b=600); otherwise (blocks) by the SVD of M.
     """
-    gram = torch.linalg.eigvalsh(M.T @ M)
-    if gram[0] > max(1e-12, 100 * tol_kernel**2) * gram[-1]:
+    if gram is None:
+        gram = M.T @ M
+        scale = float(torch.trace(gram))
+    if not _may_be_singular(gram, scale, tol_kernel):
         return None
+    M = M() if callable(M) else M
+    lam, vec = torch.linalg.eigh(gram)
+    if tol_unique <= 1e-4 and lam[1] > 1e-8 * lam[-1]:
+        v = vec[:, 0]
+        return v[None] if float((M @ v).norm()) <= tol_kernel * float(lam[-1]) ** 0.5 else None
     _, sv, vh = torch.linalg.svd(M, full_matrices=False)
     d = int((sv < tol_unique * sv[0]).sum())
     if sv[-1] >= tol_kernel * sv[0] or not 1 <= d <= max_dim:
@@ -132,38 +163,45 @@ def _null_space(M, tol_kernel, tol_unique, max_dim=1):
     return vh[-d:].flip(0)
 
 
-def _fit_active_rows(L, W2, active):
+def _active_products(L, W2, active):
+    """P = Lᵀ D_A W₂ (b × C) and W₂ᵀ D_A W₂ (C × C), D_A the diagonal of the active rows; the
+    same update with ``active`` = ±1 weights adds or removes rows."""
+    WA = W2 * active[:, None]
+    return L.T @ WA, W2.T @ WA
+
+
+def _fit_active_rows(P, D):
     """(q, u) minimising ‖L_I q‖² + ‖L_A q − W₂_A u‖² with ‖W₂_A u‖ = 1, for orthonormal L.
 
-    With LᵀL = I the best q is P u, P = Lᵀ D_A W₂, and u is the smallest generalised eigenvector of
-    W₂ᵀ D_A W₂ − PᵀP against W₂ᵀ D_A W₂: a C × C problem instead of an SVD of an m × (b + C) matrix.
-    None when W₂ᵀ D_A W₂ is singular (too few active rows).
+    From (P, D) = :func:`_active_products`: with LᵀL = I the best q is P u, and u is the smallest
+    generalised eigenvector of D − PᵀP against D: a C × C problem instead of an SVD of an
+    m × (b + C) matrix.  None when D is singular (too few active rows).
     """
-    WA = W2 * active[:, None]
-    P = L.T @ WA
-    D = W2.T @ WA
-    chol, info = torch.linalg.cholesky_ex(D + 1e-12 * torch.trace(D) * torch.eye(D.shape[0], dtype=D.dtype))
+    eye = torch.eye(D.shape[0], dtype=D.dtype)
+    chol, info = torch.linalg.cholesky_ex(D + 1e-12 * torch.trace(D) * eye)
     if int(info) != 0:  # (almost) no active row: W₂ᵀu is not determined
         return None
-    inv = torch.linalg.solve_triangular(chol, torch.eye(D.shape[0], dtype=D.dtype), upper=False)
+    inv = torch.linalg.solve_triangular(chol, eye, upper=False)
     w = torch.linalg.eigh(inv @ (D - P.T @ P) @ inv.T)[1][:, 0]
     u = inv.T @ w
     return P @ u, u
 
 
-def _polish_and_round(c, A, bias, L, W2, tols, found=None, iters=15, max_block=MAX_BLOCK):
+def _polish_and_round(c, A, bias, L, W2, tols, found=None, iters=15, max_block=MAX_BLOCK, gram=None):
     """Exact directions (d × b, orthonormal rows) for the column whose mask is near that of c, or None.
 
     d = 1 but for a block of up to ``max_block`` samples sharing the mask (:func:`_null_space`):
     then the rows span the block's columns, the most exact row first.  ``found`` (f × b, unit
     rows): columns already found; a polish that converges onto one is abandoned before the rounding.
+    ``gram``: LᵀL (b × b), computed when None.
     """
     b = L.shape[1]
     margin = A @ c + bias  # the cell of c: neuron k inactive iff margin_k <= 0
     inactive = margin <= 0
     conf_i = conf_a = None
+    P, D = _active_products(L, W2, (~inactive).to(L.dtype))
     for _ in range(iters):
-        fit = _fit_active_rows(L, W2, ~inactive)
+        fit = _fit_active_rows(P, D)
         if fit is None:
             return None
         q, u = fit
@@ -175,15 +213,27 @@ def _polish_and_round(c, A, bias, L, W2, tols, found=None, iters=15, max_block=M
             return None  # converged onto a column already found (distinct columns reach |cos| 0.998)
         if torch.equal(new, inactive):
             break
+        flip = new != inactive  # rows leaving (+1) or joining (−1) the inactive set: update P, D
+        dP, dD = _active_products(L[flip], W2[flip], inactive[flip].to(L.dtype) * 2 - 1)
+        P, D = P + dP, D + dD
         inactive = new
     I = torch.nonzero(inactive)[:, 0]
     I = I[torch.argsort(conf_i[I])]
     Act = torch.nonzero(~inactive)[:, 0]
     Act = Act[torch.argsort(conf_a[Act])]
     fracs = (1.0, 0.95, 0.85, 0.7, 0.5)
-    for frac in fracs:  # drop the least confident rows until the null space is exact
-        v = _null_stacked(L, W2, _first(I, frac, inactive), _first(Act, frac, inactive), tols[0], tols[1],
-                          max_block)
+    LtL = L.T @ L if gram is None else gram
+    active = (~inactive).to(L.dtype)
+    H = torch.cat([torch.cat([LtL, -P], 1), torch.cat([-P.T, D], 1)])  # MᵀM, all rows
+    scale = float(torch.linalg.matrix_norm(W2.T @ W2, 2)) + 1.0  # ≥ λ_max of MᵀM, L orthonormal
+
+    def stacked(rows):
+        return _stacked_rows(L, W2, active, rows)
+
+    keeps = [_first(I, f, inactive) | _first(Act, f, inactive) for f in fracs]
+    # drop the least confident rows until the null space is exact
+    for keep, G in zip(keeps, _nested_grams(H, stacked, keeps)):
+        v = _null_space(lambda keep=keep: stacked(keep), tols[0], tols[1], max_block, gram=G, scale=scale)
         if v is not None:
             return torch.linalg.qr(v[:, :b].T)[0].T  # the q parts, orthonormalised, most exact first
     # zeros only (SPEAR's rounding inside the predicted cell): when the classifier W₂ no longer
@@ -191,8 +241,9 @@ def _polish_and_round(c, A, bias, L, W2, tols, found=None, iters=15, max_block=M
     # the rows most confidently inactive under (W, b) still pin the column.
     I = torch.nonzero(margin <= 0)[:, 0]
     I = I[torch.argsort(margin[I])]
-    for frac in fracs:
-        v = _null_space(L[_first(I, frac, inactive)], tols[0], tols[1])
+    keeps = [_first(I, f, inactive) for f in fracs]
+    for keep, G in zip(keeps, _nested_grams(LtL, lambda rows: L[rows], keeps)):
+        v = _null_space(lambda keep=keep: L[keep], tols[0], tols[1], gram=G, scale=1.0)
         if v is not None:
             return v
     return None
@@ -255,6 +306,7 @@ def informed_search(L, R, weight, bias, next_weight, *, random_state=None, max_t
     next_layer_rtol = tols[2] if next_layer_rtol is None else next_layer_rtol
     Lt = torch.as_tensor(to_numpy(L), dtype=torch.float64)
     m, b = Lt.shape
+    LtL = Lt.T @ Lt
     Rt = torch.as_tensor(to_numpy(R), dtype=torch.float64)
     V = torch.linalg.svd(Rt, full_matrices=False)[2].T  # n × b, spans the inputs
     RV = Rt @ V
@@ -276,18 +328,18 @@ def informed_search(L, R, weight, bias, next_weight, *, random_state=None, max_t
         for c in cf:
             if len(found_q) >= b or time.perf_counter() > deadline:
                 break
-            block = _polish_and_round(c, A, bias, Lt, W2, tols, found)
+            block = _polish_and_round(c, A, bias, Lt, W2, tols, found, gram=LtL)
             if block is None:
                 continue
             q, g, zero = _refine_on_zeros(Lt, block[0], tols[3])
             if int(zero.sum()) < min_zero_fraction * m or not _fits_next_layer(g, W2, zero, next_layer_rtol):
                 continue
-            for q in [q, *block[1:]]:  # a block's other rows share the zeros of its first
+            for direction in [q, *block[1:]]:  # a block's other rows share the zeros of its first
                 if len(found_q) >= b:
                     break
-                if found is not None and torch.linalg.svdvals(torch.cat([found, q[None]]))[-1] < 1e-6:
+                if found is not None and torch.linalg.svdvals(torch.cat([found, direction[None]]))[-1] < 1e-6:
                     continue  # dependent on the columns found
-                found_q.append(q)
+                found_q.append(direction)
                 found = torch.stack(found_q)
                 found_z.append(int(zero.sum()))
                 bar.update(1)
