@@ -5,7 +5,9 @@ Each round runs the attack's own steps — starts spread by S in the complement 
 found, one descent, polish and exact rounding of every descent (without the attack's final
 zero-count and next-layer checks) — and prints how many of the descents end nearest (in cosine)
 to an input already found, the median cosine of the descents to the nearest input still missing,
-and how many new columns the round found.
+and how many new columns the round found.  At the end it compares the inputs found with those
+still missing: median norm ‖x‖ and median |cosine| of c = Vᵀx to the top right singular vector of
+dL/dW (the batch's mean direction, which the starts favour).
 
     python benchmarks/search_yield.py --batch-size 200 --max-time 240
 """
@@ -70,6 +72,13 @@ def main(argv=None):
         print(f"  {rounds[-1]['time']:5.0f} s, {len(found_q):3d} found: {to_found}/{args.starts} descents end "
               f"nearest a found input; median cosine to the nearest missing one "
               f"{rounds[-1]['cos_missing']:.2f}; {new} new", flush=True)
+    missing = sorted(set(range(b)) - found_inputs)
+    if found_inputs and missing:
+        top = C[:, 0].abs()  # V is ordered by singular value: |cos| of c_j to the top direction
+        xnorm = v.inputs.norm(dim=1)
+        for name, idx in (("found", sorted(found_inputs)), ("missing", missing)):
+            print(f"  {name:7s} ({len(idx):3d}): median ‖x‖ {float(xnorm[idx].median()):.1f}, "
+                  f"median |cos| to the top direction {float(top[idx].median()):.2f}")
     return rounds
 
 
