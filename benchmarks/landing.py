@@ -43,7 +43,7 @@ def main(argv=None):
     norm = float(C.norm(dim=1).mean())
     r = L.shape[1]  # the rank: b less any duplicated inputs
     eye = torch.eye(r, dtype=torch.float64)
-    LtL = L.T @ L
+    LtL, fragile = L.T @ L, inf.fragile_rows(L)
     rng = np.random.default_rng(0)
 
     def descend(c0):
@@ -52,7 +52,7 @@ def main(argv=None):
 
     def column_of(c):
         """The true column the rounding from c lands on, or None."""
-        block = inf._polish_and_round(c, A, bias, L, W2, tols, gram=LtL)
+        block = inf._polish_and_round(c, A, bias, L, W2, tols, gram=LtL, fragile=fragile)
         if block is None:
             return None
         cos = (block[0] @ Qt).abs()

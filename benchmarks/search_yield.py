@@ -40,8 +40,9 @@ def main(argv=None):
     C = C / C.norm(dim=1, keepdim=True)
     Qt = L.T @ v.grad_Z[rows]
     Qt = Qt / Qt.norm(dim=0)  # the true directions, one column per input
+    masks = (v.grad_Z[rows] != 0).T.to(L.dtype)  # b × m', the true ReLU masks
     tols, rng, norm = inf._tolerances(fg.zero_tol), np.random.default_rng(0), float(R.shape[1]) ** 0.5
-    LtL = L.T @ L
+    LtL, fragile = L.T @ L, inf.fragile_rows(L)
     found_q, found, found_inputs, rounds = [], None, set(), []
     print(f"cross_entropy, m={args.width}, b={b} (rank {L.shape[1]})")
     t0 = time.perf_counter()
@@ -55,9 +56,15 @@ def main(argv=None):
         cos = (cf / cf.norm(dim=1, keepdim=True) @ C.T).abs()
         missing = sorted(set(range(b)) - found_inputs)
         to_found = sum(int(j) in found_inputs for j in cos.argmax(1))
+        cells = (cf @ A.T + bias > 0).to(L.dtype)
+        hamming = cells @ (1 - masks).T + (1 - cells) @ masks.T  # descents × inputs
+        done = torch.zeros(b, dtype=torch.bool)
+        done[sorted(found_inputs)] = True
+        to_missing = hamming[:, ~done].min(1).values
+        mask_to_found = int((hamming[:, done].min(1).values < to_missing).sum()) if done.any() else 0
         new = 0
         for c in cf:
-            block = inf._polish_and_round(c, A, bias, L, W2, tols, found, gram=LtL)
+            block = inf._polish_and_round(c, A, bias, L, W2, tols, found, gram=LtL, fragile=fragile)
             if block is None:
                 continue
             for q in block:
@@ -68,10 +75,11 @@ def main(argv=None):
                 found_inputs.add(int((q @ Qt).abs().argmax()))
                 new += 1
         rounds.append(dict(time=time.perf_counter() - t0, found=len(found_q), new=new, to_found=to_found,
-                           cos_missing=float(cos[:, missing].max(1).values.median())))
+                           cos_missing=float(cos[:, missing].max(1).values.median()), mask_to_found=mask_to_found,
+                           mask_missing=float(to_missing.median()) / masks.shape[1]))
         print(f"  {rounds[-1]['time']:5.0f} s, {len(found_q):3d} found: {to_found}/{args.starts} descents end "
-              f"nearest a found input; median cosine to the nearest missing one "
-              f"{rounds[-1]['cos_missing']:.2f}; {new} new", flush=True)
+              f"nearest a found input (cosine), {mask_to_found} (mask); median cosine to the nearest missing one "
+              f"{rounds[-1]['cos_missing']:.2f}, mask distance {rounds[-1]['mask_missing']:.3f}; {new} new", flush=True)
     missing = sorted(set(range(b)) - found_inputs)
     if found_inputs and missing:
         top = C[:, 0].abs()  # V is ordered by singular value: |cos| of c_j to the top direction

@@ -16,8 +16,9 @@ Search (per batch of starting points c):
      far s ⊙ W₂ᵀu is from col(L), and is 0 only at a true column's mask;
   b. polish: alternate (q, u) = null vector of [L_I, 0; L_A, −W₂_Aᵀ] and the row assignment
      (inactive iff |L_k q| < |L_k q − w_kᵀu|);
-  c. exact rounding: the same null vector on the most confident rows, accepted only when it is
-     exactly one-dimensional, or up to :data:`~gradinv.certificate.MAX_BLOCK`-dimensional for a
+  c. exact rounding: the same null vector on the most confident rows (failing that, with the
+     other label of each *fragile* row, :func:`fragile_rows`, which the polish cannot place),
+     accepted only when it is exactly one-dimensional, or up to :data:`~gradinv.certificate.MAX_BLOCK`-dimensional for a
      *block* of near-duplicate samples sharing one mask (then only the block's span is identified,
      and added as that many directions); failing that, the null vector of the rows most confidently
      inactive under (W, b) alone (SPEAR's rounding inside the predicted cell); then the column
@@ -55,6 +56,29 @@ from sudl._array_api import to_numpy
 from ._step import GradientStep
 from .certificate import MAX_BLOCK
 from .factorize import GradientError
+
+
+FRACS = (1.0, 0.95, 0.85, 0.7, 0.5)
+"""Fractions of the most confident rows the exact rounding keeps, in turn."""
+FRAGILE_LEVERAGE = 0.99
+"""Rows of L with leverage ‖L_k‖² above this are fragile: see :func:`fragile_rows`."""
+NEAR_EXACT = 3e-6
+"""A system with σ_min ≲ 10·NEAR_EXACT·σ_max is *near* exact (:func:`_may_be_singular`'s scale; the
+kernel tolerance instead where that is looser, as in approximate mode): only then is the exact
+test run, and are the fragile rows' other labels tried.  Measured (b=300, m=2000, 60 failed roundings):
+those the other label rescued had σ_min/σ_max 6e-8…1.4e-5, the rest ≥ 4.5e-5."""
+
+
+def fragile_rows(L):
+    """Indices k of the rows of L (orthonormal columns) with leverage ‖L_k‖² > :data:`FRAGILE_LEVERAGE`.
+
+    Row k has leverage 1 − δ² when e_k lies in col(L) = col(dL/dZ) to within δ: typically a
+    near-duplicate pair of inputs whose masks differ in neuron k alone, so that their columns
+    differ by ≈ e_k (measured on the cross-entropy client: one such row at b=300, m=2000, touching
+    170 of the 299 columns; two at b=600, m=4000, touching 453 of 598).  The other rows then pin
+    L_k q only to δ, and no least-squares fit can tell which side of zero row k is on.
+    """
+    return torch.nonzero((L**2).sum(1) > FRAGILE_LEVERAGE)[:, 0]
 
 
 def _tolerances(zero_tol):
@@ -191,13 +215,49 @@ def _fit_active_rows(P, D):
     return P @ u, u
 
 
-def _polish_and_round(c, A, bias, L, W2, tols, found=None, iters=15, max_block=MAX_BLOCK, gram=None):
+def _gram_scale(W2):
+    """An upper bound on λ_max of MᵀM = [LᵀL, −P; −Pᵀ, D] for orthonormal L."""
+    return float(torch.linalg.matrix_norm(W2.T @ W2, 2)) + 1.0
+
+
+def _round_on_labels(L, W2, inactive, conf_i, conf_a, P, D, LtL, tols, max_block, fracs=FRACS):
+    """(directions, near): exact directions (d × b) from the row labels ``inactive`` (with (P, D) =
+    :func:`_active_products` of the active rows), or None: M = [L_I, 0; L_A, −W₂_A] loses its
+    least confident rows (``conf_i``, ``conf_a``: residual ratios, small = sure) until its null
+    space is exact; ``near``: some row set came within :data:`NEAR_EXACT` of it."""
+    b = L.shape[1]
+    I = torch.nonzero(inactive)[:, 0]
+    I = I[torch.argsort(conf_i[I])]
+    Act = torch.nonzero(~inactive)[:, 0]
+    Act = Act[torch.argsort(conf_a[Act])]
+    active = (~inactive).to(L.dtype)
+    H = torch.cat([torch.cat([LtL, -P], 1), torch.cat([-P.T, D], 1)])  # MᵀM, all rows
+    scale = _gram_scale(W2)
+
+    def stacked(rows):
+        return _stacked_rows(L, W2, active, rows)
+
+    keeps = [_first(I, f, inactive) | _first(Act, f, inactive) for f in fracs]
+    near = False
+    for keep, G in zip(keeps, _nested_grams(H, stacked, keeps)):
+        if not _may_be_singular(G, scale, max(NEAR_EXACT, tols[0])):
+            continue  # not even near (nor, with loose tolerances, exact): surely not exact
+        near = True
+        v = _null_space(lambda keep=keep: stacked(keep), tols[0], tols[1], max_block, gram=G, scale=scale)
+        if v is not None:
+            return torch.linalg.qr(v[:, :b].T)[0].T, near  # the q parts, orthonormalised, most exact first
+    return None, near
+
+
+def _polish_and_round(c, A, bias, L, W2, tols, found=None, iters=15, max_block=MAX_BLOCK, gram=None,
+                      fragile=None):
     """Exact directions (d × b, orthonormal rows) for the column whose mask is near that of c, or None.
 
     d = 1 but for a block of up to ``max_block`` samples sharing the mask (:func:`_null_space`):
     then the rows span the block's columns, the most exact row first.  ``found`` (f × b, unit
     rows): columns already found; a polish that converges onto one is abandoned before the rounding.
-    ``gram``: LᵀL (b × b), computed when None.
+    ``gram``: LᵀL (b × b), computed when None.  ``fragile``: :func:`fragile_rows` of L, whose
+    other labels are tried when the polished labels give no exact column.
     """
     b = L.shape[1]
     margin = A @ c + bias  # the cell of c: neuron k inactive iff margin_k <= 0
@@ -221,31 +281,28 @@ def _polish_and_round(c, A, bias, L, W2, tols, found=None, iters=15, max_block=M
         dP, dD = _active_products(L[flip], W2[flip], inactive[flip].to(L.dtype) * 2 - 1)
         P, D = P + dP, D + dD
         inactive = new
-    I = torch.nonzero(inactive)[:, 0]
-    I = I[torch.argsort(conf_i[I])]
-    Act = torch.nonzero(~inactive)[:, 0]
-    Act = Act[torch.argsort(conf_a[Act])]
-    fracs = (1.0, 0.95, 0.85, 0.7, 0.5)
     LtL = L.T @ L if gram is None else gram
-    active = (~inactive).to(L.dtype)
-    H = torch.cat([torch.cat([LtL, -P], 1), torch.cat([-P.T, D], 1)])  # MᵀM, all rows
-    scale = float(torch.linalg.matrix_norm(W2.T @ W2, 2)) + 1.0  # ≥ λ_max of MᵀM, L orthonormal
-
-    def stacked(rows):
-        return _stacked_rows(L, W2, active, rows)
-
-    keeps = [_first(I, f, inactive) | _first(Act, f, inactive) for f in fracs]
-    # drop the least confident rows until the null space is exact
-    for keep, G in zip(keeps, _nested_grams(H, stacked, keeps)):
-        v = _null_space(lambda keep=keep: stacked(keep), tols[0], tols[1], max_block, gram=G, scale=scale)
-        if v is not None:
-            return torch.linalg.qr(v[:, :b].T)[0].T  # the q parts, orthonormalised, most exact first
+    directions, near = _round_on_labels(L, W2, inactive, conf_i, conf_a, P, D, LtL, tols, max_block)
+    if directions is not None:
+        return directions
+    # fragile rows (leverage ≈ 1: the other rows pin L_k q only to (1 − leverage)^½): the
+    # least-squares polish fits either label of such a row, and the confidence ratio of the
+    # label it picks is meaningless, so when the system came near exact, the other label of
+    # each fragile row (and of all) is tried.
+    if near and fragile is not None and len(fragile):
+        for rows in [fragile[i:i + 1] for i in range(len(fragile))] + ([fragile] if len(fragile) > 1 else []):
+            flipped = inactive.clone()
+            flipped[rows] = ~flipped[rows]
+            dP, dD = _active_products(L[rows], W2[rows], inactive[rows].to(L.dtype) * 2 - 1)
+            directions = _round_on_labels(L, W2, flipped, conf_i, conf_a, P + dP, D + dD, LtL, tols, max_block)[0]
+            if directions is not None:
+                return directions
     # zeros only (SPEAR's rounding inside the predicted cell): when the classifier W₂ no longer
     # explains the active rows exactly (FedAvg: W₂ and the masks drift over the local steps),
     # the rows most confidently inactive under (W, b) still pin the column.
     I = torch.nonzero(margin <= 0)[:, 0]
     I = I[torch.argsort(margin[I])]
-    keeps = [_first(I, f, inactive) for f in fracs]
+    keeps = [_first(I, f, inactive) for f in FRACS]
     for keep, G in zip(keeps, _nested_grams(LtL, lambda rows: L[rows], keeps)):
         v = _null_space(lambda keep=keep: L[keep], tols[0], tols[1], gram=G, scale=1.0)
         if v is not None:
@@ -311,6 +368,7 @@ def informed_search(L, R, weight, bias, next_weight, *, random_state=None, max_t
     Lt = torch.as_tensor(to_numpy(L), dtype=torch.float64)
     m, b = Lt.shape
     LtL = Lt.T @ Lt
+    fragile = fragile_rows(Lt)
     Rt = torch.as_tensor(to_numpy(R), dtype=torch.float64)
     V = torch.linalg.svd(Rt, full_matrices=False)[2].T  # n × b, spans the inputs
     RV = Rt @ V
@@ -332,7 +390,7 @@ def informed_search(L, R, weight, bias, next_weight, *, random_state=None, max_t
         for c in cf:
             if len(found_q) >= b or time.perf_counter() > deadline:
                 break
-            block = _polish_and_round(c, A, bias, Lt, W2, tols, found, gram=LtL)
+            block = _polish_and_round(c, A, bias, Lt, W2, tols, found, gram=LtL, fragile=fragile)
             if block is None:
                 continue
             q, g, zero = _refine_on_zeros(Lt, block[0], tols[3])
