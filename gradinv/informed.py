@@ -18,7 +18,8 @@ Search (per batch of starting points c):
      (inactive iff |L_k q| < |L_k q − w_kᵀu|);
   c. exact rounding: the same null vector on the most confident rows (failing that, with the
      other label of each *fragile* row, :func:`fragile_rows`, which the polish cannot place),
-     accepted only when it is exactly one-dimensional, or up to :data:`~gradinv.certificate.MAX_BLOCK`-dimensional for a
+     accepted only when it is exactly one-dimensional, or up to
+     :data:`~gradinv.certificate.MAX_BLOCK`-dimensional for a
      *block* of near-duplicate samples sharing one mask (then only the block's span is identified,
      and added as that many directions); failing that, the null vector of the rows most confidently
      inactive under (W, b) alone (SPEAR's rounding inside the predicted cell); then the column
@@ -65,8 +66,8 @@ FRAGILE_LEVERAGE = 0.99
 NEAR_EXACT = 3e-6
 """A system with σ_min ≲ 10·NEAR_EXACT·σ_max is *near* exact (:func:`_may_be_singular`'s scale; the
 kernel tolerance instead where that is looser, as in approximate mode): only then is the exact
-test run, and are the fragile rows' other labels tried.  Measured (b=300, m=2000, 60 failed roundings):
-those the other label rescued had σ_min/σ_max 6e-8…1.4e-5, the rest ≥ 4.5e-5."""
+test run, and are the fragile rows' other labels tried.  Measured (b=300, m=2000, 60 failed
+roundings): those the other label rescued had σ_min/σ_max 6e-8…1.4e-5, the rest ≥ 4.5e-5."""
 
 
 def fragile_rows(L):
@@ -220,7 +221,7 @@ def _gram_scale(W2):
     return float(torch.linalg.matrix_norm(W2.T @ W2, 2)) + 1.0
 
 
-def _round_on_labels(L, W2, inactive, conf_i, conf_a, P, D, LtL, tols, max_block, fracs=FRACS):
+def _round_on_labels(L, W2, inactive, conf_i, conf_a, P, D, LtL, tols, max_block):
     """(directions, near): exact directions (d × b) from the row labels ``inactive`` (with (P, D) =
     :func:`_active_products` of the active rows), or None: M = [L_I, 0; L_A, −W₂_A] loses its
     least confident rows (``conf_i``, ``conf_a``: residual ratios, small = sure) until its null
@@ -237,7 +238,7 @@ def _round_on_labels(L, W2, inactive, conf_i, conf_a, P, D, LtL, tols, max_block
     def stacked(rows):
         return _stacked_rows(L, W2, active, rows)
 
-    keeps = [_first(I, f, inactive) | _first(Act, f, inactive) for f in fracs]
+    keeps = [_first(I, f, inactive) | _first(Act, f, inactive) for f in FRACS]
     near = False
     for keep, G in zip(keeps, _nested_grams(H, stacked, keeps)):
         if not _may_be_singular(G, scale, max(NEAR_EXACT, tols[0])):

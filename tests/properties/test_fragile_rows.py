@@ -3,9 +3,9 @@
 A near-duplicate pair of samples whose masks differ in one neuron k (and whose next-layer vectors
 u differ by δ) puts e_k in col(dL/dZ) to within δ: row k of L then has leverage ≈ 1 − δ², the
 other rows pin L_k q only to δ, and the least-squares polish keeps whichever label row k starts
-with.  The property: from the true labels of a column active at k, all but row k's, the rounding
-fails when the wrong label is trusted and returns the true column when the fragile row's other
-label is tried; the labels of ordinary rows are never flipped to make a system exact.  (At
+with.  The property: from the true labels of a column active at k, all but row k's, when the
+rounding fails with the labels as polished (nearly always), it returns the true column once the
+fragile row's other label is tried; a wrong ordinary row is never flipped into a false column.  (At
 δ ≲ 1e-7 both labels are exact to the rounding tolerance and the column is not identified:
 a real limit, outside these properties.)
 """
@@ -52,7 +52,7 @@ def test_fragile_row_label_is_recovered(b, C, log_delta, seed):
     truth = L.T @ G[:, j]
     truth = truth / truth.norm()
     trusted = _polish_and_round(c, A, bias, L, W2, tols)
-    assume(trusted is None)  # else the polish corrected row k itself (measured: rarely, at δ ≈ 1e-3)
+    assume(trusted is None)  # else the polish corrected row k itself (seen at δ ≈ 1e-3)
     got = _polish_and_round(c, A, bias, L, W2, tols, fragile=fragile)
     assert got is not None and float((got[0] @ truth).abs()) > 1 - 1e-9
     # a wrong label on an ordinary row is not repaired by the fragile retry
