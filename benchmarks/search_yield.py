@@ -28,6 +28,8 @@ def main(argv=None):
     p.add_argument("--width", type=int, default=1000)
     p.add_argument("--starts", type=int, default=100, help="descents per round (the attack's default)")
     p.add_argument("--max-time", type=float, default=240.0)
+    p.add_argument("--ignore-fragile-rows", action="store_true",
+                   help="round without the fragile rows' retry (informed.fragile_rows), to measure what it adds")
     args = p.parse_args(argv)
     b = args.batch_size
     v = make_victim("cross_entropy", batch_size=b, width=args.width, random_state=0)
@@ -42,7 +44,7 @@ def main(argv=None):
     Qt = Qt / Qt.norm(dim=0)  # the true directions, one column per input
     masks = (v.grad_Z[rows] != 0).T.to(L.dtype)  # b × m', the true ReLU masks
     tols, rng, norm = inf._tolerances(fg.zero_tol), np.random.default_rng(0), float(R.shape[1]) ** 0.5
-    LtL, fragile = L.T @ L, inf.fragile_rows(L)
+    LtL, fragile = L.T @ L, None if args.ignore_fragile_rows else inf.fragile_rows(L)
     found_q, found, found_inputs, rounds = [], None, set(), []
     print(f"cross_entropy, m={args.width}, b={b} (rank {L.shape[1]})")
     t0 = time.perf_counter()
