@@ -52,7 +52,8 @@ def main(argv=None):
 
     def column_of(c):
         """The true column the rounding from c lands on, or None."""
-        block = inf._polish_and_round(c, A, bias, L, W2, tols, gram=LtL, fragile=fragile)
+        block = inf._polish_and_round(c, A, bias, L, W2, tols, gram=LtL, fragile=fragile,
+                                      max_misfit=inf.MAX_POLISH_MISFIT)
         if block is None:
             return None
         cos = (block[0] @ Qt).abs()

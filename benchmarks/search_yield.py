@@ -28,6 +28,8 @@ def main(argv=None):
     p.add_argument("--width", type=int, default=1000)
     p.add_argument("--starts", type=int, default=100, help="descents per round (the attack's default)")
     p.add_argument("--max-time", type=float, default=240.0)
+    p.add_argument("--no-class-templates", action="store_true",
+                   help="general descents only (the attack's class_templates=False)")
     p.add_argument("--ignore-fragile-rows", action="store_true",
                    help="round without the fragile rows' retry (informed.fragile_rows), to measure what it adds")
     args = p.parse_args(argv)
@@ -45,7 +47,7 @@ def main(argv=None):
     masks = (v.grad_Z[rows] != 0).T.to(L.dtype)  # b × m', the true ReLU masks
     tols, rng, norm = inf._tolerances(fg.zero_tol), np.random.default_rng(0), float(R.shape[1]) ** 0.5
     LtL, fragile = L.T @ L, None if args.ignore_fragile_rows else inf.fragile_rows(L)
-    found_q, found, found_inputs, rounds = [], None, set(), []
+    found_q, found, found_inputs, rounds, deviations = [], None, set(), [], []
     print(f"cross_entropy, m={args.width}, b={b} (rank {L.shape[1]})")
     t0 = time.perf_counter()
     deadline = t0 + args.max_time
@@ -53,8 +55,10 @@ def main(argv=None):
         coords = inf._remaining_inputs_coords(found_q, R @ V)
         c0 = torch.as_tensor(rng.standard_normal((args.starts, coords.shape[1]))) @ coords.T
         c0 *= norm / c0.norm(dim=1, keepdim=True)
+        templates = None if args.no_class_templates else inf._round_templates(
+            deviations, args.starts, W2.shape[1], len(rounds), rng)
         cf = inf._descend(c0, torch.linalg.qr(coords)[0], A, bias, L, W2, steps=50, lr=0.05,
-                          tau=(0.03, 0.001), deadline=deadline)
+                          tau=(0.03, 0.001), deadline=deadline, templates=templates)
         cos = (cf / cf.norm(dim=1, keepdim=True) @ C.T).abs()
         missing = sorted(set(range(b)) - found_inputs)
         to_found = sum(int(j) in found_inputs for j in cos.argmax(1))
@@ -66,10 +70,15 @@ def main(argv=None):
         mask_to_found = int((hamming[:, done].min(1).values < to_missing).sum()) if done.any() else 0
         new = 0
         for c in cf:
-            block = inf._polish_and_round(c, A, bias, L, W2, tols, found, gram=LtL, fragile=fragile)
+            block = inf._polish_and_round(c, A, bias, L, W2, tols, found, gram=LtL, fragile=fragile,
+                                          max_misfit=inf.MAX_POLISH_MISFIT)
             if block is None:
                 continue
+            _, g, zero = inf._refine_on_zeros(L, block[0], tols[3])
+            deviations.append(inf.template_deviation(inf._next_layer_fit(g, W2, zero)[0]))
             for q in block:
+                if len(found_q) >= L.shape[1]:
+                    break
                 if found is not None and torch.linalg.svdvals(torch.cat([found, q[None]]))[-1] < 1e-6:
                     continue
                 found_q.append(q)
