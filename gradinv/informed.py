@@ -118,8 +118,9 @@ def _soft_objective(c, A, bias, LW, WW, b, C, tau, eye):
 
 
 def _template_objective(c, A, bias, L, w, tau):
-    """‖(I − L Lᵀ) y‖² / ‖y‖², y = sigmoid((A c + bias)/τ) ⊙ w, per row of c and of w = W₂ t: the soft
-    objective with u fixed to a class template t (:func:`class_templates`), no C × C eigenproblem."""
+    """‖(I − L Lᵀ) y‖² / ‖y‖², y = sigmoid((A c + bias)/τ) ⊙ w, per row of c and of w = W₂ t:
+    the soft objective with u fixed to a class template t (:func:`_round_templates`), no C × C
+    eigenproblem."""
     y = torch.sigmoid((c @ A.T + bias) / tau) * w
     yy = (y * y).sum(1)
     return (yy - ((y @ L) ** 2).sum(1)) / yy
@@ -318,8 +319,9 @@ def _polish_and_round(c, A, bias, L, W2, tols, found=None, iters=15, max_block=M
         dP, dD = _active_products(L[flip], W2[flip], inactive[flip].to(L.dtype) * 2 - 1)
         P, D = P + dP, D + dD
         inactive = new
-    if max_misfit is not None and float(torch.minimum(r0, r1).pow(2).sum() / (W2[~inactive] @ u).pow(2).sum()) > max_misfit:
-        return None  # too many rows on the wrong side for the rounding to find an exact subset
+    if max_misfit is not None:  # too many rows on the wrong side for the rounding to find an exact subset?
+        if float(torch.minimum(r0, r1).pow(2).sum() / (W2[~inactive] @ u).pow(2).sum()) > max_misfit:
+            return None
     LtL = L.T @ L if gram is None else gram
     directions, near = _round_on_labels(L, W2, inactive, conf_i, conf_a, P, D, LtL, tols, max_block)
     if directions is not None:

@@ -25,7 +25,8 @@ def planted(rng, b, C):
 
 def cell(labels):
     """(c, A, bias) whose cell has ``labels`` (True = active) as its mask."""
-    return torch.zeros(1, dtype=torch.float64), torch.zeros(len(labels), 1, dtype=torch.float64), labels.double() * 2 - 1
+    zero = torch.zeros(1, dtype=torch.float64)
+    return zero, torch.zeros(len(labels), 1, dtype=torch.float64), labels.double() * 2 - 1
 
 
 @settings(max_examples=30, deadline=None)
