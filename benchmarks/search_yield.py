@@ -2,8 +2,9 @@
 
 For the cross-entropy client (m, b) the true inputs are known to this script (not to the attack).
 Each round runs the attack's own steps — starts spread by S in the complement of the columns
-found, one descent, polish and exact rounding of every descent (without the attack's final
-zero-count and next-layer checks) — and prints how many of the descents end nearest (in cosine)
+found, one descent (with class templates when the attack would use them), polish, misfit gate
+and exact rounding of every descent (without the attack's final zero-count and next-layer
+checks) — and prints how many of the descents end nearest (in cosine)
 to an input already found, the median cosine of the descents to the nearest input still missing,
 and how many new columns the round found.  At the end it compares the inputs found with those
 still missing: median norm ‖x‖ and median |cosine| of c = Vᵀx to the top right singular vector of
