@@ -45,7 +45,7 @@ def to_device(a, device):
 def run_one(kind, m, b, seed, args):
     v = make_victim(kind, batch_size=b, width=m, random_state=seed)
     gW, gb = to_device(v.grad_W, args.device), to_device(v.grad_b, args.device)
-    knowledge = {k: to_device(t, args.device) for k, t in v.knowledge().items()}
+    knowledge = {k: to_device(t, args.device) for k, t in v.attack_kwargs().items()}
     t0 = time.perf_counter()
     torch.linalg.svd(gW, full_matrices=False)
     t_svd = time.perf_counter() - t0
@@ -64,7 +64,7 @@ def run_one(kind, m, b, seed, args):
                time_over_svd=res.time / t_svd, grad_mb=gW.numel() * gW.element_size() / 2**20)
     if args.memory and args.device == "cpu" and solver == "informed":
         row["peak_mem_over_grad"] = attack_peak_memory(
-            v.grad_W.numpy(), v.grad_b.numpy(), {k: t.numpy() for k, t in v.knowledge().items()},
+            v.grad_W.numpy(), v.grad_b.numpy(), {k: t.numpy() for k, t in v.attack_kwargs().items()},
             max_time=args.max_time)["peak_over_grad"]
     if b <= args.spear_max_b:
         sp = invert_layer(gW, gb, solver="spear", random_state=seed, max_time=args.spear_max_time,

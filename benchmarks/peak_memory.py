@@ -34,15 +34,16 @@ def _child(path, max_time, queue):
     invert_layer(tiny.grad_W.numpy(), tiny.grad_b.numpy(), random_state=0,
                  **{k: t.numpy() for k, t in tiny.knowledge().items()})
     base = _rss()
-    res = invert_layer(data["grad_W"], data["grad_b"], weight=data["weight"], bias=data["bias"],
-                       next_weight=data["next_weight"], random_state=0, max_time=max_time)
+    grads = {k: data.pop(k) for k in ("grad_W", "grad_b")}
+    res = invert_layer(grads["grad_W"], grads["grad_b"], random_state=0, max_time=max_time, **data)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     queue.put(dict(peak_bytes=peak - base, exact_found=int(res.sparse.sum()), time=res.time))
 
 
 def attack_peak_memory(grad_W, grad_b, knowledge, *, max_time=300.0):
     """Peak extra memory (bytes) of ``invert_layer`` on these arrays, in a fresh process; also the
-    number of sparse columns it found and its time."""
+    number of sparse columns it found and its time.  ``knowledge``: keyword arguments of
+    ``invert_layer`` (weight, bias, next_weight, next_bias_grad)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "client.npz"
         np.savez(path, grad_W=np.asarray(grad_W), grad_b=np.asarray(grad_b),
@@ -70,7 +71,7 @@ def main(argv=None):
     v = make_victim(args.kind, batch_size=args.batch_size, width=args.width, random_state=0)
     out = dict(victim=args.kind, m=args.width, b=args.batch_size,
                **attack_peak_memory(v.grad_W.numpy(), v.grad_b.numpy(),
-                                    {k: t.numpy() for k, t in v.knowledge().items()}, max_time=args.max_time))
+                                    {k: t.numpy() for k, t in v.attack_kwargs().items()}, max_time=args.max_time))
     print(json.dumps(out))
     return out
 

@@ -31,6 +31,8 @@ def main(argv=None):
     p.add_argument("--max-time", type=float, default=240.0)
     p.add_argument("--no-class-templates", action="store_true",
                    help="general descents only (the attack's class_templates=False)")
+    p.add_argument("--no-label-counts", action="store_true",
+                   help="draw template classes uniformly, not from the classifier's bias gradient")
     p.add_argument("--ignore-fragile-rows", action="store_true",
                    help="round without the fragile rows' retry (informed.fragile_rows), to measure what it adds")
     args = p.parse_args(argv)
@@ -48,7 +50,8 @@ def main(argv=None):
     masks = (v.grad_Z[rows] != 0).T.to(L.dtype)  # b × m', the true ReLU masks
     tols, rng, norm = inf._tolerances(fg.zero_tol), np.random.default_rng(0), float(R.shape[1]) ** 0.5
     LtL, fragile = L.T @ L, None if args.ignore_fragile_rows else inf.fragile_rows(L)
-    found_q, found, found_inputs, rounds, deviations = [], None, set(), [], []
+    found_q, found, found_inputs, rounds, deviations, found_u = [], None, set(), [], [], []
+    next_bias_grad = None if args.no_label_counts else v.grad_next_bias
     print(f"cross_entropy, m={args.width}, b={b} (rank {L.shape[1]})")
     t0 = time.perf_counter()
     deadline = t0 + args.max_time
@@ -56,8 +59,9 @@ def main(argv=None):
         coords = inf._remaining_inputs_coords(found_q, R @ V)
         c0 = torch.as_tensor(rng.standard_normal((args.starts, coords.shape[1]))) @ coords.T
         c0 *= norm / c0.norm(dim=1, keepdim=True)
+        class_p = inf._missing_class_probabilities(next_bias_grad, L.shape[1], found_u, W2.shape[1])
         templates = None if args.no_class_templates else inf._round_templates(
-            deviations, args.starts, W2.shape[1], len(rounds), rng)
+            deviations, args.starts, W2.shape[1], len(rounds), rng, class_p)
         cf = inf._descend(c0, torch.linalg.qr(coords)[0], A, bias, L, W2, steps=50, lr=0.05,
                           tau=(0.03, 0.001), deadline=deadline, templates=templates)
         cos = (cf / cf.norm(dim=1, keepdim=True) @ C.T).abs()
@@ -76,12 +80,15 @@ def main(argv=None):
             if block is None:
                 continue
             _, g, zero = inf._refine_on_zeros(L, block[0], tols[3])
-            deviations.append(inf.template_deviation(inf._next_layer_fit(g, W2, zero)[0]))
-            for q in block:
+            u = inf._next_layer_fit(g, W2, zero)[0]
+            deviations.append(inf.template_deviation(u))
+            for i, q in enumerate(block):
                 if len(found_q) >= L.shape[1]:
                     break
                 if found is not None and torch.linalg.svdvals(torch.cat([found, q[None]]))[-1] < 1e-6:
                     continue
+                if i == 0:
+                    found_u.append(inf.oriented_upstream(u))
                 found_q.append(q)
                 found = torch.stack(found_q)
                 found_inputs.add(int((q @ Qt).abs().argmax()))

@@ -29,7 +29,7 @@ def main(argv=None):
     torch.linalg.svd(v.grad_W, full_matrices=False)
     t_svd = time.perf_counter() - t0
     known = v.knowledge()
-    r = invert_layer(v.grad_W, v.grad_b, random_state=args.seed, max_time=args.max_time, **known)
+    r = invert_layer(v.grad_W, v.grad_b, random_state=args.seed, max_time=args.max_time, **v.attack_kwargs())
     e = evaluate(v.inputs, r.inputs, r.exact)
     b = args.batch_size
     row = dict(victim=args.victim, m=args.width, b=b, solver=r.solver, columns_found=int(r.sparse.sum()),

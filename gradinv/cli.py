@@ -52,7 +52,7 @@ def cmd_demo(args):
     t0 = time.perf_counter()
     v = make_victim(args.victim, batch_size=args.batch_size, width=args.width, random_state=args.seed)
     res = invert_layer(v.grad_W.numpy(), v.grad_b.numpy(), solver=args.solver, random_state=args.seed,
-                       max_time=args.max_time, verbose=args.verbose, **v.knowledge())
+                       max_time=args.max_time, verbose=args.verbose, **v.attack_kwargs())
     shape = v.images.shape[1:]
     ev = evaluate(v.inputs.numpy(), res.inputs, res.exact, image_shape=shape)
     rows, cols = ev["pairs"]

@@ -19,7 +19,9 @@ Search (per batch of starting points c):
      template drawn per start and minimise ‖(I − LLᵀ)(s ⊙ W₂ᵀt)‖²/‖s ⊙ W₂ᵀt‖², with no C × C
      eigenproblem (measured at b = 400, m = 4000, classes drawn uniformly: descents 4.5×
      cheaper; full rank in 742 s against 368 of 400 columns after 1000 s without templates,
-     ``benchmarks/search_yield.py``);
+     ``benchmarks/search_yield.py``).  Given the classifier's bias gradient, the classes are
+     drawn by how many of their samples are still missing (:func:`class_probabilities`, counts
+     from :func:`~gradinv.labels.label_counts`);
   b. polish: alternate (q, u) = null vector of [L_I, 0; L_A, −W₂_Aᵀ] and the row assignment
      (inactive iff |L_k q| < |L_k q − w_kᵀu|);
   c. exact rounding (in exact mode, skipped when the polish leaves more than
@@ -64,6 +66,7 @@ from sudl._array_api import to_numpy
 from ._step import GradientStep
 from .certificate import MAX_BLOCK
 from .factorize import GradientError
+from .labels import label_counts
 
 
 FRACS = (1.0, 0.95, 0.85, 0.7, 0.5)
@@ -392,6 +395,12 @@ def _next_layer_fit(g, W2, zero):
     return u, float((W2[act] @ u - g[act]).norm() / g[act].norm())
 
 
+def _deviation_from_template(v):
+    t = torch.full_like(v, 1.0 / v.shape[-1])
+    t[int(torch.argmin(v))] -= 1
+    return float((v - (v @ t) / (t @ t) * t).norm() / v.norm())
+
+
 def template_deviation(u):
     """‖u − α t‖/‖u‖ for the class template t = 1/C − e_y, y = argmin(±u), and the best scale α.
 
@@ -399,36 +408,61 @@ def template_deviation(u):
     is uniform, as it nearly is at initialisation (measured on the cross-entropy client, b = 300:
     median 0.05, max 0.15).  The sign of a direction found is arbitrary, so both signs are tried.
     """
-    def deviation(v):
-        t = torch.full_like(v, 1.0 / v.shape[-1])
-        t[int(torch.argmin(v))] -= 1
-        return float((v - (v @ t) / (t @ t) * t).norm() / v.norm())
-    return min(deviation(u), deviation(-u))
+    return min(_deviation_from_template(u), _deviation_from_template(-u))
 
 
-def _round_templates(deviations, n_starts, n_classes, round_index, rng):
-    """Class templates (n_starts × C, classes drawn uniformly) for a round's descents, or None for
-    the general descent: templates once :data:`TEMPLATE_EVIDENCE` columns are found and their
-    median :func:`template_deviation` is at most :data:`TEMPLATE_DEVIATION`, but for every
-    :data:`GENERIC_EVERY`-th round, which still reaches samples whose u is far from a template."""
+def oriented_upstream(u):
+    """±u, the sign closer to its class template (:func:`template_deviation`): its label is argmin."""
+    return u if _deviation_from_template(u) <= _deviation_from_template(-u) else -u
+
+
+def class_probabilities(counts, found_labels, n_classes):
+    """How often template descents draw each class: ∝ max(n_c − found_c, 0) + 1, with n the expected
+    samples per class (:func:`gradinv.labels.label_counts`) and found_c the columns found with label
+    c; the + 1 keeps every class in reach when n is misestimated (measured errors up to 7.5
+    samples at b = 600)."""
+    found = np.bincount(np.asarray(found_labels, dtype=int), minlength=n_classes)[:n_classes]
+    weights = np.maximum(np.asarray(counts, np.float64) - found, 0.0) + 1.0
+    return weights / weights.sum()
+
+
+def _missing_class_probabilities(next_bias_grad, batch_size, found_u, n_classes):
+    """:func:`class_probabilities` from the classifier's bias gradient and the oriented u of the
+    columns found (their labels, and the softmax :func:`~gradinv.labels.label_counts` fits); None
+    (uniform) without that gradient."""
+    if next_bias_grad is None:
+        return None
+    counts = label_counts(next_bias_grad, batch_size, torch.stack(found_u) if found_u else None)
+    return class_probabilities(counts, [int(torch.argmin(u)) for u in found_u], n_classes)
+
+
+def _round_templates(deviations, n_starts, n_classes, round_index, rng, class_p=None):
+    """Class templates (n_starts × C, classes drawn with probabilities ``class_p``, default uniform)
+    for a round's descents, or None for the general descent: templates once
+    :data:`TEMPLATE_EVIDENCE` columns are found and their median :func:`template_deviation` is at
+    most :data:`TEMPLATE_DEVIATION`, but for every :data:`GENERIC_EVERY`-th round, which still
+    reaches samples whose u is far from a template."""
     if (len(deviations) < TEMPLATE_EVIDENCE or float(np.median(deviations)) > TEMPLATE_DEVIATION
             or round_index % GENERIC_EVERY == 0):
         return None
     T = torch.full((n_starts, n_classes), 1.0 / n_classes, dtype=torch.float64)
-    T[torch.arange(n_starts), torch.as_tensor(rng.choice(n_classes, n_starts))] -= 1
+    T[torch.arange(n_starts), torch.as_tensor(rng.choice(n_classes, n_starts, p=class_p))] -= 1
     return T
 
 
 def informed_search(L, R, weight, bias, next_weight, *, random_state=None, max_time=60.0, steps=50,
                     lr=0.05, tau=(0.03, 0.001), batch=None, input_norm=None, min_zero_fraction=0.3,
-                    zero_tol=1e-9, next_layer_rtol=None, rows=None, class_templates=True, progress=False):
+                    zero_tol=1e-9, next_layer_rtol=None, rows=None, class_templates=True, next_bias_grad=None,
+                    progress=False):
     """Exact directions q (rows, k ≤ b) with L q a column of dL/dZ, and their exact-zero counts.
 
     L (m' × b, orthonormal columns), R (b × n) from the factorisation; ``weight`` (m × n), ``bias`` (m,) of the attacked
     layer and ``next_weight`` (C × m) of the classifier it feeds; ``rows`` (m',) the neurons L
     keeps (default: all).  A column is accepted when its active rows are fitted by W₂ᵀu to
     ``next_layer_rtol`` (default 10·zero_tol: rounding level).  ``class_templates``: let rounds
-    descend with u fixed to class templates when the columns found support it (:func:`_round_templates`).
+    descend with u fixed to class templates when the columns found support it (:func:`_round_templates`);
+    ``next_bias_grad`` (C,), the classifier's bias gradient, lets them draw the classes still
+    missing most often (:func:`class_probabilities`; uniform without it).
     """
     rng = check_random_state(random_state)
     deadline = time.perf_counter() + max_time
@@ -448,7 +482,7 @@ def informed_search(L, R, weight, bias, next_weight, *, random_state=None, max_t
     W2 = torch.as_tensor(np.asarray(next_weight, np.float64)).T[rows]  # m' × C
     norm = float(Rt.shape[1]) ** 0.5 if input_norm is None else float(input_norm)
     B = batch or max(64, min(2 * b, 100))  # measured: small batches of short descents beat large ones
-    found_q, found_z, deviations = [], [], []
+    found_q, found_z, deviations, found_u = [], [], [], []
     found = None  # torch.stack(found_q), kept up to date
     bar = tqdm(total=b, disable=not progress, desc="informed search", unit="column")
     rounds = 0
@@ -457,7 +491,8 @@ def informed_search(L, R, weight, bias, next_weight, *, random_state=None, max_t
         c0 = torch.as_tensor(rng.standard_normal((B, coords.shape[1]))) @ coords.T  # starts: see the module docstring
         c0 *= norm / c0.norm(dim=1, keepdim=True)
         basis = torch.linalg.qr(coords)[0]
-        templates = _round_templates(deviations, B, W2.shape[1], rounds, rng) if class_templates else None
+        class_p = _missing_class_probabilities(next_bias_grad, b, found_u, W2.shape[1])
+        templates = _round_templates(deviations, B, W2.shape[1], rounds, rng, class_p) if class_templates else None
         cf = _descend(c0, basis, A, bias, Lt, W2, steps=steps, lr=lr, tau=tau, deadline=deadline, templates=templates)
         rounds += 1
         for c in cf:
@@ -474,11 +509,13 @@ def informed_search(L, R, weight, bias, next_weight, *, random_state=None, max_t
             if residual > next_layer_rtol:
                 continue
             deviations.append(template_deviation(u))
-            for direction in [q, *block[1:]]:  # a block's other rows share the zeros of its first
+            for i, direction in enumerate([q, *block[1:]]):  # a block's other rows share the zeros of its first
                 if len(found_q) >= b:
                     break
                 if found is not None and torch.linalg.svdvals(torch.cat([found, direction[None]]))[-1] < 1e-6:
                     continue  # dependent on the columns found
+                if i == 0:  # u is q's; the block's other rows have their own
+                    found_u.append(oriented_upstream(u))
                 found_q.append(direction)
                 found = torch.stack(found_q)
                 found_z.append(int(zero.sum()))
@@ -499,13 +536,16 @@ class InformedSearch(GradientStep):
     input_norm : typical ‖x‖ of an input (default √n, standardised inputs)
     next_layer_rtol : how well W₂ᵀu must fit a column's active rows (default: rounding level;
         the approximate mode loosens it, since FedAvg's W₂ drifts: measured residuals 0.1–0.3)
+    next_bias_grad : (C,), the gradient of the classifier's bias, which the client shares with the
+        rest: class templates then favour the classes with more samples still missing
     """
 
     def __init__(self, weight=None, bias=None, next_weight=None, max_time=60.0, input_norm=None,
-                 min_zero_fraction=0.3, next_layer_rtol=None, random_state=None, verbose=0):
+                 min_zero_fraction=0.3, next_layer_rtol=None, next_bias_grad=None, random_state=None, verbose=0):
         self.weight = weight
         self.bias = bias
         self.next_weight = next_weight
+        self.next_bias_grad = next_bias_grad
         self.max_time = max_time
         self.input_norm = input_norm
         self.min_zero_fraction = min_zero_fraction
@@ -521,10 +561,13 @@ class InformedSearch(GradientStep):
             raise GradientError(
                 f"weight {W.shape}, bias {bias.shape} and next_weight {W2.shape} do not match a layer with "
                 f"{fg.n_neurons} neurons and {fg.R.shape[1]} inputs")
+        next_bias_grad = None if self.next_bias_grad is None else np.asarray(to_numpy(self.next_bias_grad), np.float64)
+        if next_bias_grad is not None and next_bias_grad.shape != (W2.shape[0],):
+            raise GradientError(f"next_bias_grad {next_bias_grad.shape} does not match next_weight {W2.shape}")
         Q, zeros = informed_search(fg.L, fg.R, W, bias, W2, rows=fg.rows,
                                    random_state=self.random_state, max_time=self.max_time,
                                    input_norm=self.input_norm, min_zero_fraction=self.min_zero_fraction,
                                    zero_tol=fg.zero_tol, next_layer_rtol=self.next_layer_rtol,
-                                   progress=bool(self.verbose))
+                                   next_bias_grad=next_bias_grad, progress=bool(self.verbose))
         self.n_found_ = Q.shape[0]
         return fg.with_directions(Q, zeros, np.ones(len(zeros), bool))

@@ -74,6 +74,7 @@ def attack_model(model, gradients, *, layer=None, **kwargs):
     known = dict(weight=target.linear.weight.detach(), bias=target.linear.bias.detach())
     if target.next_linear is not None:
         known["next_weight"] = target.next_linear.weight.detach()
+        known["next_bias_grad"] = gradients.get(f"{target.next_name}.bias")
     result = invert_layer(gradients[keys[0]], gradients[keys[1]], **known, **kwargs)
     return result, target
 
@@ -117,6 +118,7 @@ def attack_state_dict(state, gradients, *, layer=None, **kwargs):
     desc = f"'{target}' (Linear-shaped; ReLU after it assumed), {what}"
     if i + 1 == len(names) - 1 and state[f"{names[-1]}.weight"].shape[1] == known["weight"].shape[0]:
         known["next_weight"] = state[f"{names[-1]}.weight"]
+        known["next_bias_grad"] = gradients.get(f"{names[-1]}.bias")
         desc += f"; classifier '{names[-1]}'"
     result = invert_layer(gradients[f"{target}.weight"], gradients[f"{target}.bias"], **known, **kwargs)
     return result, desc

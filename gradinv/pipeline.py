@@ -109,12 +109,13 @@ APPROXIMATE_NEXT_LAYER_RTOL = 0.35
 
 
 def make_spear_pipeline(*, solver="logcosh", batch_size=None, random_state=None, max_time=60.0,
-                        min_zero_fraction=0.3, weight=None, bias=None, next_weight=None, zero_tol=None,
-                        approximate=False, verbose=0):
+                        min_zero_fraction=0.3, weight=None, bias=None, next_weight=None, next_bias_grad=None,
+                        zero_tol=None, approximate=False, verbose=0):
     """Build the attack pipeline; ``Pipeline.fit_transform(stack_gradient(grad_W, grad_b))`` → X.
 
     solver: "informed" (needs ``weight``, ``bias`` and ``next_weight``: the attacked layer's
-    parameters and the classifier it feeds, all known to the server; :mod:`gradinv.informed`),
+    parameters and the classifier it feeds, all known to the server; :mod:`gradinv.informed`;
+    ``next_bias_grad``, the classifier's bias gradient, optionally steers it to the classes missing),
     "logcosh" / "l1" / "l4" (a ``sudl`` solver on L, gradient only), or "spear" (SPEAR's sampling).
     With ``weight`` and ``bias`` every certified sample is checked against the ReLU pattern it
     must produce; without them no sample is certified.
@@ -130,7 +131,8 @@ def make_spear_pipeline(*, solver="logcosh", batch_size=None, random_state=None,
     if approximate and zero_tol is None:
         zero_tol = APPROXIMATE_ZERO_TOL
     if solver == "informed":
-        search = InformedSearch(weight=weight, bias=bias, next_weight=next_weight, max_time=max_time,
+        search = InformedSearch(weight=weight, bias=bias, next_weight=next_weight, next_bias_grad=next_bias_grad,
+                                max_time=max_time,
                                 min_zero_fraction=min_zero_fraction, random_state=random_state, verbose=verbose,
                                 next_layer_rtol=APPROXIMATE_NEXT_LAYER_RTOL if approximate else None)
     elif solver == "spear":
@@ -183,11 +185,12 @@ class InversionResult:
 
 
 def invert_layer(grad_W, grad_b, *, batch_size=None, solver=None, weight=None, bias=None, next_weight=None,
-                 random_state=None, max_time=60.0, zero_tol=None, approximate=False, verbose=0):
+                 next_bias_grad=None, random_state=None, max_time=60.0, zero_tol=None, approximate=False, verbose=0):
     """Invert a linear+ReLU layer's gradient: the client's inputs X from dL/dW and dL/db.
 
     ``weight``/``bias``: the layer's parameters (needed for certificates); ``next_weight``: the
-    classifier fed by the layer's ReLU (also gives the labels).  ``solver`` defaults to "informed"
+    classifier fed by the layer's ReLU (also gives the labels); ``next_bias_grad``: that classifier's
+    bias gradient (optional, shared by the client with the rest).  ``solver`` defaults to "informed"
     when all three are given, else "logcosh"; ``approximate`` for DP-SGD or FedAvg updates (see
     :func:`make_spear_pipeline`).  Arrays in, the same array type out (NumPy, torch, CuPy).
     """
@@ -196,7 +199,8 @@ def invert_layer(grad_W, grad_b, *, batch_size=None, solver=None, weight=None, b
     start = time.perf_counter()
     pipe = make_spear_pipeline(solver=solver, batch_size=batch_size, random_state=random_state,
                                max_time=max_time, weight=weight, bias=bias, next_weight=next_weight,
-                               zero_tol=zero_tol, approximate=approximate, verbose=verbose)
+                               next_bias_grad=next_bias_grad, zero_tol=zero_tol, approximate=approximate,
+                               verbose=verbose)
     X = pipe.fit_transform(stack_gradient(grad_W, grad_b))
     rec, factorize = pipe.named_steps["reconstruct"], pipe.named_steps["factorize"]
     labels = margin = None

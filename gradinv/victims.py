@@ -32,7 +32,8 @@ class Victim:
     """A client and the gradient it shares for the attacked layer Z = W X + b.
 
     ``inputs`` (b × n) are the attacked layer's inputs (one per row), ``grad_Z`` (m × b) is
-    dL/dZ, so grad_W = grad_Z @ inputs and grad_b = grad_Z.sum(1).
+    dL/dZ, so grad_W = grad_Z @ inputs and grad_b = grad_Z.sum(1).  ``grad_next_bias`` (C,) is
+    the gradient of the classifier's bias, shared with the rest (None for "random_upstream").
     """
 
     kind: str
@@ -44,6 +45,7 @@ class Victim:
     grad_W: torch.Tensor
     grad_b: torch.Tensor
     grad_Z: torch.Tensor
+    grad_next_bias: torch.Tensor = None
 
     @property
     def layer(self):
@@ -60,6 +62,15 @@ class Victim:
         known = dict(weight=self.layer.weight.detach(), bias=self.layer.bias.detach())
         if self.kind != "random_upstream":
             known["next_weight"] = self.model[-1].weight.detach()
+        return known
+
+    def attack_kwargs(self):
+        """Keyword arguments of :func:`gradinv.invert_layer` for this client's honest gradient:
+        :meth:`knowledge` and the classifier's bias gradient (``next_bias_grad``), which the client
+        sends with dL/dW and dL/db (not for a DP-SGD or FedAvg update: that has its own)."""
+        known = self.knowledge()
+        if self.grad_next_bias is not None:
+            known["next_bias_grad"] = self.grad_next_bias
         return known
 
 
@@ -136,7 +147,8 @@ def make_victim(kind="cross_entropy", *, batch_size, width=1000, n_classes=10, a
         gen = torch.Generator().manual_seed(seed)
         upstream = torch.randn(batch_size, width, generator=gen, dtype=dtype)
     X, gW, gb, gZ = layer_gradient(model, layer_name, x, labels, upstream)
-    return Victim(kind, model, layer_name, images, labels, X, gW, gb, gZ)
+    g_next = None if upstream is not None else model[-1].bias.grad.detach().clone()
+    return Victim(kind, model, layer_name, images, labels, X, gW, gb, gZ, g_next)
 
 
 def _train(model, architecture, source, image_size, n_classes, dtype, steps, seed, batch=64, lr=1e-3):

@@ -68,3 +68,13 @@ def test_state_dict_layer_must_exist():
         attack_state_dict(state, {}, layer="conv")
     with pytest.raises(GradientError, match="has gradients"):
         attack_state_dict(state, {})
+
+
+def test_attack_model_passes_the_classifier_bias_gradient():
+    from gradinv import make_victim
+
+    v = make_victim("cross_entropy", batch_size=8, width=200, random_state=0)
+    grads = {n: p.grad for n, p in v.model.named_parameters()}
+    res, layer = attack_model(v.model, grads, random_state=0, max_time=600)
+    assert layer.next_name == "2" and res.exact.sum() == 8
+    assert torch.equal(torch.as_tensor(res.pipeline.named_steps["sudl"].next_bias_grad), grads["2.bias"])

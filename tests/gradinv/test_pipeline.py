@@ -171,3 +171,15 @@ def test_near_duplicate_pair_is_recovered_as_a_block():
     assert res.batch_size == 20
     ev = evaluate(x, res.inputs, res.exact)
     assert ev["exact"] >= 18 and ev["certified"] == 18 and ev["false_certificates"] == 0
+
+
+def test_classifier_bias_gradient_is_checked_and_used(ce20):
+    """``next_bias_grad`` (the classifier's bias gradient): a wrong shape is refused; the right one
+    reaches the search and the batch is still recovered exactly."""
+    known = ce20.knowledge()
+    with pytest.raises(GradientError, match="next_bias_grad"):
+        invert_layer(ce20.grad_W, ce20.grad_b, next_bias_grad=torch.zeros(3), max_time=10, **known)
+    res = invert_layer(ce20.grad_W, ce20.grad_b, random_state=0, max_time=600, **ce20.attack_kwargs())
+    assert torch.equal(torch.as_tensor(res.pipeline.named_steps["sudl"].next_bias_grad), ce20.grad_next_bias)
+    ev = evaluate(ce20.inputs, res.inputs, res.exact)
+    assert ev["exact"] >= 18 and ev["certified"] >= 18 and ev["false_certificates"] == 0

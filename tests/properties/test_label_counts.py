@@ -1,0 +1,68 @@
+"""Label counts from the classifier's bias gradient (gradinv.labels.label_counts) and the class
+allocation of template descents (gradinv.informed.class_probabilities, _round_templates).
+
+Mean cross-entropy gives ∂L/∂b₂ = (1/b) Σ_j (softmax_j − e_(y_j)).  Properties: the counts are
+exact when the softmax is uniform (no upstream needed) and, from any few known u_j (any positive
+scales, either sign), whenever the batch shares its logits; the probabilities sum to 1, keep
+every class in reach and favour the classes with more samples missing; the templates follow them.
+"""
+
+import numpy as np
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gradinv import informed as inf
+from gradinv.labels import label_counts
+
+
+def batch(C, b, logits, rng):
+    """Labels, softmax rows and ∂L/∂b₂ of a batch of b sharing ``logits``."""
+    y = rng.integers(0, C, b)
+    p = np.exp(logits - logits.max())
+    P = np.tile(p / p.sum(), (b, 1))
+    U = P.copy()
+    U[np.arange(b), y] -= 1
+    return y, U, U.mean(0)
+
+
+@settings(max_examples=50, deadline=None)
+@given(C=st.integers(2, 20), b=st.integers(1, 300), seed=st.integers(0, 2**31 - 1))
+def test_counts_exact_for_uniform_softmax(C, b, seed):
+    y, _, grad = batch(C, b, np.zeros(C), np.random.default_rng(seed))
+    assert np.allclose(label_counts(grad, b), np.bincount(y, minlength=C), atol=1e-8)
+
+
+@settings(max_examples=50, deadline=None)
+@given(C=st.integers(3, 20), b=st.integers(3, 300), k=st.integers(2, 12), spread=st.floats(0, 3),
+       seed=st.integers(0, 2**31 - 1))
+def test_counts_exact_from_known_upstream_when_logits_are_shared(C, b, k, spread, seed):
+    rng = np.random.default_rng(seed)
+    y, U, grad = batch(C, b, spread * rng.standard_normal(C), rng)
+    known = rng.choice(b, min(k, b), replace=False)
+    if len(set(y[known])) < 2:  # one label only: its own class's p is never seen
+        return
+    scaled = U[known] * np.exp(rng.uniform(-5, 5, (len(known), 1)))
+    oriented = torch.stack([inf.oriented_upstream(torch.as_tensor(s * u)) for s, u in
+                            zip(rng.choice([-1.0, 1.0], len(known)), scaled)])
+    if not all(int(o.argmin()) == y[j] for o, j in zip(oriented, known)):
+        return  # the template's sign test picked the other sign: the label is not readable either
+    assert np.allclose(label_counts(grad, b, oriented), np.bincount(y, minlength=C), atol=1e-6 * b)
+
+
+@given(counts=st.lists(st.floats(-5, 100), min_size=2, max_size=12), data=st.data())
+def test_class_probabilities(counts, data):
+    C = len(counts)
+    found = data.draw(st.lists(st.integers(0, C - 1), max_size=60))
+    p = inf.class_probabilities(counts, found, C)
+    assert p.shape == (C,) and abs(p.sum() - 1) < 1e-12 and p.min() > 0
+    missing = np.maximum(np.asarray(counts) - np.bincount(found, minlength=C), 0)
+    order = np.argsort(missing, kind="stable")
+    assert np.all(np.diff(p[order]) >= -1e-15)  # more missing, drawn at least as often
+
+
+def test_templates_follow_the_class_probabilities():
+    C, p = 5, np.array([0.7, 0.0, 0.3, 0.0, 0.0])
+    T = inf._round_templates([0.0] * inf.TEMPLATE_EVIDENCE, 2000, C, 1, np.random.RandomState(0), p)
+    drawn = np.bincount(T.argmin(1).numpy(), minlength=C) / 2000
+    assert np.all(drawn[p == 0] == 0) and abs(drawn[0] - 0.7) < 0.05
