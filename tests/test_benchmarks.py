@@ -42,3 +42,9 @@ def test_threat_models_quick(tmp_path):
 def test_search_yield_quick():
     rounds = load("search_yield").main(["--batch-size", "6", "--width", "80", "--starts", "8", "--max-time", "10"])
     assert rounds and rounds[-1]["found"] == sum(r["new"] for r in rounds) <= 6
+
+
+def test_label_counts_quick():
+    rows = load("label_counts").main(["--cells", "40x200", "--seeds", "1", "--known", "5"])
+    assert len(rows) == 1 and sum(rows[0]["true"]) == 40
+    assert 0 <= rows[0]["max_error_known_5"] < 40 and 0 <= rows[0]["max_error_uniform"] < 40
