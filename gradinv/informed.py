@@ -461,8 +461,9 @@ def informed_search(L, R, weight, bias, next_weight, *, random_state=None, max_t
     keeps (default: all).  A column is accepted when its active rows are fitted by W₂ᵀu to
     ``next_layer_rtol`` (default 10·zero_tol: rounding level).  ``class_templates``: let rounds
     descend with u fixed to class templates when the columns found support it (:func:`_round_templates`);
-    ``next_bias_grad`` (C,), the classifier's bias gradient, lets them draw the classes still
-    missing most often (:func:`class_probabilities`; uniform without it).
+    ``next_bias_grad`` (C,), the classifier's bias gradient of one mean cross-entropy step, lets
+    them draw the classes still missing most often (:func:`class_probabilities`; uniform without
+    it; the batch size in its counts is the rank b, the independent inputs).
     """
     rng = check_random_state(random_state)
     deadline = time.perf_counter() + max_time
@@ -564,6 +565,8 @@ class InformedSearch(GradientStep):
         next_bias_grad = None if self.next_bias_grad is None else np.asarray(to_numpy(self.next_bias_grad), np.float64)
         if next_bias_grad is not None and next_bias_grad.shape != (W2.shape[0],):
             raise GradientError(f"next_bias_grad {next_bias_grad.shape} does not match next_weight {W2.shape}")
+        if next_bias_grad is not None and not np.all(np.isfinite(next_bias_grad)):
+            raise GradientError("next_bias_grad has NaN or infinite entries")
         Q, zeros = informed_search(fg.L, fg.R, W, bias, W2, rows=fg.rows,
                                    random_state=self.random_state, max_time=self.max_time,
                                    input_norm=self.input_norm, min_zero_fraction=self.min_zero_fraction,

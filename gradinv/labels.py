@@ -38,6 +38,7 @@ def infer_labels(grad_Z, next_weight, *, zero_tol=1e-9):
 def label_counts(next_bias_grad, batch_size, upstream=None, iterations=50):
     """Expected samples per class n (C,) from the classifier's bias gradient ∂L/∂b₂ (C,).
 
+    Assumes one step of mean cross-entropy (not a DP-SGD or FedAvg update, not a summed loss).
     Mean cross-entropy over a batch of b gives ∂L/∂b₂ = (1/b) Σ_j (p_j − e_{y_j}), so
     n = Σ_j p_j − b ∂L/∂b₂, with Σ_j p_j estimated as b p̄.  Known upstream gradients u_j (rows of
     ``upstream``, k × C, each up to a positive scale and oriented so that its label is its
@@ -49,11 +50,15 @@ def label_counts(next_bias_grad, batch_size, upstream=None, iterations=50):
     from 30.
     """
     g = np.asarray(to_numpy(next_bias_grad), np.float64)
-    if g.ndim != 1 or not np.all(np.isfinite(g)):
-        raise ValueError(f"next_bias_grad must be a finite vector (C,), got shape {g.shape}")
+    if g.ndim != 1:
+        raise ValueError(f"next_bias_grad must be a vector (C,), got shape {g.shape}")
+    if not np.all(np.isfinite(g)):
+        raise ValueError("next_bias_grad has NaN or infinite entries")
     C = g.shape[0]
     ell = np.zeros(C)
-    U = None if upstream is None else np.asarray(to_numpy(upstream), np.float64).reshape(-1, C)
+    U = None if upstream is None else np.asarray(to_numpy(upstream), np.float64)
+    if U is not None and (U.ndim != 2 or U.shape[1] != C):
+        raise ValueError(f"upstream must be (k × {C}) to match next_bias_grad, got shape {U.shape}")
     if U is not None and len(U):
         known = U > 0  # the label's entry (negative) and any non-positive noise are left out
         known[np.arange(len(U)), U.argmin(1)] = False

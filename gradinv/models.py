@@ -38,6 +38,13 @@ class AttackableLayer:
         return f"'{self.name}' is Linear → ReLU, {what}{nxt}"
 
 
+def _classifier_bias_grad(gradients, classifier, kwargs):
+    """The classifier's bias gradient from ``gradients``, or None: when it is absent, and in
+    approximate mode, whose DP-SGD or FedAvg updates do not carry one mean cross-entropy step's
+    ∂L/∂b₂ (:func:`gradinv.labels.label_counts`).  An explicit ``next_bias_grad`` overrides it."""
+    return None if kwargs.get("approximate") else gradients.get(f"{classifier}.bias")
+
+
 def find_attackable_layers(model):
     """Every Linear → ReLU pair of ``model``, in order (see the module doc for what is detected)."""
     leaves = [(n, m) for n, m in model.named_modules() if len(list(m.children())) == 0]
@@ -74,8 +81,8 @@ def attack_model(model, gradients, *, layer=None, **kwargs):
     known = dict(weight=target.linear.weight.detach(), bias=target.linear.bias.detach())
     if target.next_linear is not None:
         known["next_weight"] = target.next_linear.weight.detach()
-        known["next_bias_grad"] = gradients.get(f"{target.next_name}.bias")
-    result = invert_layer(gradients[keys[0]], gradients[keys[1]], **known, **kwargs)
+        known["next_bias_grad"] = _classifier_bias_grad(gradients, target.next_name, kwargs)
+    result = invert_layer(gradients[keys[0]], gradients[keys[1]], **{**known, **kwargs})
     return result, target
 
 
@@ -118,7 +125,7 @@ def attack_state_dict(state, gradients, *, layer=None, **kwargs):
     desc = f"'{target}' (Linear-shaped; ReLU after it assumed), {what}"
     if i + 1 == len(names) - 1 and state[f"{names[-1]}.weight"].shape[1] == known["weight"].shape[0]:
         known["next_weight"] = state[f"{names[-1]}.weight"]
-        known["next_bias_grad"] = gradients.get(f"{names[-1]}.bias")
+        known["next_bias_grad"] = _classifier_bias_grad(gradients, names[-1], kwargs)
         desc += f"; classifier '{names[-1]}'"
-    result = invert_layer(gradients[f"{target}.weight"], gradients[f"{target}.bias"], **known, **kwargs)
+    result = invert_layer(gradients[f"{target}.weight"], gradients[f"{target}.bias"], **{**known, **kwargs})
     return result, desc

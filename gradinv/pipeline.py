@@ -190,7 +190,8 @@ def invert_layer(grad_W, grad_b, *, batch_size=None, solver=None, weight=None, b
 
     ``weight``/``bias``: the layer's parameters (needed for certificates); ``next_weight``: the
     classifier fed by the layer's ReLU (also gives the labels); ``next_bias_grad``: that classifier's
-    bias gradient (optional, shared by the client with the rest).  ``solver`` defaults to "informed"
+    bias gradient (optional, sent by the client with the rest; one mean cross-entropy step's, so
+    not for DP-SGD or FedAvg updates).  ``solver`` defaults to "informed"
     when all three are given, else "logcosh"; ``approximate`` for DP-SGD or FedAvg updates (see
     :func:`make_spear_pipeline`).  Arrays in, the same array type out (NumPy, torch, CuPy).
     """

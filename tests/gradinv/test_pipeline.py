@@ -4,6 +4,8 @@ import torch
 from sklearn.pipeline import Pipeline
 
 from gradinv import DependentInputsWarning, GradientError, invert_layer, make_spear_pipeline, make_victim, stack_gradient
+from gradinv import informed as inf
+from gradinv.labels import label_counts
 from gradinv.metrics import evaluate
 
 
@@ -173,13 +175,24 @@ def test_near_duplicate_pair_is_recovered_as_a_block():
     assert ev["exact"] >= 18 and ev["certified"] == 18 and ev["false_certificates"] == 0
 
 
-def test_classifier_bias_gradient_is_checked_and_used(ce20):
+def test_classifier_bias_gradient_is_checked_and_used(ce20, monkeypatch):
     """``next_bias_grad`` (the classifier's bias gradient): a wrong shape is refused; the right one
     reaches the search and the batch is still recovered exactly."""
     known = ce20.knowledge()
     with pytest.raises(GradientError, match="next_bias_grad"):
         invert_layer(ce20.grad_W, ce20.grad_b, next_bias_grad=torch.zeros(3), max_time=10, **known)
+    with pytest.raises(GradientError, match="NaN or infinite"):
+        invert_layer(ce20.grad_W, ce20.grad_b, next_bias_grad=torch.full((10,), float("nan")), max_time=10, **known)
+    drawn = []  # the class probabilities each round's templates are drawn with
+    real = inf._round_templates
+
+    def record(deviations, n_starts, n_classes, round_index, rng, class_p=None):
+        drawn.append(class_p)
+        return real(deviations, n_starts, n_classes, round_index, rng, class_p)
+
+    monkeypatch.setattr(inf, "_round_templates", record)
     res = invert_layer(ce20.grad_W, ce20.grad_b, random_state=0, max_time=600, **ce20.attack_kwargs())
-    assert torch.equal(torch.as_tensor(res.pipeline.named_steps["sudl"].next_bias_grad), ce20.grad_next_bias)
+    counts = label_counts(ce20.grad_next_bias, 20)  # the first round: nothing found yet
+    assert np.allclose(drawn[0], inf.class_probabilities(counts, [], 10))
     ev = evaluate(ce20.inputs, res.inputs, res.exact)
     assert ev["exact"] >= 18 and ev["certified"] >= 18 and ev["false_certificates"] == 0

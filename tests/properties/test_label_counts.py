@@ -66,3 +66,29 @@ def test_templates_follow_the_class_probabilities():
     T = inf._round_templates([0.0] * inf.TEMPLATE_EVIDENCE, 2000, C, 1, np.random.RandomState(0), p)
     drawn = np.bincount(T.argmin(1).numpy(), minlength=C) / 2000
     assert np.all(drawn[p == 0] == 0) and abs(drawn[0] - 0.7) < 0.05
+
+
+@given(C=st.integers(2, 12), data=st.data())
+def test_missing_class_probabilities_from_found_columns(C, data):
+    """Without the bias gradient: None (uniform); with it, the found columns' labels are their u's
+    argmin and are subtracted from the counts the same u's give."""
+    labels = data.draw(st.lists(st.integers(0, C - 1), max_size=20))
+    U = [torch.as_tensor(np.full(C, 1.0 / C)) for _ in labels]
+    for u, y in zip(U, labels):
+        u[y] -= 1
+    g = torch.as_tensor(data.draw(st.lists(st.floats(-0.05, 0.05), min_size=C, max_size=C)), dtype=torch.float64)
+    assert inf._missing_class_probabilities(None, 50, U, C) is None
+    p = inf._missing_class_probabilities(g, 50, U, C)
+    expected = inf.class_probabilities(label_counts(g, 50, torch.stack(U) if U else None), labels, C)
+    assert np.allclose(p, expected, atol=1e-12)
+
+
+def test_label_counts_rejects_bad_input():
+    import pytest
+
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        label_counts(np.array([0.1, np.nan]), 10)
+    with pytest.raises(ValueError, match="vector"):
+        label_counts(np.zeros((2, 2)), 10)
+    with pytest.raises(ValueError, match="upstream must be"):
+        label_counts(np.zeros(3), 10, np.ones((2, 4)))
