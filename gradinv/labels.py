@@ -7,6 +7,8 @@ So y_j = argmin u_j, with u_j the least-squares fit of g_j's active rows by W₂
 classifier's bias or later layers do not change this; several local steps (FedAvg) sum such
 u's and keep the sign pattern.  A duplicated input with two different labels has two negative
 entries; the most negative one is reported and ``label_margin`` says how clear the call was.
+:func:`label_counts` estimates how many samples each class has from the classifier's bias
+gradient, which the informed search uses to aim at the classes still missing.
 """
 
 import numpy as np
