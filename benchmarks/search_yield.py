@@ -33,6 +33,10 @@ def main(argv=None):
                    help="general descents only (the attack's class_templates=False)")
     p.add_argument("--no-label-counts", action="store_true",
                    help="draw template classes uniformly, not from the classifier's bias gradient")
+    p.add_argument("--no-local-starts", action="store_true",
+                   help="global starts only, none around the cells found (informed.LOCAL_FRACTION = 0)")
+    p.add_argument("--projection-passes", type=int, default=inf.PROJECTION_PASSES,
+                   help="alternations of the polish with the nearest cell (informed._polish_projected; 0: none)")
     p.add_argument("--ignore-fragile-rows", action="store_true",
                    help="round without the fragile rows' retry (informed.fragile_rows), to measure what it adds")
     args = p.parse_args(argv)
@@ -48,17 +52,18 @@ def main(argv=None):
     Qt = L.T @ v.grad_Z[rows]
     Qt = Qt / Qt.norm(dim=0)  # the true directions, one column per input
     masks = (v.grad_Z[rows] != 0).T.to(L.dtype)  # b × m', the true ReLU masks
-    tols, rng, norm = inf._tolerances(fg.zero_tol), np.random.default_rng(0), float(R.shape[1]) ** 0.5
+    tols, rng, norm = inf._tolerances(fg.zero_tol), np.random.RandomState(0), float(R.shape[1]) ** 0.5
     LtL, fragile = L.T @ L, None if args.ignore_fragile_rows else inf.fragile_rows(L)
-    found_q, found, found_inputs, rounds, deviations, found_u = [], None, set(), [], [], []
+    found_q, found, found_inputs, rounds, deviations, found_u, found_cells, found_zeros = [], None, set(), [], [], [], [], []
+    A_pinv, local = torch.linalg.pinv(A), 0.0 if args.no_local_starts else inf.LOCAL_FRACTION
+    margin = float((inf._round_starts(inf._remaining_inputs_coords([], R @ V), norm, 64, rng) @ A.T + bias).abs().median())
     next_bias_grad = None if args.no_label_counts else v.grad_next_bias
     print(f"cross_entropy, m={args.width}, b={b} (rank {L.shape[1]})")
     t0 = time.perf_counter()
     deadline = t0 + args.max_time
     while time.perf_counter() < deadline and len(found_q) < L.shape[1]:
         coords = inf._remaining_inputs_coords(found_q, R @ V)
-        c0 = torch.as_tensor(rng.standard_normal((args.starts, coords.shape[1]))) @ coords.T
-        c0 *= norm / c0.norm(dim=1, keepdim=True)
+        c0 = inf._round_starts(coords, norm, args.starts, rng, found_cells, local_fraction=local)
         class_p = inf._missing_class_probabilities(next_bias_grad, L.shape[1], found_u, W2.shape[1])
         templates = None if args.no_class_templates else inf._round_templates(
             deviations, args.starts, W2.shape[1], len(rounds), rng, class_p)
@@ -74,9 +79,13 @@ def main(argv=None):
         to_missing = hamming[:, ~done].min(1).values
         mask_to_found = int((hamming[:, done].min(1).values < to_missing).sum()) if done.any() else 0
         new = 0
-        for c in cf:
-            block = inf._polish_and_round(c, A, bias, L, W2, tols, found, gram=LtL, fragile=fragile,
-                                          max_misfit=inf.MAX_POLISH_MISFIT)
+        zeros = torch.stack(found_zeros) if found_zeros else None
+        for polished in inf._polish_projected(cf, A, A_pinv, bias, L, W2, margin, args.projection_passes, found, zeros):
+            if polished is None:
+                continue
+            block = inf._round_polished(polished, L, W2, tols, found, gram=LtL, fragile=fragile,
+                                        found_zeros=zeros,
+                                        max_misfit=inf.MAX_POLISH_MISFIT)
             if block is None:
                 continue
             _, g, zero = inf._refine_on_zeros(L, block[0], tols[3])
@@ -89,6 +98,8 @@ def main(argv=None):
                     continue
                 if i == 0:
                     found_u.append(inf.oriented_upstream(u))
+                    found_cells.append(inf.cell_point(A, A_pinv, bias, zero, margin))
+                    found_zeros.append(zero)
                 found_q.append(q)
                 found = torch.stack(found_q)
                 found_inputs.add(int((q @ Qt).abs().argmax()))
