@@ -2,9 +2,9 @@
 
 For the cross-entropy client (m, b) the true inputs are known to this script (not to the attack).
 Each round runs the attack's own steps — starts spread by S in the complement of the columns
-found, one descent (with class templates when the attack would use them), polish, misfit gate
-and exact rounding of every descent (without the attack's final zero-count and next-layer
-checks) — and prints how many of the descents end nearest (in cosine)
+found, one descent (with class templates when the attack would use them), polish alternated with
+the nearest cell (``--projection-passes``), misfit gate and exact rounding of every descent
+(without the attack's final zero-count and next-layer checks) — and prints how many of the descents end nearest (in cosine)
 to an input already found, the median cosine of the descents to the nearest input still missing,
 and how many new columns the round found.  At the end it compares the inputs found with those
 still missing: median norm ‖x‖ and median |cosine| of c = Vᵀx to the top right singular vector of
@@ -33,8 +33,6 @@ def main(argv=None):
                    help="general descents only (the attack's class_templates=False)")
     p.add_argument("--no-label-counts", action="store_true",
                    help="draw template classes uniformly, not from the classifier's bias gradient")
-    p.add_argument("--no-local-starts", action="store_true",
-                   help="global starts only, none around the cells found (informed.LOCAL_FRACTION = 0)")
     p.add_argument("--projection-passes", type=int, default=inf.PROJECTION_PASSES,
                    help="alternations of the polish with the nearest cell (informed._polish_projected; 0: none)")
     p.add_argument("--ignore-fragile-rows", action="store_true",
@@ -54,8 +52,8 @@ def main(argv=None):
     masks = (v.grad_Z[rows] != 0).T.to(L.dtype)  # b × m', the true ReLU masks
     tols, rng, norm = inf._tolerances(fg.zero_tol), np.random.RandomState(0), float(R.shape[1]) ** 0.5
     LtL, fragile = L.T @ L, None if args.ignore_fragile_rows else inf.fragile_rows(L)
-    found_q, found, found_inputs, rounds, deviations, found_u, found_cells, found_zeros = [], None, set(), [], [], [], [], []
-    A_pinv, local = torch.linalg.pinv(A), 0.0 if args.no_local_starts else inf.LOCAL_FRACTION
+    found_q, found, found_inputs, rounds, deviations, found_u, found_zeros = [], None, set(), [], [], [], []
+    A_pinv = torch.linalg.pinv(A)
     margin = float((inf._round_starts(inf._remaining_inputs_coords([], R @ V), norm, 64, rng) @ A.T + bias).abs().median())
     next_bias_grad = None if args.no_label_counts else v.grad_next_bias
     print(f"cross_entropy, m={args.width}, b={b} (rank {L.shape[1]})")
@@ -63,7 +61,7 @@ def main(argv=None):
     deadline = t0 + args.max_time
     while time.perf_counter() < deadline and len(found_q) < L.shape[1]:
         coords = inf._remaining_inputs_coords(found_q, R @ V)
-        c0 = inf._round_starts(coords, norm, args.starts, rng, found_cells, local_fraction=local)
+        c0 = inf._round_starts(coords, norm, args.starts, rng)
         class_p = inf._missing_class_probabilities(next_bias_grad, L.shape[1], found_u, W2.shape[1])
         templates = None if args.no_class_templates else inf._round_templates(
             deviations, args.starts, W2.shape[1], len(rounds), rng, class_p)
@@ -98,7 +96,6 @@ def main(argv=None):
                     continue
                 if i == 0:
                     found_u.append(inf.oriented_upstream(u))
-                    found_cells.append(inf.cell_point(A, A_pinv, bias, zero, margin))
                     found_zeros.append(zero)
                 found_q.append(q)
                 found = torch.stack(found_q)

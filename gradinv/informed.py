@@ -93,10 +93,6 @@ candidates, the larger part of a late round's time, is skipped."""
 NEAR_FOUND_ROWS = 5
 """A polish whose labels are within this many rows of a found column's zeros is only rounded on all
 its rows (:func:`_polish_and_round`)."""
-LOCAL_FRACTION = 0.5
-"""Share of a round's starts drawn around the cells of the columns already found (:func:`_round_starts`)."""
-LOCAL_STEP = 0.4
-"""Size of the random step from a found cell's point to a local start, relative to the point's norm."""
 CELL_POINT_ITERS = 8
 """Least-squares passes of :func:`cell_point`."""
 EXACT_MISFIT = 1e-20
@@ -192,10 +188,10 @@ def cell_point(A, A_pinv, bias, inactive, margin, iters=CELL_POINT_ITERS):
 
     Least squares A c + bias ≈ ±``margin`` (− on the inactive rows), with ``A_pinv`` = A⁺; the
     target of each row whose sign is still wrong is raised by another ``margin``, ``iters`` times.
-    A found column's exact zeros give its sample's cell, and so a point near that sample's
-    coordinates c_j (measured on the cross-entropy client, b = 600, m = 4000, 142 columns found:
-    median cosine 0.97 to the true c_j, 11 of 4000 signs wrong).  Polished labels are not always a
-    cell of the arrangement; their point is the nearest cell's (:func:`informed_search`).
+    Polished labels are not always a cell of the arrangement: their point is that of a cell
+    nearby (:func:`_polish_projected`).  From a true mask it is near the sample's coordinates
+    c_j (measured on the cross-entropy client, b = 600, m = 4000, the masks of 142 samples: median
+    cosine 0.97 to c_j, 11 of 4000 signs wrong).
     """
     sign = 1 - 2 * inactive.to(A.dtype)
     target = sign * margin
@@ -208,27 +204,12 @@ def cell_point(A, A_pinv, bias, inactive, margin, iters=CELL_POINT_ITERS):
     return c
 
 
-def _round_starts(coords, norm, n_starts, rng, seeds=(), local_fraction=LOCAL_FRACTION, step=LOCAL_STEP):
-    """A round's starting points (rows, norm ``norm``): c = Vᵀ Rᵀ n with n isotropic in the
-    complement of the found q's (``coords`` = :func:`_remaining_inputs_coords`: spread by S, see
-    the module docstring), and, once columns are found, a ``local_fraction`` of *local* starts:
-    a found cell's point (``seeds``, :func:`cell_point`, drawn uniformly) plus such a random step of
-    relative size ``step``.
-
-    Why local starts: late in a search the missing samples are mostly those near (in ReLU mask)
-    samples already found — natural-image crops come in families — and a start spread by S lands
-    near none of them.  Measured on the cross-entropy client, b = 600, m = 4000, from a state of
-    142 columns found (1500 s of search): 600 descents from global starts found 3 new columns,
-    600 from local starts 10 (15 from the true c_j of the found samples instead of their cells'
-    points; steps 0.3–0.5 alike, 0.8 and 1.2 found 8).
-    """
-    n_local = int(round(local_fraction * n_starts)) if len(seeds) else 0
-    z = torch.as_tensor(rng.standard_normal((n_starts, coords.shape[1]))) @ coords.T
-    z /= z.norm(dim=1, keepdim=True)
-    if n_local:
-        base = torch.stack(seeds)[torch.as_tensor(rng.randint(len(seeds), size=n_local))]
-        z[:n_local] = base + step * base.norm(dim=1, keepdim=True) * z[:n_local]
-    return z * (norm / z.norm(dim=1, keepdim=True))
+def _round_starts(coords, norm, n_starts, rng):
+    """A round's starting points (rows, norm ``norm``): c = Vᵀ Rᵀ n with n isotropic in the complement
+    of the found q's (``coords`` = :func:`_remaining_inputs_coords`: spread by S, see the module
+    docstring)."""
+    c0 = torch.as_tensor(rng.standard_normal((n_starts, coords.shape[1]))) @ coords.T
+    return c0 * (norm / c0.norm(dim=1, keepdim=True))
 
 
 def _stacked_rows(L, W2, active, rows):
@@ -660,13 +641,13 @@ def informed_search(L, R, weight, bias, next_weight, *, random_state=None, max_t
     B = batch or max(64, min(2 * b, 100))  # measured: small batches of short descents beat large ones
     A_pinv = torch.linalg.pinv(A)
     margin = float((_round_starts(_remaining_inputs_coords([], RV), norm, 64, rng) @ A.T + bias).abs().median())
-    found_q, found_z, deviations, found_u, found_cells, found_zeros = [], [], [], [], [], []
+    found_q, found_z, deviations, found_u, found_zeros = [], [], [], [], []
     found = zeros = None  # torch.stack(found_q), torch.stack(found_zeros), kept up to date
     bar = tqdm(total=b, disable=not progress, desc="informed search", unit="column")
     rounds = 0
     while len(found_q) < b and time.perf_counter() < deadline:
         coords = _remaining_inputs_coords(found_q, RV)
-        c0 = _round_starts(coords, norm, B, rng, found_cells)
+        c0 = _round_starts(coords, norm, B, rng)
         basis = torch.linalg.qr(coords)[0]
         class_p = _missing_class_probabilities(next_bias_grad, b, found_u, W2.shape[1])
         templates = _round_templates(deviations, B, W2.shape[1], rounds, rng, class_p) if class_templates else None
@@ -696,7 +677,6 @@ def informed_search(L, R, weight, bias, next_weight, *, random_state=None, max_t
                     continue  # dependent on the columns found
                 if i == 0:  # u is q's; the block's other rows have their own
                     found_u.append(oriented_upstream(u))
-                    found_cells.append(cell_point(A, A_pinv, bias, zero, margin))
                     found_zeros.append(zero)
                     zeros = torch.stack(found_zeros)
                 found_q.append(direction)

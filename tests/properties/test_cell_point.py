@@ -1,12 +1,11 @@
-"""Local starts (gradinv.informed: cell_point, _round_starts).
+"""Points of cells, and starts (gradinv.informed: cell_point, _round_starts).
 
-A found column's exact zeros give its sample's ReLU mask, i.e. a cell of the hyperplane
-arrangement {A_k c + bias_k = 0}; :func:`cell_point` finds a point of it by least squares, and
-:func:`_round_starts` draws part of a round's starts around such points.  Properties: with at most
-as many hyperplanes as dimensions every sign pattern is a cell and is reached exactly; the cell of a
-random point among 4b hyperplanes is reached up to a few rows; local starts lie within the step
-of their seed's direction, global ones in the span of the coordinates of the missing inputs, every
-start has the requested norm, and a seed gives one set of starts.
+A ReLU mask is a cell of the hyperplane arrangement {A_k c + bias_k = 0}; :func:`cell_point` finds
+a point of it by least squares (the projection passes of the search move each polish to such a
+point).  Properties: with at most as many hyperplanes as dimensions every sign pattern is a cell
+and is reached exactly; the cell of a random point among 4b hyperplanes is reached up to a few
+rows, and the raised targets matter; a round's starts lie in the span of the coordinates of the
+missing inputs, have the requested norm, and a seed gives one set of starts.
 """
 
 import numpy as np
@@ -63,25 +62,15 @@ def test_cell_point_passes_fix_the_first_least_squares_signs():
 
 
 @settings(max_examples=30, deadline=None)
-@given(b=st.integers(3, 40), n_seeds=st.integers(0, 5), n_starts=st.integers(1, 50),
-       step=st.floats(0.05, 0.9), seed=st.integers(0, 2**31 - 1))
-def test_round_starts_local_and_global(b, n_seeds, n_starts, step, seed):
+@given(b=st.integers(3, 40), n_starts=st.integers(1, 50), seed=st.integers(0, 2**31 - 1))
+def test_round_starts(b, n_starts, seed):
     rng = np.random.default_rng(seed)
     f = int(rng.integers(0, b))  # columns found: the missing inputs' coordinates span b − f dimensions
     coords = torch.as_tensor(rng.standard_normal((b, b - f)))
-    seeds = [torch.as_tensor(rng.standard_normal(b)) for _ in range(n_seeds)]
     norm = float(rng.uniform(1, 100))
-    c0 = inf._round_starts(coords, norm, n_starts, np.random.RandomState(seed), seeds, step=step)
-    again = inf._round_starts(coords, norm, n_starts, np.random.RandomState(seed), seeds, step=step)
-    assert torch.equal(c0, again)
+    c0 = inf._round_starts(coords, norm, n_starts, np.random.RandomState(seed))
+    assert torch.equal(c0, inf._round_starts(coords, norm, n_starts, np.random.RandomState(seed)))
     assert c0.shape == (n_starts, b)
     torch.testing.assert_close(c0.norm(dim=1), torch.full((n_starts,), norm, dtype=c0.dtype))
-    n_local = int(round(inf.LOCAL_FRACTION * n_starts)) if seeds else 0
     basis = torch.linalg.qr(coords)[0]
-    glob = c0[n_local:]
-    assert torch.allclose(glob - glob @ basis @ basis.T, torch.zeros_like(glob), atol=1e-9 * norm)
-    if n_local:
-        S = torch.stack(seeds)
-        cos = (c0[:n_local] / norm) @ (S / S.norm(dim=1, keepdim=True)).T
-        # start = seed + step·‖seed‖·z, ‖z‖ = 1: within angle asin(step) of its seed
-        assert bool((cos.max(1).values >= (1 - step**2) ** 0.5 - 1e-9).all())
+    assert torch.allclose(c0 - c0 @ basis @ basis.T, torch.zeros_like(c0), atol=1e-9 * norm)
