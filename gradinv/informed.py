@@ -92,7 +92,7 @@ between 0.01 and 0.03 took a quarter of the rounding's time: the rounding of mos
 candidates, the larger part of a late round's time, is skipped."""
 NEAR_FOUND_ROWS = 5
 """A polish whose labels are within this many rows of a found column's zeros is only rounded on all
-its rows (:func:`_polish_and_round`)."""
+its rows (:func:`_round_polished`)."""
 CELL_POINT_ITERS = 8
 """Least-squares passes of :func:`cell_point`."""
 EXACT_MISFIT = 1e-20
@@ -359,7 +359,7 @@ def _polish(C, A, bias, L, W2, found=None, iters=15):
         r0, r1 = Lq.abs(), (Lq - u @ W2.T).abs()
         new = r0 < r1
         dead = ~ok
-        if found is not None and len(found):  # converged onto a column already found (distinct columns reach |cos| 0.998)
+        if found is not None and len(found):  # converged onto a found column (distinct ones reach |cos| 0.998)
             dead |= (q @ found.T).abs().max(1).values > (1 - 1e-8) * q.norm(dim=1)
         done = (new == inactive[live]).all(1) | (it == iters - 1)
         for k, i in enumerate(live.tolist()):
@@ -640,7 +640,8 @@ def informed_search(L, R, weight, bias, next_weight, *, random_state=None, max_t
     norm = float(Rt.shape[1]) ** 0.5 if input_norm is None else float(input_norm)
     B = batch or max(64, min(2 * b, 100))  # measured: small batches of short descents beat large ones
     A_pinv = torch.linalg.pinv(A)
-    margin = float((_round_starts(_remaining_inputs_coords([], RV), norm, 64, rng) @ A.T + bias).abs().median())
+    typical = _round_starts(_remaining_inputs_coords([], RV), norm, 64, rng)
+    cell_margin = float((typical @ A.T + bias).abs().median())  # margins of cell_point: typical of the inputs
     found_q, found_z, deviations, found_u, found_zeros = [], [], [], [], []
     found = zeros = None  # torch.stack(found_q), torch.stack(found_zeros), kept up to date
     bar = tqdm(total=b, disable=not progress, desc="informed search", unit="column")
@@ -653,8 +654,8 @@ def informed_search(L, R, weight, bias, next_weight, *, random_state=None, max_t
         templates = _round_templates(deviations, B, W2.shape[1], rounds, rng, class_p) if class_templates else None
         cf = _descend(c0, basis, A, bias, Lt, W2, steps=steps, lr=lr, tau=tau, deadline=deadline, templates=templates)
         rounds += 1
-        for polished in _polish_projected(cf, A, A_pinv, bias, Lt, W2, margin, projection_passes, found, zeros,
-                                          deadline):
+        for polished in _polish_projected(cf, A, A_pinv, bias, Lt, W2, cell_margin, projection_passes, found,
+                                          zeros, deadline):
             if len(found_q) >= b or time.perf_counter() > deadline:
                 break
             if polished is None:
