@@ -62,7 +62,8 @@ def run_one(kind, m, b, seed, args):
     row = dict(victim=kind, m=m, b=b, seed=seed, solver=solver, exact=ev["exact"] / b, certified=ev["certified"] / b,
                false_certificates=ev["false_certificates"], psnr=ev["psnr"], time=res.time, svd_time=t_svd,
                time_over_svd=res.time / t_svd, grad_mb=gW.numel() * gW.element_size() / 2**20,
-               columns_found=int(np.sum(res.sparse)))  # JSON only: how far a failed search got
+               columns_found=int(getattr(res.pipeline.named_steps["sudl"], "n_found_", np.sum(res.sparse))))
+    # JSON only: how far a failed search got (the informed search's own count; else the gradient-only test)
     if args.memory and args.device == "cpu" and solver == "informed":
         row["peak_mem_over_grad"] = attack_peak_memory(
             v.grad_W.numpy(), v.grad_b.numpy(), {k: t.numpy() for k, t in v.attack_kwargs().items()},

@@ -19,6 +19,7 @@ def test_frontier_quick(tmp_path):
     assert {r["victim"] for r in rows} == {"random_upstream", "cross_entropy"}
     assert all(r["peak_mem_over_grad"] > 0 for r in rows if r["solver"] == "informed")
     assert all(r["false_certificates"] == 0 for r in rows)
+    assert all(r["columns_found"] == r["b"] for r in rows if r["solver"] == "informed" and r["exact"] == 1)
     data = json.loads((tmp_path / "f.json").read_text())
     assert len(data["rows"]) == len(rows)
     assert (tmp_path / "f.png").stat().st_size > 0 and "| victim |" in (tmp_path / "f.md").read_text()
