@@ -54,7 +54,7 @@ def main(argv=None):
     LtL, fragile = L.T @ L, None if args.ignore_fragile_rows else inf.fragile_rows(L)
     found_q, found, found_inputs, rounds, deviations, found_u, found_zeros = [], None, set(), [], [], [], []
     A_pinv = torch.linalg.pinv(A)
-    margin = float((inf._round_starts(inf._remaining_inputs_coords([], R @ V), norm, 64, rng) @ A.T + bias).abs().median())
+    margin = inf._cell_margin(A, bias, R @ V, norm, rng)
     next_bias_grad = None if args.no_label_counts else v.grad_next_bias
     print(f"cross_entropy, m={args.width}, b={b} (rank {L.shape[1]})")
     t0 = time.perf_counter()

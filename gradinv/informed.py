@@ -209,6 +209,13 @@ def cell_point(A, A_pinv, bias, inactive, margin, iters=CELL_POINT_ITERS):
     return c
 
 
+def _cell_margin(A, bias, RV, norm, rng, n_starts=64):
+    """The ``margin`` of :func:`cell_point`: the median |A_k c + bias_k| over ``n_starts`` typical
+    starts (:func:`_round_starts` before any column is found), i.e. typical of the inputs."""
+    typical = _round_starts(_remaining_inputs_coords([], RV), norm, n_starts, rng)
+    return float((typical @ A.T + bias).abs().median())
+
+
 def _round_starts(coords, norm, n_starts, rng):
     """A round's starting points (rows, norm ``norm``): c = Vᵀ Rᵀ n with n isotropic in the complement
     of the found q's (``coords`` = :func:`_remaining_inputs_coords`: spread by S, see the module
@@ -645,8 +652,7 @@ def informed_search(L, R, weight, bias, next_weight, *, random_state=None, max_t
     norm = float(Rt.shape[1]) ** 0.5 if input_norm is None else float(input_norm)
     B = batch or max(64, min(2 * b, 100))  # measured: small batches of short descents beat large ones
     A_pinv = torch.linalg.pinv(A)
-    typical = _round_starts(_remaining_inputs_coords([], RV), norm, 64, rng)
-    cell_margin = float((typical @ A.T + bias).abs().median())  # margins of cell_point: typical of the inputs
+    cell_margin = _cell_margin(A, bias, RV, norm, rng)
     found_q, found_z, deviations, found_u, found_zeros = [], [], [], [], []
     found = zeros = None  # torch.stack(found_q), torch.stack(found_zeros), kept up to date
     bar = tqdm(total=b, disable=not progress, desc="informed search", unit="column")
