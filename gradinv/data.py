@@ -1,14 +1,24 @@
-"""Images shipped inside installed packages (no download): CIFAR-shaped crops and digits.
+"""Images shipped inside installed packages (no download): crops, windows and digits.
 
-Sources
--------
-"photos"  the two photographs of ``sklearn.datasets.load_sample_images`` and seven colour
-          photographs bundled with scikit-image (astronaut, chelsea, coffee, rocket,
-          immunohistochemistry, retina, hubble_deep_field).
-"digits"  ``sklearn.datasets.load_digits`` (8×8 grey levels).
+Sources (:data:`SOURCES`)
+-------------------------
+"photos"          the two photographs of ``sklearn.datasets.load_sample_images`` and the seven
+                  colour photographs bundled with scikit-image (:data:`SKIMAGE_PHOTOS`)
+"sklearn_photos"  the two scikit-learn photographs alone (china, flower)
+"skimage_colour"  the seven scikit-image colour photographs alone
+"skimage_grey"    scikit-image's bundled grey images (:data:`SKIMAGE_GREY`), one channel
+"digits"          ``sklearn.datasets.load_digits`` (8×8 grey levels, 1797 images)
 
-Crops are taken at a random scale (a square window of 32 to 256 pixels, resized to the
-output size), so a batch mixes textures, edges and whole objects as CIFAR-10 does.
+Crops (:data:`CROPS`) of the image sources: "random" takes a square window of ``size`` to
+8·``size`` pixels at a random place and resizes it to ``size`` (so a batch mixes textures,
+edges and whole objects as CIFAR-10 does); "window" takes a fixed ``size``×``size`` window
+at a random place, pixels as they are.  Digits are whole images ("full").
+
+Scalings (:data:`SCALINGS`) of a batch x (:func:`scale_images`): "raw" pixels in [0, 1];
+"dataset" (x − μ)/σ with the source's fixed per-channel statistics over all its pixels
+(:func:`source_statistics`); "batch" (x − μ_B)/σ_B with the batch's own per-channel mean and
+std.  :func:`load_images` (the original victims) standardises by the statistics of 2048 crops
+instead (:func:`channel_statistics`).
 """
 
 from functools import lru_cache
@@ -17,6 +27,18 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "retina", "hubble_deep_field")
+SKIMAGE_GREY = ("camera", "coins", "moon", "page", "text", "clock", "brick", "grass", "gravel")
+SOURCES = ("photos", "sklearn_photos", "skimage_colour", "skimage_grey", "digits")
+CHANNELS = {"photos": 3, "sklearn_photos": 3, "skimage_colour": 3, "skimage_grey": 1, "digits": 1}
+CROPS = ("random", "window", "full")
+SCALINGS = ("raw", "dataset", "batch")
+DIGIT_SIZE = 8
+N_DIGITS = 1797
+
+
+def _check_source(source):
+    if source not in SOURCES:
+        raise ValueError(f"unknown image source {source!r}; choose one of {SOURCES}")
 
 
 @lru_cache(maxsize=1)
@@ -31,59 +53,130 @@ def photos():
     return tuple(images)
 
 
-def random_crops(n_images, size=32, *, random_state=None):
-    """``n_images`` random square crops of the bundled photographs, (n, size, size, 3) in [0, 1],
-    and the index of the photograph each came from (a natural class label)."""
+@lru_cache(maxsize=1)
+def grey_images():
+    """scikit-image's bundled grey images (:data:`SKIMAGE_GREY`) in [0, 1], shape (H, W, 1)."""
+    import skimage.data
+
+    return tuple(np.asarray(getattr(skimage.data, name)(), dtype=np.float64)[..., None] / 255.0
+                 for name in SKIMAGE_GREY)
+
+
+def source_images(source):
+    """The full images of an image source (not "digits"), each (H, W, C) in [0, 1]."""
+    _check_source(source)
+    if source == "digits":
+        raise ValueError("'digits' has no large images to crop: use digits() or sample_images()")
+    return {"photos": photos, "sklearn_photos": lambda: photos()[:2], "skimage_colour": lambda: photos()[2:],
+            "skimage_grey": grey_images}[source]()
+
+
+def crops(source, n_images, size=32, *, crop="random", random_state=None):
+    """``n_images`` square crops of ``source``'s images, (n, size, size, C) in [0, 1], and the
+    index of the image each came from (a natural class label).  ``crop``: "random" (a window of
+    ``size`` to 8·``size`` pixels resized to ``size``) or "window" (a ``size``×``size`` window)."""
     from skimage.transform import resize
 
+    if crop not in ("random", "window"):
+        raise ValueError(f"crop must be 'random' or 'window' for image sources, got {crop!r}")
     rng = check_random_state(random_state)
-    images = photos()
-    out = np.empty((n_images, size, size, 3))
+    images = source_images(source)
+    if size > min(min(im.shape[:2]) for im in images):
+        raise ValueError(f"size {size} exceeds the smallest image of source {source!r}")
+    out = np.empty((n_images, size, size, images[0].shape[-1]))
     labels = rng.randint(len(images), size=n_images)
     for i in range(n_images):
         im = images[labels[i]]
-        window = int(rng.randint(size, min(8 * size, *im.shape[:2]) + 1))
+        window = int(rng.randint(size, min(8 * size, *im.shape[:2]) + 1)) if crop == "random" else size
         r, c = rng.randint(im.shape[0] - window + 1), rng.randint(im.shape[1] - window + 1)
         patch = im[r : r + window, c : c + window]
         out[i] = resize(patch, (size, size), anti_aliasing=True) if window != size else patch
     return out, labels
 
 
+def random_crops(n_images, size=32, *, random_state=None):
+    """``n_images`` random-scale crops of the bundled colour photographs ("photos"), (n, size, size, 3)."""
+    return crops("photos", n_images, size, crop="random", random_state=random_state)
+
+
 def digits(n_images, *, random_state=None):
     """``n_images`` distinct handwritten digits in [0, 1], shape (n, 8, 8, 1), and their labels."""
     from sklearn.datasets import load_digits
 
+    if n_images > N_DIGITS:
+        raise ValueError(f"'digits' holds {N_DIGITS} images, {n_images} distinct ones asked for")
     rng = check_random_state(random_state)
     d = load_digits()
     idx = rng.choice(len(d.images), size=n_images, replace=False)
     return d.images[idx, :, :, None] / 16.0, d.target[idx]
 
 
+def sample_images(source, n_images, *, size=32, crop="random", random_state=None):
+    """``n_images`` images of ``source`` in [0, 1], (n, H, W, C), and natural labels (the image
+    each crop came from, or the digit).  Digits are whole 8×8 images: ``size`` must be 8 and
+    ``crop`` "full"."""
+    _check_source(source)
+    if source == "digits":
+        if size != DIGIT_SIZE or crop != "full":
+            raise ValueError(f"'digits' are whole 8×8 images: use size=8, crop='full' (got {size}, {crop!r})")
+        return digits(n_images, random_state=random_state)
+    return crops(source, n_images, size, crop=crop, random_state=random_state)
+
+
 @lru_cache(maxsize=8)
-def channel_statistics(source="photos", size=32):
-    """Fixed per-channel mean and std of a source: 2048 crops (seed 0), or all 1797 digits."""
+def channel_statistics(source="photos", size=32, crop="random"):
+    """Fixed per-channel mean and std of a source's crops: 2048 crops (seed 0), or all 1797 digits."""
+    _check_source(source)
     if source == "digits":
         from sklearn.datasets import load_digits
 
         x = load_digits().images[..., None] / 16.0
     else:
-        x, _ = random_crops(2048, size, random_state=0)
+        x, _ = crops(source, 2048, size, crop=crop, random_state=0)
     return x.mean(axis=(0, 1, 2)), x.std(axis=(0, 1, 2))
 
 
+@lru_cache(maxsize=8)
+def source_statistics(source):
+    """Per-channel mean μ and std σ over every pixel of ``source``'s images (all 1797 digits)."""
+    _check_source(source)
+    if source == "digits":
+        from sklearn.datasets import load_digits
+
+        pixels = [load_digits().images.reshape(-1, 1) / 16.0]
+    else:
+        pixels = [im.reshape(-1, im.shape[-1]) for im in source_images(source)]
+    x = np.concatenate(pixels)
+    return x.mean(axis=0), x.std(axis=0)
+
+
+def scale_images(x, scaling, *, source="photos"):
+    """Scale a batch x (n, H, W, C) in [0, 1] as :data:`SCALINGS` says: "dataset" uses
+    :func:`source_statistics`, "batch" x's own per-channel μ_B, σ_B (a constant channel keeps σ_B = 1)."""
+    if scaling == "raw":
+        return x
+    if scaling == "dataset":
+        mean, std = source_statistics(source)
+    elif scaling == "batch":
+        mean, std = x.mean(axis=(0, 1, 2)), x.std(axis=(0, 1, 2))
+        std = np.where(std > 0, std, 1.0)
+    else:
+        raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
+    return (x - mean) / std
+
+
 def load_images(n_images, *, source="photos", size=32, standardised=True, random_state=None):
-    """A batch of images from ``source`` ("photos" or "digits"), (n, H, W, C), and labels
-    (the source photograph's index, or the digit).
+    """A batch of random-scale crops (or digits) from ``source``, (n, H, W, C), and natural labels
+    (the source image's index, or the digit).
 
     ``standardised`` subtracts the source's per-channel mean and divides by its std
     (:func:`channel_statistics`), as image classifiers are usually fed; otherwise pixels are in [0, 1].
     """
-    if source == "photos":
-        x, labels = random_crops(n_images, size, random_state=random_state)
-    elif source == "digits":
+    _check_source(source)
+    if source == "digits":
         x, labels = digits(n_images, random_state=random_state)
     else:
-        raise ValueError(f"unknown image source {source!r}; use 'photos' or 'digits'")
+        x, labels = crops(source, n_images, size, crop="random", random_state=random_state)
     if standardised:
         mean, std = channel_statistics(source, size)
         x = (x - mean) / std
