@@ -10,13 +10,26 @@ with ``--memory`` the attack's peak memory over the gradient's size, measured in
 process (``benchmarks/peak_memory.py``).  Writes JSON, a Markdown table
 and a PNG plot (exact fraction vs b, a line per victim and solver).
 
+Zoo mode (``--zoo [KIND ...]``, default every kind of ``gradinv.victims.ZOO``; shell-style
+patterns such as ``'mlp2_*'`` select several): each client is built with
+``gradinv.victims.make_client`` and attacked as a user would, ``attack_model(v.model,
+v.gradients)`` (the search it picks is recorded), then for b ≤ ``--spear-max-b`` with
+``solver="spear"`` on the same gradient.  The Markdown output starts with the **worst case over
+kinds and seeds** per (m, b) (the least exact fraction, the kind and seed that gave it, the
+longest time), then the per-kind table (min / median over seeds), then every row.  Cells whose
+b exceeds a kind's largest batch (b ≤ n, the attacked layer's inputs: 64 for digits) are listed
+as skipped.
+
     python benchmarks/frontier.py                      # the documented grid (long)
     python benchmarks/frontier.py --quick              # smoke run (seconds)
+    python benchmarks/frontier.py --zoo --batch-sizes 20 100 --seeds 3   # every zoo kind
+    python benchmarks/frontier.py --zoo 'mlp2_*' --quick                 # zoo smoke run
     python benchmarks/frontier.py --device cuda        # torch-CUDA arrays when a GPU exists
 """
 
 import argparse
 import datetime
+import fnmatch
 import json
 import os
 import platform
@@ -29,6 +42,8 @@ import torch
 
 from gradinv import GradientError, invert_layer, make_victim
 from gradinv.metrics import evaluate
+from gradinv.models import attack_model
+from gradinv.victims import ZOO, make_client
 
 sys.path.insert(0, str(Path(__file__).parent))
 from peak_memory import attack_peak_memory  # noqa: E402
@@ -46,9 +61,7 @@ def run_one(kind, m, b, seed, args):
     v = make_victim(kind, batch_size=b, width=m, random_state=seed)
     gW, gb = to_device(v.grad_W, args.device), to_device(v.grad_b, args.device)
     knowledge = {k: to_device(t, args.device) for k, t in v.attack_kwargs().items()}
-    t0 = time.perf_counter()
-    torch.linalg.svd(gW, full_matrices=False)
-    t_svd = time.perf_counter() - t0
+    t_svd = svd_time(gW)
     solver = solver_for(kind)
     t0 = time.perf_counter()
     try:
@@ -77,6 +90,147 @@ def run_one(kind, m, b, seed, args):
     return row
 
 
+def svd_time(gW):
+    t0 = time.perf_counter()
+    torch.linalg.svd(gW, full_matrices=False)
+    return time.perf_counter() - t0
+
+
+def zoo_kinds(patterns):
+    """The ZOO kinds matching ``patterns`` (names or shell-style patterns; empty: all), in ZOO order."""
+    if not patterns:
+        return list(ZOO)
+    unknown = [p for p in patterns if not fnmatch.filter(ZOO, p)]
+    if unknown:
+        raise SystemExit(f"--zoo: no kind matches {unknown}; kinds: {', '.join(ZOO)}")
+    return [k for k in ZOO if any(fnmatch.fnmatchcase(k, p) for p in patterns)]
+
+
+def attack_client(v, seed, args, **kwargs):
+    """(row fields, error) of ``attack_model`` on the client's gradients, evaluated against v.inputs."""
+    model, grads = v.model, v.gradients
+    if args.device != "cpu":
+        model, grads = model.to(args.device), {k: t.to(args.device) for k, t in grads.items()}
+    t0 = time.perf_counter()
+    try:
+        res, layer = attack_model(model, grads, random_state=seed, **kwargs)
+    except GradientError as err:  # e.g. no exact column found within the bound: a failed row, not a crash
+        return dict(solver=kwargs.get("solver", "?"), exact=0.0, certified=0.0, false_certificates=0,
+                    time=time.perf_counter() - t0, error=str(err))
+    ev = evaluate(v.inputs, res.inputs, res.exact)
+    b = v.batch_size
+    return dict(solver=res.solver, layer=layer.name, exact=ev["exact"] / b, certified=ev["certified"] / b,
+                false_certificates=ev["false_certificates"], psnr=ev["psnr"], time=res.time)
+
+
+def run_client(kind, m, b, seed, args):
+    """One zoo row: the client ``kind`` attacked through ``attack_model`` (and SPEAR for small b)."""
+    v = make_client(kind, batch_size=b, width=m, random_state=seed)
+    t_svd = svd_time(to_device(v.grad_W, args.device))
+    row = dict(victim=kind, m=m, b=b, seed=seed, **attack_client(v, seed, args, max_time=args.max_time))
+    row.update(svd_time=t_svd, time_over_svd=row["time"] / t_svd,
+               grad_mb=v.grad_W.numel() * v.grad_W.element_size() / 2**20)
+    if b <= args.spear_max_b:
+        sp = attack_client(v, seed, args, solver="spear", max_time=args.spear_max_time)
+        row.update(spear_exact=sp["exact"], spear_time=sp["time"], spear_finished=bool(sp["time"] < args.spear_max_time),
+                   speedup_over_spear=sp["time"] / row["time"])
+    return row
+
+
+def _cells(rows, key):
+    out = {}
+    for r in rows:
+        out.setdefault(key(r), []).append(r)
+    return sorted(out.items())
+
+
+def worst_case(rows):
+    """Per (m, b): the least exact fraction over kinds and seeds (and which), the longest time."""
+    table = []
+    for (m, b), cell in _cells(rows, lambda r: (r["m"], r["b"])):
+        worst = min(cell, key=lambda r: (r["exact"], r["certified"], -r["time"]))
+        slowest = max(cell, key=lambda r: r["time"])
+        entry = dict(m=m, b=b, kinds=len({r["victim"] for r in cell}), rows=len(cell), min_exact=worst["exact"],
+                     worst_kind=worst["victim"], worst_seed=worst["seed"], min_certified=min(r["certified"] for r in cell),
+                     false_certificates=sum(r["false_certificates"] for r in cell), max_time=slowest["time"],
+                     slowest_kind=slowest["victim"], max_time_over_svd=max(r["time_over_svd"] for r in cell),
+                     solvers="/".join(sorted({r["solver"] for r in cell})))
+        spear = [r for r in cell if "spear_exact" in r]
+        if spear:
+            entry.update(min_spear_exact=min(r["spear_exact"] for r in spear),
+                         min_speedup_over_spear=min(r["speedup_over_spear"] for r in spear))
+        table.append(entry)
+    return table
+
+
+def per_kind(rows):
+    """Per (kind, m, b): min / median over seeds of the exact and certified fractions, times."""
+    table = []
+    for (kind, m, b), cell in _cells(rows, lambda r: (r["victim"], r["m"], r["b"])):
+        ex, ce, t = ([r[c] for r in cell] for c in ("exact", "certified", "time"))
+        entry = dict(victim=kind, m=m, b=b, seeds=len(cell), solvers="/".join(sorted({r["solver"] for r in cell})),
+                     min_exact=min(ex), median_exact=float(np.median(ex)), min_certified=min(ce),
+                     median_certified=float(np.median(ce)), false_certificates=sum(r["false_certificates"] for r in cell),
+                     median_time=float(np.median(t)), max_time=max(t),
+                     median_time_over_svd=float(np.median([r["time_over_svd"] for r in cell])),
+                     errors=sum("error" in r for r in cell))
+        spear = [r for r in cell if "spear_exact" in r]
+        if spear:
+            entry.update(min_spear_exact=min(r["spear_exact"] for r in spear),
+                         median_speedup_over_spear=float(np.median([r["speedup_over_spear"] for r in spear])))
+        table.append(entry)
+    return table
+
+
+def zoo_markdown(rows, skipped, header):
+    kinds = sorted({r["victim"] for r in rows} | {s["victim"] for s in skipped}, key=list(ZOO).index)
+    lines = [header, "", "## Worst case over kinds and seeds", "", table(worst_case(rows)),
+             "## Per kind (over seeds)", "", table(per_kind(rows)), "## Every row", "",
+             table(rows, ["victim", "m", "b", "seed", "solver", "layer", "exact", "certified", "false_certificates",
+                          "psnr", "time", "svd_time", "time_over_svd", "grad_mb", "spear_exact", "spear_time",
+                          "speedup_over_spear", "error"])]
+    if skipped:
+        lines += ["Skipped (b larger than the kind's largest batch):", ""]
+        lines += [f"- {s['victim']}, m = {s['m']}, b = {s['b']}: {s['reason']}" for s in skipped] + [""]
+    lines += ["## Kinds", "", table([dict(victim=k, **ZOO[k].describe()) for k in kinds])]
+    return "\n".join(lines)
+
+
+def zoo_plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for (kind, m), _ in _cells(rows, lambda r: (r["victim"], r["m"])):
+        pts = [(e["b"], e["min_exact"]) for e in per_kind(rows) if (e["victim"], e["m"]) == (kind, m)]
+        ax.plot(*zip(*pts), lw=0.8, alpha=0.5, marker=".", label=f"{kind}, m={m}")
+    for m in sorted({r["m"] for r in rows}):
+        pts = [(e["b"], e["min_exact"]) for e in worst_case(rows) if e["m"] == m]
+        ax.plot(*zip(*pts), "k-", lw=2.5, marker="o", label=f"worst case, m={m}")
+    ax.set_xlabel("batch size b")
+    ax.set_ylabel("fraction of samples exact (min over seeds)")
+    ax.set_ylim(-0.05, 1.05)
+    ax.legend(fontsize=5, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def table(rows, cols=None):
+    """A Markdown table of ``rows`` (dicts) with columns ``cols`` (default: every key, in order seen)."""
+    cols = cols or list(dict.fromkeys(k for r in rows for k in r))
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = r.get(c, "")
+            cells.append(f"{v:.3g}" if isinstance(v, float) else str(v).replace("|", "/"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def growth_exponents(rows):
     """Fitted slope of log(time) against log(b) per (victim, m, solver), over rows with full recovery."""
     out = {}
@@ -91,13 +245,7 @@ def growth_exponents(rows):
 def markdown(rows, exponents, header):
     cols = ["victim", "m", "b", "seed", "solver", "exact", "certified", "false_certificates", "psnr", "time",
             "svd_time", "time_over_svd", "peak_mem_over_grad", "grad_mb", "spear_exact", "spear_time", "speedup_over_spear"]
-    lines = [header, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        cells = []
-        for c in cols:
-            v = r.get(c, "")
-            cells.append(f"{v:.3g}" if isinstance(v, float) else str(v))
-        lines.append("| " + " | ".join(cells) + " |")
+    lines = [header, "", table(rows, cols).rstrip("\n")]
     lines += ["", "Growth exponent of the attack's time in b (fit over rows with ≥ 90% exact):", ""]
     lines += [f"- {k}: {v:.2f}" for k, v in sorted(exponents.items())] or ["- (not enough rows)"]
     return "\n".join(lines) + "\n"
@@ -125,6 +273,39 @@ def plot(rows, path):
     plt.close(fig)
 
 
+def run_header(args, argv):
+    return (f"Frontier benchmark, {datetime.date.today()}, {platform.machine()}, {os.cpu_count()} cores, "
+            f"device {args.device}, torch {torch.__version__}, float64.\n\nCommand: `python benchmarks/frontier.py "
+            + " ".join(argv if argv is not None else sys.argv[1:]) + "`")
+
+
+def run_zoo(args, argv):
+    """Zoo mode: every (kind, m, b, seed) through :func:`run_client`; writes JSON, Markdown, PNG."""
+    kinds = zoo_kinds(args.zoo)
+    rows, skipped = [], []
+    for kind in kinds:
+        for m in args.widths:
+            for b in args.batch_sizes:
+                if b > ZOO[kind].max_batch_size:
+                    skipped.append(dict(victim=kind, m=m, b=b, reason=f"b > {ZOO[kind].max_batch_size} "
+                                                                     f"(n = {ZOO[kind].n_inputs} inputs)"))
+                    continue
+                for seed in range(args.first_seed, args.first_seed + args.seeds):
+                    row = run_client(kind, m, b, seed, args)
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+    text = zoo_markdown(rows, skipped, run_header(args, argv))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(
+        {"worst_case": worst_case(rows), "per_kind": per_kind(rows), "rows": rows, "skipped": skipped,
+         "kinds": {k: ZOO[k].describe() for k in kinds}}, indent=1))
+    args.out.with_suffix(".md").write_text(text)
+    if rows:
+        zoo_plot(rows, args.out.with_suffix(".png"))
+    print(text)
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--victims", nargs="+", default=["cross_entropy", "cross_entropy_raw", "trained", "random_upstream"])
@@ -139,12 +320,19 @@ def main(argv=None):
     p.add_argument("--out", type=Path, default=Path("docs/frontier"), help="output prefix (.json, .md, .png)")
     p.add_argument("--memory", action="store_true",
                    help="also measure each informed attack's peak memory in a fresh process (benchmarks/peak_memory.py)")
+    p.add_argument("--zoo", nargs="*", metavar="KIND",
+                   help="zoo mode: these kinds of gradinv.victims.ZOO (names or patterns; none given: all)")
     p.add_argument("--quick", action="store_true", help="tiny smoke run")
     args = p.parse_args(argv)
-    if args.quick:
+    if args.quick and args.zoo is not None:
+        args.widths, args.batch_sizes, args.seeds = [200], [4], 1
+        args.max_time, args.spear_max_b, args.spear_max_time = 10.0, 4, 5.0
+    elif args.quick:
         args.victims, args.widths, args.batch_sizes = ["random_upstream", "cross_entropy"], [200], [4, 6]
         args.max_time, args.spear_max_b, args.spear_max_time = 20.0, 6, 10.0
     torch.set_default_dtype(torch.float64)
+    if args.zoo is not None:
+        return run_zoo(args, argv)
     rows = []
     for kind in args.victims:
         for m in args.widths:
@@ -154,9 +342,7 @@ def main(argv=None):
                     rows.append(row)
                     print(json.dumps(row), flush=True)
     exps = growth_exponents(rows)
-    header = (f"Frontier benchmark, {datetime.date.today()}, {platform.machine()}, {os.cpu_count()} cores, "
-              f"device {args.device}, torch {torch.__version__}, float64.\n\nCommand: `python benchmarks/frontier.py "
-              + " ".join(argv if argv is not None else os.sys.argv[1:]) + "`")
+    header = run_header(args, argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps({"rows": rows, "growth_exponents": exps}, indent=1))
     args.out.with_suffix(".md").write_text(markdown(rows, exps, header))

@@ -25,6 +25,22 @@ def test_frontier_quick(tmp_path):
     assert (tmp_path / "f.png").stat().st_size > 0 and "| victim |" in (tmp_path / "f.md").read_text()
 
 
+def test_frontier_zoo_quick(tmp_path):
+    kinds = ["mlp2_photos", "mlp3_photos", "conv_photos"]
+    rows = load("frontier").main(["--zoo", *kinds, "--quick", "--out", str(tmp_path / "z")])
+    assert [r["victim"] for r in rows] == kinds and all(r["false_certificates"] == 0 for r in rows)
+    assert all(r["solver"] and "spear_exact" in r and r["time_over_svd"] > 0 for r in rows)
+    assert all(r["layer"] == {"conv_photos": "5"}.get(r["victim"], "0") for r in rows if "error" not in r)
+    data = json.loads((tmp_path / "z.json").read_text())
+    (worst,) = data["worst_case"]
+    assert worst["min_exact"] == min(r["exact"] for r in rows) and worst["kinds"] == 3
+    assert next(r for r in rows if r["victim"] == worst["worst_kind"])["exact"] == worst["min_exact"]
+    assert {k["victim"] for k in data["per_kind"]} == set(kinds) and set(data["kinds"]) == set(kinds)
+    text = (tmp_path / "z.md").read_text()
+    assert text.index("Worst case over kinds and seeds") < text.index("Per kind") < text.index("Every row")
+    assert (tmp_path / "z.png").stat().st_size > 0
+
+
 def test_sudl_benchmark_quick(tmp_path):
     out = tmp_path / "sudl.md"
     load("sudl_benchmark").main(["--quick", "--out", str(out)])
