@@ -85,7 +85,9 @@ class Victim:
     ReLU feeds a hidden layer, and for "random_upstream").  ``gradients`` maps every parameter
     name of ``model`` to its gradient, as the client sends them (a parameter the loss does not
     reach is left out); ``spec`` is the zoo kind's :class:`ClientSpec` (None for :data:`KINDS`).
-    ``images`` (b, H, W, C) are the client's images as fed to the model.
+    ``images`` (b, H, W, C) are the client's images as fed to the model, ``model_inputs`` the same
+    as the tensor ``model`` takes (what :func:`gradinv.dp_sgd_gradient` and
+    :func:`gradinv.fedavg_update` need; for conv it is not ``inputs``).
     """
 
     kind: str
@@ -100,6 +102,7 @@ class Victim:
     grad_next_bias: torch.Tensor = None
     gradients: dict = None
     spec: "ClientSpec" = None
+    model_inputs: torch.Tensor = None
 
     @property
     def layer(self):
@@ -244,7 +247,8 @@ def make_victim(kind="cross_entropy", *, batch_size, width=1000, n_classes=10, a
         upstream = torch.randn(batch_size, width, generator=gen, dtype=dtype)
     X, gW, gb, gZ = layer_gradient(model, layer_name, x, labels, upstream)
     g_next = None if upstream is not None else model[-1].bias.grad.detach().clone()
-    return Victim(kind, model, layer_name, images, labels, X, gW, gb, gZ, g_next, parameter_gradients(model))
+    return Victim(kind, model, layer_name, images, labels, X, gW, gb, gZ, g_next, parameter_gradients(model),
+                  model_inputs=x)
 
 
 @dataclass(frozen=True)
@@ -402,10 +406,10 @@ def make_client(kind, *, batch_size, width=1000, random_state=0, dtype=torch.flo
         _train_on_pool(model, spec, _training_pool(spec, images, train_seed), train_seed)
     images = scale_images(images, spec.scaling, source=spec.source)
     layer_name = _attacked_layer(model)
-    labels = torch.as_tensor(labels)
-    X, gW, gb, gZ = layer_gradient(model, layer_name, _to_torch_images(images, spec.architecture, dtype), labels)
+    labels, x = torch.as_tensor(labels), _to_torch_images(images, spec.architecture, dtype)
+    X, gW, gb, gZ = layer_gradient(model, layer_name, x, labels)
     victim = Victim(name, model, layer_name, images, labels, X, gW, gb, gZ, gradients=parameter_gradients(model),
-                    spec=spec)
+                    spec=spec, model_inputs=x)
     if victim.classifier is not None:
         victim.grad_next_bias = victim.classifier.bias.grad.detach().clone()
     return victim

@@ -47,6 +47,9 @@ def test_client_gradient_is_consistent(clients, kind):
     assert sum(isinstance(m, nn.Linear) for m in v.model.modules()) == spec.depth
     assert v.labels.shape == (B,) and 0 <= int(v.labels.min()) and int(v.labels.max()) < spec.n_classes
     assert (v.grad_Z == 0).any()  # ReLU's exact zeros
+    v.model.zero_grad()
+    torch.nn.functional.cross_entropy(v.model(v.model_inputs), v.labels).backward()  # the client's step again
+    assert all(torch.equal(p.grad, v.gradients[n]) for n, p in v.model.named_parameters())
 
 
 @pytest.mark.parametrize("kind", list(ZOO))
