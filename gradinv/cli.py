@@ -181,6 +181,10 @@ def build_parser():
                    help="for DP-SGD or FedAvg updates: looser tolerances, no certificates (give --batch-size)")
     common(a)
     a.set_defaults(func=cmd_attack)
+
+    from .flower.demo import add_parser as add_flower_demo  # the implementation lives in gradinv/flower
+
+    add_flower_demo(sub)
     return p
 
 

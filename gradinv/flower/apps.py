@@ -1,0 +1,134 @@
+"""The demo federation's Flower apps: a FedAvg ``ServerApp`` wrapped by the audit, and a ``ClientApp``.
+
+Both read the run configuration written by :mod:`gradinv.flower.demo` (``[tool.flwr.app.config]``
+of the generated Flower App): rounds, batch size b, learning rate η, local steps E, the data
+file, the MLP's width and activation.  Each SuperNode has a ``partition-id`` (node config); its
+shard is every ``num-partitions``-th sample, and round r trains on the shard's r-th block of b
+samples: E full-batch SGD steps with mean cross-entropy, in float64.  The client reports
+``num-examples`` (FedAvg's weight), ``batch-size``, ``lr`` and ``local-steps`` (unless the
+run withholds the batch size) and leaves its batch in ``truth/`` for the audit's comparison.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import require_flwr
+
+require_flwr()
+
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict  # noqa: E402
+from flwr.clientapp import ClientApp  # noqa: E402
+from flwr.serverapp import Grid, ServerApp  # noqa: E402
+from flwr.serverapp.strategy import FedAvg  # noqa: E402
+
+from .strategy import LeakageAudit  # noqa: E402
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+def make_mlp(n_inputs, width, n_classes, *, activation="relu", random_state=0):
+    """Linear(n, m) → activation → Linear(m, C), float64, initialised from ``random_state``."""
+    torch.manual_seed(random_state)
+    return nn.Sequential(nn.Linear(n_inputs, width), ACTIVATIONS[activation](), nn.Linear(width, n_classes)).double()
+
+
+def load_dataset(path=None, *, random_state=0):
+    """(x, y): x (N, n) float64, y (N,) int.  From ``path`` (.npz with ``x`` and ``y``, no
+    unpickling) or, by default, scikit-learn's 1797 digits (standardised, shuffled)."""
+    if path:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in ("x", "y") if k not in f.files]
+            if missing:
+                raise ValueError(f"{path} lacks {missing} (it needs arrays 'x' and 'y'; it has {f.files})")
+            x, y = f["x"], f["y"]
+        if len(x) != len(y):
+            raise ValueError(f"{path}: x has {len(x)} samples but y has {len(y)}")
+        if not np.issubdtype(np.asarray(y).dtype, np.integer):
+            raise ValueError(f"{path}: y must hold integer class labels, got dtype {y.dtype}")
+        x = np.asarray(x, np.float64).reshape(len(x), -1)
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"{path}: x has non-finite values")
+        return x, np.asarray(y, np.int64)
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = digits.data / 16.0
+    order = np.random.RandomState(random_state).permutation(len(x))
+    return (x[order] - x.mean()) / x.std(), np.asarray(digits.target[order], np.int64)
+
+
+def shard_batch(x, y, partition, n_partitions, server_round, batch_size):
+    """The batch of ``partition`` in round ``server_round`` (1-based): block r of its shard."""
+    xs, ys = x[partition::n_partitions], y[partition::n_partitions]
+    n_blocks = len(xs) // batch_size
+    if n_blocks == 0:
+        raise ValueError(f"partition {partition} holds {len(xs)} samples, fewer than the batch size {batch_size}")
+    rows = slice(((server_round - 1) % n_blocks) * batch_size, ((server_round - 1) % n_blocks + 1) * batch_size)
+    return xs[rows], ys[rows]
+
+
+def model_for(cfg, x, y):
+    """The run's MLP: inputs and classes sized for the data."""
+    n_classes = int(cfg.get("n-classes", 0)) or int(y.max()) + 1
+    return make_mlp(x.shape[1], int(cfg["width"]), n_classes, activation=str(cfg["activation"]),
+                    random_state=int(cfg["seed"]))
+
+
+def local_sgd(model, x, y, *, steps, lr):
+    """E full-batch SGD steps (mean cross-entropy) on (x, y); returns the last loss."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    x, y = torch.as_tensor(x), torch.as_tensor(y)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+    return loss.item()
+
+
+client_app = ClientApp()
+
+
+@client_app.train()
+def client_train(msg: Message, context: Context) -> Message:
+    """One round of local training on this node's batch of the round."""
+    cfg = context.run_config
+    x, y = load_dataset(cfg["data"] or None, random_state=int(cfg["seed"]))
+    partition, n_partitions = int(context.node_config["partition-id"]), int(context.node_config["num-partitions"])
+    server_round = int(msg.content["config"]["server-round"])
+    b, lr, steps = int(cfg["batch-size"]), float(cfg["lr"]), int(cfg["local-steps"])
+    xb, yb = shard_batch(x, y, partition, n_partitions, server_round, b)
+    model = model_for(cfg, x, y)
+    model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+    loss = local_sgd(model, xb, yb, steps=steps, lr=lr)
+    truth = Path(cfg["out"]) / "truth"  # the demo's out-of-band copy, for the audit's comparison only
+    truth.mkdir(parents=True, exist_ok=True)
+    np.savez(truth / f"round{server_round}-node{context.node_id}.npz", x=xb, y=yb)
+    metrics = {"num-examples": b, "lr": lr, "local-steps": steps, "train-loss": loss}
+    if cfg["report-batch-size"]:
+        metrics["batch-size"] = b
+    content = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord(metrics)})
+    return Message(content=content, reply_to=msg)
+
+
+server_app = ServerApp()
+
+
+@server_app.main()
+def server_main(grid: Grid, context: Context) -> None:
+    """FedAvg over every node for ``rounds`` rounds, the strategy wrapped by :class:`LeakageAudit`."""
+    cfg = context.run_config
+    out = Path(cfg["out"])
+    x, y = load_dataset(cfg["data"] or None, random_state=int(cfg["seed"]))
+    n = int(cfg["clients"])
+    fedavg = FedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=n, min_available_nodes=n)
+    strategy = LeakageAudit(fedavg, lambda: model_for(cfg, x, y), out / "leakage.jsonl", truth_dir=out / "truth",
+                            random_state=int(cfg["seed"]), max_time=float(cfg["max-time"]))
+    result = strategy.start(grid=grid, initial_arrays=ArrayRecord(model_for(cfg, x, y).state_dict()),
+                            num_rounds=int(cfg["rounds"]), train_config=ConfigRecord())
+    losses = {r: dict(m).get("train-loss") for r, m in result.train_metrics_clientapp.items()}
+    (out / "server-done.json").write_text(json.dumps({"rounds": int(cfg["rounds"]), "train_loss": losses}))
