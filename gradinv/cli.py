@@ -185,6 +185,10 @@ def build_parser():
     from .flower.demo import add_parser as add_flower_demo  # the implementation lives in gradinv/flower
 
     add_flower_demo(sub)
+
+    from .audit.cli import add_parser as add_audit  # the implementation lives in gradinv/audit
+
+    add_audit(sub)
     return p
 
 

@@ -1,0 +1,219 @@
+"""One cell of a defence audit: draw a client batch, compute what the client sends, attack it.
+
+A cell is (b, σ, E, seed): batch size b, DP noise multiplier σ, local steps E and the seed of
+the batch draw, the DP noise and the attack.  What the client sends:
+
+* σ = 0, E = 1 — one SGD step: the mean cross-entropy gradient of every parameter (the attack
+  also uses the classifier's bias gradient);
+* σ > 0, E = 1 — one DP-SGD step through Opacus (:func:`gradinv.federated.dp_sgd_gradient`:
+  per-sample clipping to C, noise σC);
+* σ = 0, E > 1 — FedAvg, E full-batch SGD steps at learning rate η, the pseudo-gradient
+  (θ₀ − θ_E)/η (:func:`gradinv.federated.fedavg_update`);
+* σ > 0, E > 1 — E full-batch DP-SGD steps through Opacus (:func:`dp_fedavg_update`), the
+  pseudo-gradient (θ₀ − θ_E)/η.
+
+Noisy or multi-step updates are attacked in approximate mode (no certificates) with the batch
+size b known to the server.  Everything a worker needs arrives as plain values (the factory's
+``module:function`` string, the state_dict and the data as NumPy arrays), never a pickled model.
+"""
+
+import copy
+import importlib
+import time
+import warnings
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..factorize import GradientError
+from ..federated import dp_sgd_gradient, fedavg_update
+from ..metrics import evaluate, exact_mask
+from ..models import attack_model, find_attackable_layers
+
+#: Samples per cell kept for the report's image grid.
+N_KEPT = 8
+
+
+class AuditError(ValueError):
+    """A bad audit argument (model factory, data, grid), found before any cluster starts."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the grid: batch size b, noise multiplier σ, local steps E, seed."""
+
+    batch_size: int
+    noise_multiplier: float
+    local_steps: int
+    seed: int
+
+    @property
+    def key(self):
+        return (self.batch_size, self.noise_multiplier, self.local_steps, self.seed)
+
+    @property
+    def name(self):
+        return f"b{self.batch_size}_sigma{self.noise_multiplier:g}_E{self.local_steps}_seed{self.seed}"
+
+
+def make_grid(batch_sizes, noise_multipliers, local_steps, n_seeds):
+    """Every (b, σ, E, seed) of the Cartesian product, smallest b first."""
+    return [Cell(int(b), float(s), int(e), int(seed)) for b in sorted(set(batch_sizes))
+            for s in sorted(set(noise_multipliers)) for e in sorted(set(local_steps)) for seed in range(n_seeds)]
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """How the client trains and how long the attack may search: C, η, layer, time bound."""
+
+    model_factory: str
+    layer: str
+    max_grad_norm: float = 1.0
+    lr: float = 0.01
+    max_time: float = 60.0
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def factory_function(spec):
+    """The callable named by ``module:function``, with a clear error when it cannot be found."""
+    module_name, sep, func = spec.partition(":")
+    if not sep or not module_name or not func:
+        raise AuditError(f"--model-factory must be MODULE:FUNCTION, got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise AuditError(f"cannot import the model factory's module {module_name!r}: {e}") from e
+    fn = getattr(module, func, None)
+    if not callable(fn):
+        raise AuditError(f"module {module_name!r} has no function {func!r}")
+    return fn
+
+
+def build_model(factory, state=None):
+    """``factory()`` with the parameters ``state`` (name → array) loaded, in eval mode."""
+    model = factory_function(factory)()
+    if not isinstance(model, nn.Module):
+        raise AuditError(f"{factory} returned a {type(model).__name__}, not a torch.nn.Module")
+    if state is not None:
+        try:
+            model.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})
+        except RuntimeError as e:
+            raise AuditError(f"the state does not fit the model built by {factory}: {e}") from e
+    return model
+
+
+def attacked_layer(model, layer=None):
+    """The Linear → ReLU layer the audit attacks: ``layer`` or the model's first one."""
+    layers = find_attackable_layers(model)
+    if not layers:
+        raise AuditError("the model has no Linear layer followed by an nn.ReLU module: nothing to attack "
+                         "(a functional F.relu is not visible)")
+    if layer is None:
+        return layers[0]
+    found = [lay for lay in layers if lay.name == layer]
+    if not found:
+        raise AuditError(f"--layer {layer!r} is not a Linear followed by ReLU; those are {[x.name for x in layers]}")
+    return found[0]
+
+
+def draw_batch(n_samples, batch_size, seed):
+    """Indices of the client batch: the first b of a seeded permutation (a larger b extends a smaller one)."""
+    return np.random.RandomState(seed).permutation(n_samples)[:batch_size]
+
+
+def layer_inputs(model, linear, x):
+    """What ``linear`` receives on ``x`` (the batch itself for a first layer), via a forward hook."""
+    seen = []
+    handle = linear.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].detach()))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        handle.remove()
+    return seen[0].reshape(len(x), -1)
+
+
+def dp_fedavg_update(model, layer_name, x, labels, *, steps, noise_multiplier, max_grad_norm, lr, random_state=None):
+    """The attacked layer's pseudo-gradient (θ₀ − θ_E)/η after E full-batch DP-SGD steps (Opacus)."""
+    from opacus import PrivacyEngine
+    from torch.utils.data import DataLoader, TensorDataset
+
+    client = copy.deepcopy(model)
+    layer = client.get_submodule(layer_name)
+    w0, b0 = layer.weight.detach().clone(), layer.bias.detach().clone()
+    seed = int(np.random.RandomState(random_state).randint(2**31))
+    loader = DataLoader(TensorDataset(x, labels), batch_size=len(x), shuffle=False)
+    with warnings.catch_warnings():  # a simulation: Opacus' advice on secure RNG and input hooks does not apply
+        warnings.filterwarnings("ignore", message="Secure RNG turned off")
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
+        client, optimizer, loader = PrivacyEngine().make_private(
+            module=client, optimizer=torch.optim.SGD(client.parameters(), lr=lr), data_loader=loader,
+            noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm, poisson_sampling=False,
+            noise_generator=torch.Generator().manual_seed(seed))
+        xb, yb = next(iter(loader))
+        for _ in range(steps):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(client(xb), yb).backward()
+            optimizer.step()
+    return (w0 - layer.weight.detach()) / lr, (b0 - layer.bias.detach()) / lr
+
+
+def client_update(model, layer_name, x, labels, cell, settings):
+    """What the client sends for ``cell``: (gradients dict, approximate?) — see the module doc."""
+    sigma, steps = cell.noise_multiplier, cell.local_steps
+    if sigma == 0 and steps == 1:
+        client = copy.deepcopy(model)
+        client.zero_grad()
+        nn.functional.cross_entropy(client(x), labels).backward()
+        return {n: p.grad.detach().clone() for n, p in client.named_parameters() if p.grad is not None}, False
+    if steps == 1:
+        gW, gb = dp_sgd_gradient(model, layer_name, x, labels, noise_multiplier=sigma,
+                                 max_grad_norm=settings.max_grad_norm, random_state=cell.seed)
+    elif sigma == 0:
+        gW, gb = fedavg_update(model, layer_name, x, labels, epochs=steps, lr=settings.lr)
+    else:
+        gW, gb = dp_fedavg_update(model, layer_name, x, labels, steps=steps, noise_multiplier=sigma,
+                                  max_grad_norm=settings.max_grad_norm, lr=settings.lr, random_state=cell.seed)
+    return {f"{layer_name}.weight": gW, f"{layer_name}.bias": gb}, True
+
+
+def run_cell(cell, settings, state, x_all, y_all):
+    """Attack one cell; returns (row dict, kept arrays for the report).  Never raises on a failed
+    attack: a :class:`GradientError` is recorded as "not recovered" with its reason."""
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    model = build_model(settings.model_factory, state)
+    target = attacked_layer(model, settings.layer)
+    idx = draw_batch(len(x_all), cell.batch_size, cell.seed)
+    dtype = next(model.parameters()).dtype
+    dtype_name = str(dtype).replace("torch.", "")
+    x = torch.as_tensor(x_all[idx]).to(dtype)
+    labels = torch.as_tensor(y_all[idx]).long()
+    truth = layer_inputs(model, target.linear, x)
+    row = dict(batch_size=cell.batch_size, noise_multiplier=cell.noise_multiplier, local_steps=cell.local_steps,
+               seed=cell.seed, layer=target.name, first_layer=target.first)
+    kept = {}
+    try:
+        gradients, approximate = client_update(model, target.name, x, labels, cell, settings)
+        res, _ = attack_model(model, gradients, layer=target.name, batch_size=cell.batch_size,
+                              approximate=approximate, max_time=settings.max_time, random_state=cell.seed)
+        ev = evaluate(truth.numpy(), res.inputs, res.exact, dtype=dtype_name)
+        rows, cols = ev["pairs"]
+        row.update(status="attacked", exact_fraction=ev["exact"] / cell.batch_size,
+                   certified_fraction=ev["certified"] / cell.batch_size, psnr_db=ev["psnr"],
+                   false_certificates=ev["false_certificates"], approximate=approximate, solver=res.solver,
+                   attack_time_s=res.time, reason="")
+        recon = np.asarray(res.inputs, dtype=np.float64)
+        kept = dict(original=truth.numpy()[rows][:N_KEPT].astype(np.float64), recovered=recon[cols][:N_KEPT],
+                    relative_error=np.asarray(ev["relative_error"])[:N_KEPT],
+                    exact=exact_mask(ev["relative_error"], dtype_name)[:N_KEPT])
+    except GradientError as e:
+        row.update(status="attack failed", exact_fraction=0.0, certified_fraction=0.0, psnr_db=float("nan"),
+                   false_certificates=0, approximate=cell.noise_multiplier > 0 or cell.local_steps > 1,
+                   solver="", attack_time_s=float("nan"), reason=str(e).replace("\n", " "))
+    row["time_s"] = time.perf_counter() - start
+    return row, kept

@@ -1,0 +1,228 @@
+"""gradinv audit: the grid on Dask (LocalCluster and an external scheduler with two workers),
+results.csv streaming and resuming, the HTML report (rendered in headless Chromium), bad arguments."""
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gradinv.audit.run as audit_run
+from examples.audit_model import write_data
+from gradinv.audit import make_grid, run_audit
+from gradinv.audit.cells import draw_batch
+from gradinv.audit.report import verdict_lines
+from gradinv.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+FACTORY = "examples.audit_model:make_model"
+MAX_TIME = 20  # the bound of each cell's attack: plain b = 8 cells finish far below it, even on 2 busy cores
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "digits.npz"
+    write_data(path)
+    return path
+
+
+def _rows(out):
+    with open(out / "results.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _no_cluster(*args, **kwargs):
+    raise AssertionError("a cluster was started although nothing was left to compute")
+
+
+@pytest.fixture(scope="module")
+def local_audit(digits, tmp_path_factory):
+    """A 4-cell audit on the default LocalCluster: b = 8, σ ∈ {0, 1e-5}, E ∈ {1, 2}."""
+    out = tmp_path_factory.mktemp("audit")
+    summary = run_audit(FACTORY, digits, out, batch_sizes=[8], noise_multipliers=[0, 1e-5], local_steps=[1, 2],
+                        max_time=MAX_TIME, n_workers=2, progress=False)
+    return out, summary
+
+
+def test_local_cluster_audit_writes_results_and_report(local_audit, digits):
+    out, summary = local_audit
+    assert (summary.n_cells, summary.n_computed, summary.n_skipped, summary.errors) == (4, 4, 0, [])
+    rows = {(r["noise_multiplier"], r["local_steps"]): r for r in _rows(out)}
+    assert set(rows) == {("0.0", "1"), ("0.0", "2"), ("1e-05", "1"), ("1e-05", "2")}
+    plain = rows[("0.0", "1")]
+    assert plain["approximate"] == "False" and plain["layer"] == "1" and plain["first_layer"] == "True"
+    for key in [("1e-05", "1"), ("1e-05", "2"), ("0.0", "2")]:  # DP-SGD (Opacus), FedAvg: approximate mode
+        assert rows[key]["approximate"] == "True" and float(rows[key]["certified_fraction"]) == 0.0
+    with np.load(digits) as f:
+        batch = f["x"][draw_batch(len(f["x"]), 8, 0)].reshape(8, -1)
+    for (sigma, steps), r in rows.items():
+        assert r["status"] in ("attacked", "attack failed") and r["false_certificates"] == "0"
+        if r["status"] != "attacked":
+            continue
+        with np.load(out / "cells" / f"b8_sigma{float(sigma):g}_E{steps}_seed0.npz") as kept:
+            # the truth is the client's batch (the first layer's inputs), and "exact" is what it says
+            assert all(np.abs(batch - o).sum(axis=1).min() == 0 for o in kept["original"])
+            err = np.linalg.norm(kept["recovered"] - kept["original"], axis=1) / np.linalg.norm(kept["original"], axis=1)
+            np.testing.assert_allclose(err, kept["relative_error"], rtol=1e-6, atol=1e-12)
+            assert np.array_equal(kept["exact"], err <= 1e-6)
+            assert kept["exact"].mean() == float(r["exact_fraction"])  # all 8 kept at b = 8
+    page = (out / "report.html").read_text()
+    assert "data:image/png;base64," in page and "not evidence that the setting protects" in page
+    for line in verdict_lines([{**r, **{k: float(r[k]) for k in ("noise_multiplier", "exact_fraction", "psnr_db")},
+                                "batch_size": 8, "local_steps": int(r["local_steps"])} for r in rows.values()]):
+        assert line in page
+
+
+def test_resume_recomputes_nothing_already_written(local_audit, digits, monkeypatch):
+    out, _ = local_audit
+    before = _rows(out)
+    with monkeypatch.context() as m:  # everything is in the file: no cluster, no attack
+        m.setattr(audit_run, "_client", _no_cluster)
+        s = run_audit(FACTORY, digits, out, batch_sizes=[8], noise_multipliers=[0, 1e-5], local_steps=[1, 2],
+                      max_time=MAX_TIME, progress=False)
+    assert (s.n_computed, s.n_skipped) == (0, 4) and _rows(out) == before
+    # an interruption: the plain-SGD cell's row never written, the last line cut mid-write
+    lines = (out / "results.csv").read_text().splitlines(keepends=True)
+    lost = next(i for i, r in enumerate(before) if (r["noise_multiplier"], r["local_steps"]) == ("0.0", "1"))
+    kept = [line for i, line in enumerate(lines) if i != lost + 1]
+    (out / "results.csv").write_text("".join(kept) + lines[lost + 1][:25])
+    s = run_audit(FACTORY, digits, out, batch_sizes=[8], noise_multipliers=[0, 1e-5], local_steps=[1, 2],
+                  max_time=MAX_TIME, n_workers=1, progress=False)
+    after = _rows(out)
+    assert (s.n_computed, s.n_skipped) == (1, 3) and len(after) == 4
+    assert after[:3] == before[:lost] + before[lost + 1:]  # the rows kept were not recomputed (same finish times)
+    assert after[3]["finished_at"] > max(r["finished_at"] for r in before)
+
+
+def test_resume_refuses_other_settings(local_audit, digits):
+    out, _ = local_audit
+    assert main(["audit", "--model-factory", FACTORY, "--data", str(digits), "--batch-sizes", "8",
+                 "--lr", "0.1", "--out", str(out)]) == 2
+
+
+@pytest.fixture
+def dask_cluster(tmp_path):
+    """A scheduler and two workers, separate processes on loopback; stopped after the test."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    sched_file = tmp_path / "scheduler.json"
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                               "--port", "0", "--no-dashboard", "--scheduler-file", str(sched_file)],
+                              env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        deadline = time.time() + 60
+        while not sched_file.exists() and time.time() < deadline:
+            time.sleep(0.2)
+        import json
+
+        address = json.loads(sched_file.read_text())["address"]
+        for _ in range(2):
+            procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address,
+                                           "--nthreads", "1", "--no-nanny", "--no-dashboard", "--host", "127.0.0.1"],
+                                          env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        from distributed import Client
+
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def test_cli_audit_on_an_external_scheduler(dask_cluster, digits, tmp_path, capsys):
+    out = tmp_path / "audit"
+    rc = main(["audit", "--model-factory", FACTORY, "--data", str(digits), "--batch-sizes", "8", "--seeds", "2",
+               "--max-time", str(MAX_TIME), "--scheduler", dask_cluster, "--out", str(out)])
+    assert rc == 0
+    rows = _rows(out)
+    assert sorted(r["seed"] for r in rows) == ["0", "1"] and all(r["status"] == "attacked" for r in rows)
+    assert "2 computed" in capsys.readouterr().out and (out / "report.html").is_file()
+
+
+def _chromium():
+    return shutil.which("chromium") or (Path("/usr/bin/chromium").is_file() and "/usr/bin/chromium")
+
+
+@pytest.mark.skipif(not _chromium(), reason="headless Chromium (Debian package 'chromium') is not installed")
+def test_report_renders_in_headless_chromium(local_audit, tmp_path):
+    import matplotlib.image
+
+    out, _ = local_audit
+    shot = tmp_path / "report.png"
+    subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1100,1600", f"--screenshot={shot}",
+                    (out / "report.html").as_uri()], check=True, timeout=120,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    img = matplotlib.image.imread(shot)
+    assert img.shape[:2] == (1600, 1100)
+    assert img[..., :3].std() > 0.05  # text, plots and images drawn, not a blank page
+    reddish = (img[..., 0] > 0.9) & (img[..., 1] < 0.95) & (img[..., 1] > 0.85)  # the verdict box's background
+    assert reddish[:400].mean() > 0.01
+
+
+def _audit_cli_error(tmp_path, digits, capsys, **changes):
+    args = dict(model_factory=FACTORY, data=str(digits), batch_sizes="8")
+    args.update(changes)
+    argv = ["audit", "--model-factory", args["model_factory"], "--data", args["data"],
+            "--batch-sizes", *args["batch_sizes"].split(), "--out", str(tmp_path / "out")]
+    rc = main(argv)
+    err = capsys.readouterr().err.strip()
+    return rc, err
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("missing_key", "missing key(s) ['y']"),
+    ("no_relu", "no Linear layer followed by an nn.ReLU"),
+    ("too_large", "batch size 5000 is larger than the data (1797 samples)"),
+    ("bad_factory", "no function 'nope'"),
+])
+def test_bad_arguments_are_one_line_errors_before_any_cluster(case, expected, digits, tmp_path, capsys,
+                                                              monkeypatch):
+    monkeypatch.setattr(audit_run, "_client", _no_cluster)
+    changes = {}
+    if case == "missing_key":
+        np.savez(tmp_path / "x_only.npz", x=np.zeros((10, 64)))
+        changes["data"] = str(tmp_path / "x_only.npz")
+    elif case == "no_relu":
+        changes["model_factory"] = "torch.nn:Flatten"
+    elif case == "too_large":
+        changes["batch_sizes"] = "8 5000"
+    else:
+        changes["model_factory"] = "examples.audit_model:nope"
+    rc, err = _audit_cli_error(tmp_path, digits, capsys, **changes)
+    assert rc == 2 and err.startswith("error: ") and expected in err and "\n" not in err
+    assert not (tmp_path / "out" / "results.csv").exists()
+
+
+def test_grid_and_batches_are_reproducible():
+    grid = make_grid([16, 8, 8], [1e-5, 0], [2, 1], 3)
+    assert len(grid) == 2 * 2 * 2 * 3 and grid[0].key == (8, 0.0, 1, 0)
+    small, large = draw_batch(100, 8, 3), draw_batch(100, 16, 3)
+    assert np.array_equal(small, large[:8]) and len(set(large)) == 16
+    assert np.array_equal(draw_batch(100, 8, 3), small) and not np.array_equal(draw_batch(100, 8, 4), small)
+
+
+def test_verdict_never_calls_an_unbroken_cell_safe():
+    def row(b, frac, psnr, status="attacked"):
+        return dict(batch_size=b, noise_multiplier=1e-3, local_steps=1, seed=0, exact_fraction=frac,
+                    certified_fraction=0.0, psnr_db=psnr, status=status)
+
+    lines = verdict_lines([row(4, 1.0, 150.0), row(8, 1.0, 150.0), row(16, 0.5, 40.0),
+                           row(32, 0.0, float("nan"), status="attack failed")])
+    (line,) = lines
+    assert "every sample recovered exactly at b ≤ 8" in line
+    assert "b = 16: 50 % exact, the rest not recovered by this attack within its bound (PSNR 40 dB)" in line
+    assert "b = 32: not recovered by this attack within its bound (no sparse column found)" in line
+    assert "safe" not in line.lower() and "private" not in line.lower()
