@@ -115,7 +115,7 @@ def attack_client(v, seed, args, **kwargs):
     try:
         res, layer = attack_model(model, grads, random_state=seed, **kwargs)
     except GradientError as err:  # e.g. no exact column found within the bound: a failed row, not a crash
-        return dict(solver=kwargs.get("solver", "?"), exact=0.0, certified=0.0, false_certificates=0,
+        return dict(solver=kwargs.get("solver", "auto"), exact=0.0, certified=0.0, false_certificates=0,
                     time=time.perf_counter() - t0, error=str(err))
     ev = evaluate(v.inputs, res.inputs, res.exact)
     b = v.batch_size

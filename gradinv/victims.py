@@ -62,6 +62,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
+from sklearn.utils import check_random_state
 from torch import nn
 
 from .data import CHANNELS, CROPS, DIGIT_SIZE, N_DIGITS, SCALINGS, SOURCES, load_images, sample_images, scale_images
@@ -327,7 +328,7 @@ ZOO = {
 def draw_labels(distribution, n, n_classes, random_state=None):
     """``n`` labels in [0, C): "uniform", "one" (one label for all) or "skewed" (p_k ∝ 1/k over a
     random order of the classes)."""
-    rng = np.random.RandomState(random_state) if not isinstance(random_state, np.random.RandomState) else random_state
+    rng = check_random_state(random_state)
     if distribution == "uniform":
         return rng.randint(n_classes, size=n)
     if distribution == "one":
