@@ -4,7 +4,8 @@
 ``flower-superlink --insecure`` and one ``flower-supernode`` per client (node config
 ``partition-id=i num-partitions=N``), and on exit stops every process group it started (the
 ServerApp and ClientApp subprocesses Flower spawns included), also after an error or a timeout.
-Flower's configuration lives in ``FLWR_HOME`` inside the output folder, never in ``~/.flwr``.
+Flower's configuration lives in ``FLWR_HOME`` inside the output folder, never in ``~/.flwr``;
+Flower's update check and telemetry are off.
 """
 
 import os
@@ -33,6 +34,20 @@ def flower_command(name):
     return found
 
 
+def processes_with_home(home):
+    """Ids of the live processes whose environment has ``FLWR_HOME=home`` (Linux ``/proc``): the
+    processes of one :class:`LocalFederation`, including those Flower detaches from its group."""
+    marker = f"FLWR_HOME={home}".encode()
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if marker in (proc / "environ").read_bytes().split(b"\0"):
+                found.append(int(proc.name))
+        except OSError:  # exited meanwhile, or not ours to read
+            pass
+    return found
+
+
 def _wait_for_port(port, proc, log, timeout):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -57,7 +72,8 @@ class LocalFederation:
         self.superlink_ready_s = None  # seconds from the SuperLink's start to its open port
         home = self.workdir / "flwr-home"
         self.env = {**os.environ, "FLWR_HOME": str(home), "FLWR_DISABLE_UPDATE_CHECK": "1",
-                    "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+                    "FLWR_TELEMETRY_ENABLED": "0", "PYTHONUNBUFFERED": "1",
+                    "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
 
     def _start(self, args, log_name):
         log = open(self.workdir / "logs" / log_name, "w")  # noqa: SIM115 - closed with the process
@@ -108,7 +124,8 @@ class LocalFederation:
         return done.stdout
 
     def stop(self):
-        """Stop every process group started (SIGTERM, then SIGKILL after 5 s)."""
+        """Stop every process group started (SIGTERM, then SIGKILL after 5 s), then any process
+        left with this federation's ``FLWR_HOME``."""
         for proc in self.procs:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -125,6 +142,15 @@ class LocalFederation:
                 pass
             proc.log.close()
         self.procs = []
+        deadline = time.monotonic() + 5
+        while (left := [p for p in processes_with_home(self.env["FLWR_HOME"]) if p != os.getpid()]) \
+                and time.monotonic() < deadline:
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.1)
 
     def __exit__(self, *exc):
         self.stop()

@@ -6,19 +6,20 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 flwr = pytest.importorskip("flwr", reason="the Flower audit needs the 'flower' extra (in the 'test' extra)")
 
-from flwr.app import Array, ArrayRecord, ConfigRecord, Error, Message, MessageType, MetricRecord, RecordDict  # noqa: E402
+from flwr.app import ArrayRecord, ConfigRecord, Error, Message, MetricRecord, RecordDict  # noqa: E402
 from flwr.serverapp.strategy import FedAvg  # noqa: E402
 from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
 
 from gradinv.cli import main  # noqa: E402
 from gradinv.flower import require_flwr  # noqa: E402
 from gradinv.flower.apps import load_dataset, local_sgd, make_mlp, shard_batch  # noqa: E402
-from gradinv.flower.processes import LocalFederation  # noqa: E402
+from gradinv.flower.processes import LocalFederation, processes_with_home  # noqa: E402
 from gradinv.flower.strategy import LeakageAudit  # noqa: E402
+from gradinv.metrics import evaluate  # noqa: E402
+from gradinv.models import attack_model  # noqa: E402
 
 B, WIDTH = 12, 128
 
@@ -45,7 +46,8 @@ def _federation_round(audit, model_fn, *, steps=1, lr=0.01, metrics_of=None, n_n
     batch and replies as a ClientApp does; returns (replies, batches by node id)."""
     x, y = load_dataset(random_state=seed)
     global_state = model_fn().state_dict()
-    messages = audit.configure_train(1, ArrayRecord(global_state), ConfigRecord(), _Nodes(list(range(11, 11 + n_nodes))))
+    nodes = _Nodes(list(range(11, 11 + n_nodes)))
+    messages = audit.configure_train(1, ArrayRecord(global_state), ConfigRecord(), nodes)
     replies, batches = [], {}
     for i, msg in enumerate(messages):
         xb, yb = shard_batch(x, y, i, n_nodes, 1, B)
@@ -104,10 +106,16 @@ def test_two_local_steps_use_the_approximate_mode_and_report_psnr(tmp_path, serv
     replies, truth = _federation_round(audit, _mlp(), steps=2, lr=0.001)
     batches.update(truth)
     audit.aggregate_train(1, replies)
-    for r in audit.records:
+    sent = _mlp()().state_dict()
+    for r, msg in zip(audit.records, replies):
         assert r["inverted"] and r["approximate"] and r["local_steps"] == 2
         assert r["certified_fraction"] == 0.0  # approximate mode certifies nothing
-        assert r["psnr_db"] > 60  # two steps at η = 0.001: the masks barely move, the batch is recovered
+        # the reported PSNR is the attack's on the pseudo-gradient (θ₀ − θ₂)/η, against the batch
+        received = msg.content["arrays"].to_torch_state_dict()
+        pseudo = {k: (sent[k] - received[k]) / 0.001 for k in sent}
+        res, _ = attack_model(_mlp()(), pseudo, batch_size=B, approximate=True, random_state=0)
+        x, _ = batches[r["node_id"]]
+        assert r["psnr_db"] == round(evaluate(x, res.inputs, res.exact)["psnr"], 2)
 
 
 @pytest.mark.parametrize("drop, reason", [("batch-size", "no batch size"), ("lr", "no learning rate")])
@@ -150,7 +158,7 @@ def test_local_federation_stops_its_processes_on_failure(tmp_path):
             with socket.socket() as s:
                 assert s.connect_ex(("127.0.0.1", port)) == 0  # the SuperLink listens
             raise RuntimeError("inside the federation")
-    assert all(p.poll() is not None for p in procs)
+    assert all(p.poll() is not None for p in procs) and not processes_with_home(tmp_path / "flwr-home")
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0
 
@@ -169,4 +177,5 @@ def test_flower_demo_end_to_end(tmp_path, capsys):
         assert r["inverted"] and r["truth_compared"] and r["exact_fraction"] >= 0.9, r
         assert r["false_certificates"] == 0
     assert "6 of 6 client updates recovered exactly" in printed
-    assert torch.get_default_dtype() == torch.float32  # the demo changed nothing in this process
+    assert not processes_with_home(out / "flwr-home")  # SuperLink, SuperNodes and their apps stopped
+
