@@ -1,8 +1,9 @@
 """``DIR/report.html``: one self-contained page (PNGs inline as base64) from ``results.csv``.
 
-The page states the verdict first — per number of local steps E and noise multiplier σ, the
-largest batch size up to which every sample of every seed's batch was recovered exactly, and
-what the attack got beyond it — then plots exact fraction and PSNR against b (one line per σ,
+The page states the verdict first — per noise multiplier σ the largest batch recovered exactly
+(or the closest approximate reconstruction), then per (local steps E, σ) the batch sizes at which
+every sample of every seed's batch was recovered exactly and what the attack got at the others —
+then plots exact fraction and PSNR against b (one line per σ,
 one panel per E), an image grid of originals above reconstructions for representative cells,
 and the table of every cell.  A cell the attack does not break is reported as "not recovered by
 this attack within its bound", never as private.
@@ -48,10 +49,6 @@ def _mean_psnr(rows):
     return float(np.mean(values)) if values else float("nan")
 
 
-def _psnr_text(value):
-    return "no sparse column found" if not math.isfinite(value) else f"PSNR {value:.0f} dB"
-
-
 def _steps(e):
     return f"{e} local step{'s' if e > 1 else ''}"
 
@@ -75,28 +72,45 @@ def verdict_lines(rows):
             seeds = f", all {n_seeds} seeds" if n_seeds > 1 else ""
             parts.append(f"<b>every sample recovered exactly at {_sizes_text(full, sizes)}</b>{seeds}")
         for b in (b for b in sizes if b not in full):
-            cells = by_b[b]
-            frac = np.mean([r["exact_fraction"] for r in cells])
-            what = "not recovered by this attack within its bound" if frac == 0 else \
-                f"{100 * frac:.0f} % exact, the rest not recovered by this attack within its bound"
-            parts.append(f"b = {b}: {what} ({_psnr_text(_mean_psnr(cells))})")
+            parts.append(f"b = {b}: {_partial_text(by_b[b])}")
         lines.append(f"{_steps(e)}, σ = {s:g}: " + "; ".join(parts))
     return lines
 
 
+def _partial_text(cells):
+    """What the attack got on a batch size that is not fully exact (over seeds)."""
+    frac, psnr = np.mean([r["exact_fraction"] for r in cells]), _mean_psnr(cells)
+    if not math.isfinite(psnr):
+        return "not recovered by this attack within its bound (no sparse column found)"
+    if frac == 0:
+        return f"no sample exact; approximate reconstructions at mean PSNR {psnr:.0f} dB"
+    return f"{100 * frac:.0f} % exact, the rest not recovered exactly by this attack within its bound " \
+           f"(mean PSNR {psnr:.0f} dB)"
+
+
 def headline(rows):
-    """The strongest exact-leak statement: the largest σ (fewest E first) at which some batch is fully exact."""
-    best = None
-    for (e, s), by_b in _group(rows).items():
-        exact = [b for b, cells in by_b.items() if all(r["exact_fraction"] == 1.0 for r in cells)]
+    """One sentence per σ: the largest batch recovered exactly (and with how many local steps), else
+    the closest approximate reconstruction, else that nothing was recovered within the bound."""
+    lines = []
+    for s in sorted({r["noise_multiplier"] for r in rows}):
+        groups = {k: v for k, v in _group(rows).items() if k[1] == s}
+        exact = [(b, -e) for (e, _), by_b in groups.items() for b, cells in by_b.items()
+                 if all(r["exact_fraction"] == 1.0 for r in cells)]
         if exact:
-            cand = (s, max(exact), e)
-            best = cand if best is None or cand > best else best
-    if best is None:
-        return "No batch of this grid was recovered exactly by this attack within its bound (see PSNR below)."
-    s, b, e = best
-    return (f"Exact leak: every sample of a client's batch of {b} is recovered exactly at σ = {s:g} with "
-            f"{_steps(e)} — the largest noise multiplier of this grid at which a whole batch leaks exactly.")
+            b, e = max(exact)
+            smaller = [c for c in groups[(-e, s)].items() if c[0] <= b]
+            upto = "of ≤ " if all(all(r["exact_fraction"] == 1.0 for r in cells) for _, cells in smaller) else "of "
+            lines.append(f"σ = {s:g}: every sample of a batch {upto}{b} is recovered exactly ({_steps(-e)})")
+            continue
+        tried = [(_mean_psnr(cells), b, e) for (e, _), by_b in groups.items() for b, cells in by_b.items()]
+        tried = [t for t in tried if math.isfinite(t[0])]
+        if tried:
+            p, b, e = max(tried)
+            lines.append(f"σ = {s:g}: no batch recovered exactly; the closest reconstructions reach mean PSNR "
+                         f"{p:.0f} dB (b = {b}, {_steps(e)})")
+        else:
+            lines.append(f"σ = {s:g}: not recovered by this attack within its bound at any b and E tested")
+    return lines
 
 
 def _figure_png(fig):
@@ -159,19 +173,19 @@ def _as_images(flat, sample_shape):
 
 
 def representative_cells(rows):
-    """Up to N_GRID_CELLS cells for the image grid: seed 0, for each (E, σ) the largest b attacked."""
-    chosen = {}
+    """Up to N_GRID_CELLS cells for the image grid, seed 0: for each (E, σ) the largest batch
+    recovered exactly and the smallest one attacked but not exact (where the attack stops)."""
+    groups = defaultdict(list)
     for r in rows:
-        if r["seed"] != 0 or r["status"] != "attacked":
-            continue
-        key = (r["local_steps"], r["noise_multiplier"])
-        if key not in chosen or r["batch_size"] > chosen[key]["batch_size"]:
-            chosen[key] = r
-    picked = [chosen[k] for k in sorted(chosen)]
-    if len(picked) > N_GRID_CELLS:  # keep the extremes and spread the rest
-        idx = np.unique(np.linspace(0, len(picked) - 1, N_GRID_CELLS).round().astype(int))
-        picked = [picked[i] for i in idx]
-    return picked
+        if r["seed"] == 0 and r["status"] == "attacked":
+            groups[(r["local_steps"], r["noise_multiplier"])].append(r)
+    picked = []
+    for key in sorted(groups):
+        exact = [r for r in groups[key] if r["exact_fraction"] == 1.0]
+        partial = [r for r in groups[key] if r["exact_fraction"] < 1.0]
+        picked += [max(exact, key=lambda r: r["batch_size"])] if exact else []
+        picked += [min(partial, key=lambda r: r["batch_size"])] if partial else []
+    return picked[:N_GRID_CELLS]
 
 
 def plot_cell_images(out_dir, row, sample_shape):
@@ -190,13 +204,13 @@ def plot_cell_images(out_dir, row, sample_shape):
     shape = sample_shape if row["first_layer"] == "True" else (orig.shape[1],)
     orig_i, rec_i = _as_images(orig, shape), _as_images(rec, shape)
     n = len(orig_i)
-    fig, axes = plt.subplots(2, n, figsize=(1.1 * n, 2.6), squeeze=False)
+    fig, axes = plt.subplots(2, n, figsize=(1.0 * n, 2.3), squeeze=False)
     for i in range(n):
         lo, hi = float(orig_i[i].min()), float(orig_i[i].max())
         scale = (hi - lo) or 1.0
         for k, img in enumerate((orig_i[i], rec_i[i])):
             ax = axes[k, i]
-            ax.imshow(np.clip((img - lo) / scale, 0, 1), cmap="gray" if img.ndim == 2 else None, aspect="auto")
+            ax.imshow(np.clip((img - lo) / scale, 0, 1), cmap="gray" if img.ndim == 2 else None)
             ax.set_xticks([])
             ax.set_yticks([])
         axes[1, i].set_xlabel("exact" if exact[i] else f"err {min(err[i], 9.99):.1g}", fontsize=7)
@@ -216,7 +230,7 @@ def cell_status(r):
         return f"all {b} recovered exactly{cert}"
     if k:
         return f"{k}/{b} exact; the rest not recovered by this attack within its bound"
-    return "not recovered exactly by this attack within its bound (PSNR: how close it came)"
+    return "no sample exact; approximate reconstructions (PSNR: how close they came)"
 
 
 def _table(rows):
@@ -248,7 +262,9 @@ def write_report(out_dir):
     if not rows:
         parts.append("<p>No cell has finished yet.</p>")
     else:
-        parts.append(f"<div class='verdict'><p><b>{html.escape(headline(rows))}</b></p><ul>"
+        parts.append("<div class='verdict'><h2>Verdict</h2><ul>"
+                     + "".join(f"<li><b>{html.escape(line)}</b></li>" for line in headline(rows))
+                     + "</ul><p>Per number of local steps and σ:</p><ul>"
                      + "".join(f"<li>{line}</li>" for line in verdict_lines(rows)) + "</ul></div>")
     parts.append(f"<p class='caveat'>{CAVEAT.format(max_time=settings['max_time'])}</p>")
     parts.append(

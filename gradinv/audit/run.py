@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..io import load_tensors
-from .cells import AuditError, ClientSettings, attacked_layer, build_model, make_grid, run_cell
+from .cells import AuditError, ClientSettings, attacked_layer, build_model, make_grid, run_cell, warm_up
 
 FIELDS = ["batch_size", "noise_multiplier", "local_steps", "seed", "status", "exact_fraction", "certified_fraction",
           "psnr_db", "time_s", "attack_time_s", "approximate", "false_certificates", "solver", "layer",
@@ -147,7 +147,7 @@ def _client(scheduler, n_workers, n_cells):
             raise AuditError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from e
     n = n_workers or max(1, min(os.cpu_count() or 1, n_cells))
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                           silence_logs=logging.ERROR)
+                           silence_logs=logging.CRITICAL)
     return Client(cluster), cluster
 
 
@@ -190,7 +190,8 @@ def run_audit(model_factory, data, out_dir, *, batch_sizes, noise_multipliers=(0
 
 
 def _compute(todo, n_grid, settings, params, x, y, out_dir, scheduler, n_workers, progress):
-    """Run ``todo`` as one Dask task per cell; append each finished row; return the errors."""
+    """Run ``todo`` as one Dask task per cell (after a warm-up on each worker); append each finished
+    row; return the errors."""
     from distributed import as_completed
     from tqdm.auto import tqdm
 
@@ -198,6 +199,9 @@ def _compute(todo, n_grid, settings, params, x, y, out_dir, scheduler, n_workers
     errors = []
     try:
         state_f, x_f, y_f = (client.scatter(a, broadcast=True) for a in (params, x, y))
+        smallest = min(c.batch_size for c in todo)
+        client.gather([client.submit(warm_up, settings, state_f, x_f, y_f, smallest, workers=[w], pure=False)
+                       for w in client.scheduler_info()["workers"]])
         futures = {client.submit(run_cell, cell, settings, state_f, x_f, y_f, pure=False): cell for cell in todo}
         with open(out_dir / RESULTS, "a", newline="") as f, \
                 tqdm(total=n_grid, initial=n_grid - len(todo), desc="audit cells", unit="cell",

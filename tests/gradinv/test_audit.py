@@ -16,7 +16,7 @@ import gradinv.audit.run as audit_run
 from examples.audit_model import write_data
 from gradinv.audit import make_grid, run_audit
 from gradinv.audit.cells import draw_batch
-from gradinv.audit.report import verdict_lines
+from gradinv.audit.report import headline, verdict_lines
 from gradinv.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,7 +134,7 @@ def dask_cluster(tmp_path):
             p.terminate()
         for p in procs:
             try:
-                p.wait(timeout=20)
+                p.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
@@ -215,14 +215,21 @@ def test_grid_and_batches_are_reproducible():
 
 
 def test_verdict_never_calls_an_unbroken_cell_safe():
-    def row(b, frac, psnr, status="attacked"):
-        return dict(batch_size=b, noise_multiplier=1e-3, local_steps=1, seed=0, exact_fraction=frac,
+    def row(b, frac, psnr, sigma=1e-3, status="attacked"):
+        return dict(batch_size=b, noise_multiplier=sigma, local_steps=1, seed=0, exact_fraction=frac,
                     certified_fraction=0.0, psnr_db=psnr, status=status)
 
-    lines = verdict_lines([row(4, 1.0, 150.0), row(8, 1.0, 150.0), row(16, 0.5, 40.0),
-                           row(32, 0.0, float("nan"), status="attack failed")])
-    (line,) = lines
+    rows = [row(4, 1.0, 150.0), row(8, 1.0, 150.0), row(16, 0.5, 40.0), row(32, 0.0, 20.0),
+            row(64, 0.0, float("nan"), status="attack failed"), row(4, 0.0, 30.0, sigma=1e-2),
+            row(8, 0.0, 25.0, sigma=1e-2), row(4, 0.0, float("nan"), sigma=1.0, status="attack failed")]
+    (line, _, _) = verdict_lines(rows)
     assert "every sample recovered exactly at b ≤ 8" in line
-    assert "b = 16: 50 % exact, the rest not recovered by this attack within its bound (PSNR 40 dB)" in line
-    assert "b = 32: not recovered by this attack within its bound (no sparse column found)" in line
-    assert "safe" not in line.lower() and "private" not in line.lower()
+    assert "b = 16: 50 % exact, the rest not recovered exactly by this attack within its bound (mean PSNR 40 dB)" in line
+    assert "b = 32: no sample exact; approximate reconstructions at mean PSNR 20 dB" in line
+    assert "b = 64: not recovered by this attack within its bound (no sparse column found)" in line
+    assert headline(rows) == [
+        "σ = 0.001: every sample of a batch of ≤ 8 is recovered exactly (1 local step)",
+        "σ = 0.01: no batch recovered exactly; the closest reconstructions reach mean PSNR 30 dB (b = 4, 1 local step)",
+        "σ = 1: not recovered by this attack within its bound at any b and E tested"]
+    text = " ".join(verdict_lines(rows) + headline(rows)).lower()
+    assert "safe" not in text and "private" not in text and "protect" not in text
