@@ -20,6 +20,7 @@ Usage (from the repository root; one BLAS thread keeps timings comparable)::
 
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/sudl_benchmark.py            # full grid → docs/sudl_benchmark.md
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/sudl_benchmark.py --quick    # smoke test, < 30 s, writes nothing
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/sudl_benchmark.py --scale    # n = 200, 400 at density 0.5 → docs/sudl_benchmark_scale.md
 """
 
 import argparse
@@ -66,6 +67,11 @@ def parse_args(argv=None):
     p.add_argument("--json", default=None, help="optional JSON output: every fit and the aggregated rows")
     p.add_argument("--quick", action="store_true",
                    help="tiny grid for a smoke test: n_features 8, ratio 20, density 0.3, 1 seed, all methods")
+    p.add_argument("--nlogn", action="store_true",
+                   help="n_samples = ratio × n_features × ln(n_features) instead of ratio × n_features")
+    p.add_argument("--scale", action="store_true",
+                   help="the scale grid: n_features 200 and 400, n_samples = 10·n·ln n, density 0.5, 1 seed, logcosh "
+                        "and FastICA (default output docs/sudl_benchmark_scale.md)")
     p.add_argument("--max-seconds", type=float, default=60.0,
                    help="per-fit time bound: once a fit of a method exceeds it, that method's remaining seeds "
                         "in the cell are skipped (marked in the table)")
@@ -79,6 +85,11 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.quick:
         args.n_features, args.ratios, args.densities, args.seeds = [8], [20.0], [0.3], 1
+    if args.scale:
+        args.n_features, args.ratios, args.densities, args.seeds, args.nlogn = [200, 400], [10.0], [0.5], 1, True
+        args.solvers, args.baselines = ["logcosh"], ["FastICA"]
+        args.max_seconds = float("inf")
+        args.out = args.out or DEFAULT_OUT.replace(".md", "_scale.md")
     if args.out is None and not args.quick:
         args.out = DEFAULT_OUT
     return args
@@ -113,7 +124,7 @@ def run_grid(args):
     t_start = time.perf_counter()
     for n in args.n_features:
         for ratio in args.ratios:
-            n_samples = int(round(ratio * n))
+            n_samples = int(round(ratio * n * (np.log(n) if args.nlogn else 1.0)))
             for density in args.densities:
                 cell = {m: [] for m in methods}
                 stopped = set()
@@ -202,7 +213,7 @@ def markdown(rows, methods, args, total_seconds, command):
         f"command: `{command}`; total {total_seconds:.0f} s.",
         "",
         f"Y = code @ D, D square with Gaussian unit-norm atoms, code Bernoulli(density)–Gaussian; "
-        f"n_samples = ratio × n_features; {args.seeds} seed(s) per cell; every method sees the same Y.",
+        f"n_samples = ratio × n_features{' × ln(n_features)' if args.nlogn else ''}; {args.seeds} seed(s) per cell; every method sees the same Y.",
         "",
         "## Summary: exact-recovery rate of the atoms [of the code columns, where different] (median fit time)",
         "",

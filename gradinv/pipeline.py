@@ -28,8 +28,10 @@ from .reconstruct import InputReconstruction
 from .informed import InformedSearch
 from .labels import infer_labels
 from .spear import SpearSearch
+from .cells import CellSearch
+from .spearpp import SpearPPSearch
 
-SOLVERS = ("informed", "logcosh", "l1", "l4", "spear")
+SOLVERS = ("informed", "logcosh", "l1", "l4", "spear", "spear++", "cells")
 
 
 def default_learner(solver="logcosh", random_state=None):
@@ -138,6 +140,12 @@ def make_spear_pipeline(*, solver="logcosh", batch_size=None, random_state=None,
     elif solver == "spear":
         search = SpearSearch(max_time=max_time, min_zero_fraction=min_zero_fraction, random_state=random_state,
                              verbose=verbose)
+    elif solver == "spear++":
+        search = SpearPPSearch(max_time=max_time, min_zero_fraction=min_zero_fraction, random_state=random_state,
+                               verbose=verbose)
+    elif solver == "cells":
+        search = CellSearch(weight=weight, bias=bias, max_time=max_time, min_zero_fraction=min_zero_fraction,
+                            random_state=random_state, verbose=verbose)
     else:
         search = SparseDirections(default_learner(solver, random_state))
     return Pipeline([

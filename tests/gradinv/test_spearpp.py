@@ -1,0 +1,81 @@
+"""SPEAR++ (solver="spear++") and the gradient-only arrangement search (solver="cells") on tiny clients."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gradinv import GradientError, invert_layer, make_victim
+from gradinv.cells import is_cell
+from gradinv.metrics import evaluate
+from gradinv.spearpp import l1_sphere_radam
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _deep_client(batch_size, width, depth, seed):
+    """A cross-entropy MLP of ``depth`` Linear layers at initialisation, the benchmark's client."""
+    spec = importlib.util.spec_from_file_location("gradient_only", ROOT / "benchmarks" / "gradient_only.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.make_deep_client(f"mlp{depth}", batch_size, width, seed)
+
+
+@pytest.fixture(scope="module")
+def ru12():
+    return make_victim("random_upstream", batch_size=12, width=300, random_state=3)
+
+
+@pytest.mark.parametrize("solver", ["spear++", "cells"])
+def test_gradient_and_layer_only_recover_every_sample(ru12, solver):
+    res = invert_layer(ru12.grad_W, ru12.grad_b, solver=solver, weight=ru12.layer.weight.detach(),
+                       bias=ru12.layer.bias.detach(), random_state=0, max_time=120)
+    ev = evaluate(ru12.inputs, res.inputs, res.exact)
+    assert res.solver == solver
+    assert ev["exact"] == 12 and ev["certified"] == 12 and ev["false_certificates"] == 0
+
+
+def test_cells_on_a_three_layer_cross_entropy_client_without_downstream_knowledge():
+    X, gW, gb, W, b = _deep_client(16, 300, 3, 0)
+    res = invert_layer(gW, gb, solver="cells", weight=W, bias=b, batch_size=16, random_state=0, max_time=120)
+    ev = evaluate(X, res.inputs, res.exact)
+    assert ev["exact"] >= 15 and ev["false_certificates"] == 0
+
+
+def test_cells_is_reproducible(ru12):
+    kw = dict(solver="cells", weight=ru12.layer.weight.detach(), bias=ru12.layer.bias.detach(), random_state=5,
+              max_time=120)
+    a = invert_layer(ru12.grad_W, ru12.grad_b, **kw).inputs
+    b = invert_layer(ru12.grad_W, ru12.grad_b, **kw).inputs
+    assert torch.equal(a, b)
+
+
+def test_cells_needs_the_layer():
+    v = make_victim("random_upstream", batch_size=4, width=100, random_state=0)
+    with pytest.raises(GradientError, match="weight and bias"):
+        invert_layer(v.grad_W, v.grad_b, solver="cells")
+    with pytest.raises(GradientError, match="shape|do not match"):
+        invert_layer(v.grad_W, v.grad_b, solver="cells", weight=v.layer.weight.detach()[:50],
+                     bias=v.layer.bias.detach()[:50])
+
+
+def test_is_cell_accepts_a_true_pattern_and_rejects_an_impossible_one():
+    rng = np.random.default_rng(0)
+    A, bias = rng.standard_normal((40, 3)), rng.standard_normal(40)
+    c = rng.standard_normal(3)
+    zero = A @ c + bias <= 0
+    assert is_cell(A, bias, zero)
+    both = np.vstack([A, A[:1]]), np.r_[bias, bias[:1]], np.r_[zero, ~zero[:1]]  # one row with both signs
+    assert not is_cell(*both)
+
+
+def test_l1_sphere_radam_stays_on_the_sphere_and_lowers_the_l1_loss():
+    rng = np.random.default_rng(0)
+    L = torch.as_tensor(np.linalg.qr(rng.standard_normal((200, 6)) * (rng.random((200, 6)) < 0.5))[0])
+    starts = torch.as_tensor(rng.standard_normal((8, 6)))
+    starts = starts / starts.norm(dim=1, keepdim=True)
+    q = l1_sphere_radam(L, starts, steps=100)
+    assert torch.allclose(q.norm(dim=1), torch.ones(8, dtype=q.dtype))
+    assert float((q @ L.T).abs().mean()) < float((starts @ L.T).abs().mean())
