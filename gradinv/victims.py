@@ -23,35 +23,36 @@ architecture, image source and crop (:mod:`gradinv.data`), training state, label
 and input scaling; one mean cross-entropy step, C = 10 classes.  Kinds differ from
 "mlp2_photos" (the reference) in the columns marked *:
 
-=====================  =====  =====  ==============  ======  ====  =======  =======  =======
-kind                   depth  arch   source          crop    size  state    labels   scaling
-=====================  =====  =====  ==============  ======  ====  =======  =======  =======
-mlp2_photos            2      mlp    photos          random  32    init     uniform  dataset
-mlp2_windows           2      mlp    photos          window* 32    init     uniform  dataset
-mlp2_raw               2      mlp    photos          random  32    init     uniform  raw*
-mlp2_batchstd          2      mlp    photos          random  32    init     uniform  batch*
-mlp2_one_label         2      mlp    photos          random  32    init     one*     dataset
-mlp2_skewed            2      mlp    photos          random  32    init     skewed*  dataset
-mlp2_trained           2      mlp    photos          random  32    trained* uniform  dataset
-mlp2_sklearn_photos    2      mlp    sklearn_photos* random  32    init     uniform  dataset
-mlp2_skimage_colour    2      mlp    skimage_colour* random  32    init     uniform  dataset
-mlp2_grey28            2      mlp    skimage_grey*   random  28*   init     uniform  dataset
-mlp2_grey_windows      2      mlp    skimage_grey*   window* 32    init     uniform  dataset
-mlp2_digits            2      mlp    digits*         full*   8*    init     uniform  dataset
-mlp3_photos            3*     mlp    photos          random  32    init     uniform  dataset
-mlp3_trained           3*     mlp    photos          random  32    trained* uniform  dataset
-mlp6_photos            6*     mlp    photos          random  32    init     uniform  dataset
-conv_photos            2      conv*  photos          random  32    init     uniform  dataset
-conv_trained           2      conv*  photos          random  32    trained* uniform  dataset
-=====================  =====  =====  ==============  ======  ====  =======  =======  =======
+===================  =====  =====  ===============  =======  ====  ========  =======  =======
+kind                 depth  arch   source           crop     size  state     labels   scaling
+===================  =====  =====  ===============  =======  ====  ========  =======  =======
+mlp2_photos          2      mlp    photos           random   32    init      uniform  dataset
+mlp2_windows         2      mlp    photos           window*  32    init      uniform  dataset
+mlp2_raw             2      mlp    photos           random   32    init      uniform  raw*
+mlp2_batchstd        2      mlp    photos           random   32    init      uniform  batch*
+mlp2_one_label       2      mlp    photos           random   32    init      one*     dataset
+mlp2_skewed          2      mlp    photos           random   32    init      skewed*  dataset
+mlp2_trained         2      mlp    photos           random   32    trained*  uniform  dataset
+mlp2_trained_raw     2      mlp    photos           random   32    trained*  uniform  raw*
+mlp2_sklearn_photos  2      mlp    sklearn_photos*  random   32    init      uniform  dataset
+mlp2_skimage_colour  2      mlp    skimage_colour*  random   32    init      uniform  dataset
+mlp2_grey28          2      mlp    skimage_grey*    random   28*   init      uniform  dataset
+mlp2_grey_windows    2      mlp    skimage_grey*    window*  32    init      uniform  dataset
+mlp2_digits          2      mlp    digits*          full*    8*    init      uniform  dataset
+mlp3_photos          3*     mlp    photos           random   32    init      uniform  dataset
+mlp3_trained         3*     mlp    photos           random   32    trained*  uniform  dataset
+mlp6_photos          6*     mlp    photos           random   32    init      uniform  dataset
+conv_photos          2      conv*  photos           random   32    init      uniform  dataset
+conv_trained         2      conv*  photos           random   32    trained*  uniform  dataset
+===================  =====  =====  ===============  =======  ====  ========  =======  =======
 
 Labels: "uniform" draws each label uniformly over the C classes, independently of the image;
 "one" gives the whole batch one label; "skewed" draws from Zipf-like probabilities p_k ∝ 1/k
 over a random order of the classes.  Training state "trained": :data:`TRAIN_STEPS` Adam steps
 (batches of 32, learning rate 1e-3, in float32) on a pool of :data:`TRAIN_POOL` other images of
 the same source (none equal to a batch image, labelled by the image they came from, or the
-digit), scaled as the client scales.  "dataset" scaling uses the source's fixed per-channel
-statistics over all its pixels (:func:`gradinv.data.source_statistics`).
+digit), scaled as the client scales.  "dataset" scaling uses fixed per-channel statistics of
+crops of the same kind (:func:`gradinv.data.scale_images`).
 The attacked layer is the first Linear followed by ReLU ("0" for MLPs, the Linear after the
 flatten for conv); its inputs X (b × n) are pixels for MLPs and features for conv, so the batch
 size is bounded by n (64 for digits).  A seed fixes the network, the batch and the labels; the
@@ -311,6 +312,7 @@ ZOO = {
     "mlp2_one_label": ClientSpec(labels="one"),
     "mlp2_skewed": ClientSpec(labels="skewed"),
     "mlp2_trained": ClientSpec(training="trained"),
+    "mlp2_trained_raw": ClientSpec(training="trained", scaling="raw"),
     "mlp2_sklearn_photos": ClientSpec(source="sklearn_photos"),
     "mlp2_skimage_colour": ClientSpec(source="skimage_colour"),
     "mlp2_grey28": ClientSpec(source="skimage_grey", size=28),
@@ -360,7 +362,7 @@ def _train_on_pool(model, spec, pool, seed, batch=32):
     def batches():
         for _ in range(TRAIN_STEPS):
             idx = rng.choice(len(x), size=min(batch, len(x)), replace=False)
-            yield scale_images(x[idx], spec.scaling, source=spec.source), y[idx]
+            yield scale_images(x[idx], spec.scaling, source=spec.source, size=spec.size, crop=spec.crop), y[idx]
 
     _adam_steps(model.float(), batches(), spec.architecture, torch.float32)
     model.to(dtype)
@@ -405,7 +407,7 @@ def make_client(kind, *, batch_size, width=1000, random_state=0, dtype=torch.flo
             model = make_conv_net(images.shape[-1], spec.size, width, spec.n_classes, dtype=dtype, depth=spec.depth)
     if spec.training == "trained":
         _train_on_pool(model, spec, _training_pool(spec, images, train_seed), train_seed)
-    images = scale_images(images, spec.scaling, source=spec.source)
+    images = scale_images(images, spec.scaling, source=spec.source, size=spec.size, crop=spec.crop)
     layer_name = _attacked_layer(model)
     labels, x = torch.as_tensor(labels), _to_torch_images(images, spec.architecture, dtype)
     X, gW, gb, gZ = layer_gradient(model, layer_name, x, labels)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from gradinv.data import SCALINGS, SOURCES, scale_images, source_statistics
+from gradinv.data import DATASET_CROPS, SCALINGS, SOURCES, channel_statistics
 from gradinv.victims import (ARCHITECTURES, LABEL_DISTRIBUTIONS, TRAINING_STATES, ZOO, ClientSpec, draw_labels,
                              make_client)
 
@@ -72,9 +72,15 @@ def test_labels_and_scalings(clients):
     np.testing.assert_allclose(batch.std(axis=(0, 1, 2)), 1, atol=1e-12)
     raw = clients["mlp2_raw"].images
     assert raw.min() >= 0 and raw.max() <= 1
-    mean, std = source_statistics("photos")
-    np.testing.assert_allclose(clients["mlp2_photos"].images, scale_images(raw, "dataset"), atol=1e-12)
-    np.testing.assert_allclose(scale_images(raw, "dataset"), (raw - mean) / std)
+    mean, std = channel_statistics("photos", 32, "random", DATASET_CROPS)
+    np.testing.assert_allclose(clients["mlp2_photos"].images, (raw - mean) / std, atol=1e-12)
+    assert np.abs(mean - raw.mean(axis=(0, 1, 2))).max() < 0.3 and np.all(std > 0.1)
+
+
+@pytest.mark.parametrize("kind", ["mlp2_photos", "mlp2_grey28", "mlp2_skimage_colour"])
+def test_dataset_scaling_centres_the_crops(kind):
+    x = make_client(kind, batch_size=200, width=8, random_state=7).images
+    assert np.abs(x.mean(axis=(0, 1, 2))).max() < 0.15 and np.abs(x.std(axis=(0, 1, 2)) - 1).max() < 0.1
 
 
 def test_skewed_labels_follow_zipf():
