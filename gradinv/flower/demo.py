@@ -89,6 +89,8 @@ def run_demo(args):
     from . import require_flwr
 
     require_flwr()
+    from tqdm import tqdm
+
     from .apps import load_dataset
     from .processes import LocalFederation
 
@@ -108,13 +110,19 @@ def run_demo(args):
                   "width": args.width, "activation": args.activation, "n-classes": int(y.max()) + 1,
                   "seed": args.seed, "max-time": float(args.max_time), "report-batch-size": not args.no_batch_size}
     write_app(out / "app", run_config)
-    with LocalFederation(out, args.clients, startup_timeout=min(60.0, args.timeout)) as federation:
+    leakage = out / "leakage.jsonl"
+    with LocalFederation(out, args.clients, startup_timeout=min(60.0, args.timeout)) as federation, \
+            tqdm(total=args.clients * args.rounds, desc="client updates audited", disable=not args.progress) as bar:
+        def count_records():
+            bar.update((len(leakage.read_text().splitlines()) if leakage.exists() else 0) - bar.n)
+
         t_run = time.monotonic()
-        federation.run(out / "app", timeout=max(1.0, args.timeout - (t_run - t0)))
+        federation.run(out / "app", timeout=max(1.0, args.timeout - (t_run - t0)), on_poll=count_records)
+        count_records()
         timings = {"superlink_ready_s": federation.superlink_ready_s, "flwr_run_s": time.monotonic() - t_run}
     if not (out / "server-done.json").exists():
         raise RuntimeError(f"the ServerApp did not finish; see {out / 'logs'} and {out / 'flwr-home'}")
-    records = [json.loads(line) for line in (out / "leakage.jsonl").read_text().splitlines() if line.strip()]
+    records = [json.loads(line) for line in leakage.read_text().splitlines() if line.strip()]
     timings["total_s"] = time.monotonic() - t0
     return records, timings
 
@@ -155,5 +163,6 @@ def add_parser(sub):
     f.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     f.add_argument("--max-time", type=float, default=60.0, help="time bound of one inversion, seconds")
     f.add_argument("--timeout", type=float, default=900.0, help="bound on the whole demo, seconds (default: 900)")
+    f.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     f.add_argument("-v", "--verbose", action="count", default=0, help="show warnings")
     f.set_defaults(func=cmd_flower_demo)

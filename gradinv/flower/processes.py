@@ -48,6 +48,14 @@ def processes_with_home(home):
     return found
 
 
+def _signal(pid, sig, *, group=False):
+    """Send ``sig`` to a process (or its process group) that may have exited already."""
+    try:
+        (os.killpg if group else os.kill)(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
 def _wait_for_port(port, proc, log, timeout):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -67,7 +75,7 @@ class LocalFederation:
         self.workdir = Path(workdir)
         self.n_nodes = int(n_nodes)
         self.startup_timeout = startup_timeout
-        self.procs = []
+        self.procs, self._logs = [], []
         self.port = None
         self.superlink_ready_s = None  # seconds from the SuperLink's start to its open port
         home = self.workdir / "flwr-home"
@@ -77,9 +85,9 @@ class LocalFederation:
 
     def _start(self, args, log_name):
         log = open(self.workdir / "logs" / log_name, "w")  # noqa: SIM115 - closed with the process
+        self._logs.append(log)
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.workdir,
                                 start_new_session=True)
-        proc.log = log
         self.procs.append(proc)
         return proc
 
@@ -108,48 +116,50 @@ class LocalFederation:
             raise
         return self
 
-    def run(self, app_dir, timeout):
-        """``flwr run APP_DIR --stream`` against this SuperLink; returns its output (raises on
-        failure or after ``timeout`` seconds)."""
-        cmd = [flower_command("flwr"), "run", str(app_dir), "loopback", "--stream"]
-        try:
-            done = subprocess.run(cmd, env=self.env, cwd=self.workdir, capture_output=True, text=True,
-                                  timeout=timeout)
-        except subprocess.TimeoutExpired as e:
-            raise TimeoutError(f"the Flower run did not finish within {timeout} s; logs in "
-                               f"{self.workdir / 'logs'}") from e
-        (self.workdir / "logs" / "flwr-run.log").write_text(done.stdout + done.stderr)
-        if done.returncode != 0:
-            raise RuntimeError(f"'flwr run' failed (exit {done.returncode}):\n{done.stdout}{done.stderr}")
-        return done.stdout
+    def run(self, app_dir, timeout, *, on_poll=None):
+        """``flwr run APP_DIR --stream`` against this SuperLink, ``on_poll()`` called twice a second
+        while it runs; returns its output (raises on failure or after ``timeout`` seconds)."""
+        log_path = self.workdir / "logs" / "flwr-run.log"
+        with log_path.open("w") as log:
+            proc = subprocess.Popen([flower_command("flwr"), "run", str(app_dir), "loopback", "--stream"],
+                                    stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.workdir,
+                                    start_new_session=True)
+            self.procs.append(proc)
+            deadline = time.monotonic() + timeout
+            while proc.poll() is None:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the Flower run did not finish within {timeout:.0f} s; logs in "
+                                       f"{self.workdir / 'logs'}")
+                if on_poll is not None:
+                    on_poll()
+                time.sleep(0.5)
+        output = log_path.read_text()
+        if proc.returncode != 0:
+            raise RuntimeError(f"'flwr run' failed (exit {proc.returncode}):\n{output}")
+        return output
 
     def stop(self):
         """Stop every process group started (SIGTERM, then SIGKILL after 5 s), then any process
         left with this federation's ``FLWR_HOME``."""
         for proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
+            _signal(proc.pid, signal.SIGTERM, group=True)
         deadline = time.monotonic() + 5
         for proc in self.procs:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            try:  # children of the group (ServerApp / ClientApp subprocesses) that outlived it
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
                 pass
-            proc.log.close()
+            _signal(proc.pid, signal.SIGKILL, group=True)  # the group's ServerApp / ClientApp subprocesses
+            proc.wait()
         self.procs = []
+        for log in self._logs:
+            log.close()
+        self._logs = []
         deadline = time.monotonic() + 5
         while (left := [p for p in processes_with_home(self.env["FLWR_HOME"]) if p != os.getpid()]) \
                 and time.monotonic() < deadline:
             for pid in left:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                _signal(pid, signal.SIGKILL)
             time.sleep(0.1)
 
     def __exit__(self, *exc):
