@@ -102,7 +102,8 @@ def build_model(factory, state=None):
         try:
             model.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})
         except RuntimeError as e:
-            raise AuditError(f"the state does not fit the model built by {factory}: {e}") from e
+            detail = " ".join(str(e).split())  # torch's message spans lines; the CLI's error is one
+            raise AuditError(f"the state does not fit the model built by {factory}: {detail}") from e
     return model
 
 

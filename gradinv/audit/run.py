@@ -83,7 +83,7 @@ def _check_model(model, x, y):
             out = model(torch.as_tensor(x[:2]).to(next(model.parameters()).dtype))
     except Exception as e:  # any failure of the user's forward pass on the user's data
         raise AuditError(f"the model does not accept the data's inputs of shape {x.shape[1:]}: "
-                         f"{type(e).__name__}: {e}") from e
+                         f"{type(e).__name__}: {' '.join(str(e).split())}") from e
     if out.ndim != 2 or out.shape[1] <= int(y.max()):
         raise AuditError(f"the model's output has shape {tuple(out.shape)} for 2 inputs; need (2, C) "
                          f"logits with C > the largest label {int(y.max())}")

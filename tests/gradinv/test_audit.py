@@ -56,6 +56,7 @@ def test_local_cluster_audit_writes_results_and_report(local_audit, digits):
     assert set(rows) == {("0.0", "1"), ("0.0", "2"), ("1e-05", "1"), ("1e-05", "2")}
     plain = rows[("0.0", "1")]
     assert plain["approximate"] == "False" and plain["layer"] == "1" and plain["first_layer"] == "True"
+    assert float(plain["exact_fraction"]) == 1.0  # one SGD step of b = 8 leaks exactly (0.8 s of a 20 s bound)
     for key in [("1e-05", "1"), ("1e-05", "2"), ("0.0", "2")]:  # DP-SGD (Opacus), FedAvg: approximate mode
         assert rows[key]["approximate"] == "True" and float(rows[key]["certified_fraction"]) == 0.0
     with np.load(digits) as f:
@@ -132,9 +133,10 @@ def dask_cluster(tmp_path):
     finally:
         for p in reversed(procs):
             p.terminate()
+        deadline = time.time() + 5
         for p in procs:
             try:
-                p.wait(timeout=5)
+                p.wait(timeout=max(0.1, deadline - time.time()))
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
@@ -177,6 +179,7 @@ def _audit_cli_error(tmp_path, digits, capsys, **changes):
     args.update(changes)
     argv = ["audit", "--model-factory", args["model_factory"], "--data", args["data"],
             "--batch-sizes", *args["batch_sizes"].split(), "--out", str(tmp_path / "out")]
+    argv += ["--state", args["state"]] if "state" in args else []
     rc = main(argv)
     err = capsys.readouterr().err.strip()
     return rc, err
@@ -187,6 +190,8 @@ def _audit_cli_error(tmp_path, digits, capsys, **changes):
     ("no_relu", "no Linear layer followed by an nn.ReLU"),
     ("too_large", "batch size 5000 is larger than the data (1797 samples)"),
     ("bad_factory", "no function 'nope'"),
+    ("bad_state", "the state does not fit the model"),
+    ("wrong_shape", "the model does not accept the data's inputs of shape (5,)"),
 ])
 def test_bad_arguments_are_one_line_errors_before_any_cluster(case, expected, digits, tmp_path, capsys,
                                                               monkeypatch):
@@ -199,8 +204,16 @@ def test_bad_arguments_are_one_line_errors_before_any_cluster(case, expected, di
         changes["model_factory"] = "torch.nn:Flatten"
     elif case == "too_large":
         changes["batch_sizes"] = "8 5000"
-    else:
+    elif case == "wrong_shape":
+        np.savez(tmp_path / "flat5.npz", x=np.zeros((20, 5)), y=np.arange(20) % 10)
+        changes["data"] = str(tmp_path / "flat5.npz")
+    elif case == "bad_factory":
         changes["model_factory"] = "examples.audit_model:nope"
+    else:
+        import torch
+
+        torch.save({"1.weight": torch.zeros(3, 64)}, tmp_path / "state.pt")
+        changes["state"] = str(tmp_path / "state.pt")
     rc, err = _audit_cli_error(tmp_path, digits, capsys, **changes)
     assert rc == 2 and err.startswith("error: ") and expected in err and "\n" not in err
     assert not (tmp_path / "out" / "results.csv").exists()
