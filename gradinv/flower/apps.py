@@ -31,9 +31,12 @@ ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
 
 def make_mlp(n_inputs, width, n_classes, *, activation="relu", random_state=0):
-    """Linear(n, m) → activation → Linear(m, C), float64, initialised from ``random_state``."""
-    torch.manual_seed(random_state)
-    return nn.Sequential(nn.Linear(n_inputs, width), ACTIVATIONS[activation](), nn.Linear(width, n_classes)).double()
+    """Linear(n, m) → activation → Linear(m, C), float64, initialised from ``random_state`` (the
+    global torch generator is left as it was)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(random_state)
+        return nn.Sequential(nn.Linear(n_inputs, width), ACTIVATIONS[activation](),
+                             nn.Linear(width, n_classes)).double()
 
 
 def load_dataset(path=None, *, random_state=0):

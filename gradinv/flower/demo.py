@@ -114,7 +114,9 @@ def run_demo(args):
     with LocalFederation(out, args.clients, startup_timeout=min(60.0, args.timeout)) as federation, \
             tqdm(total=args.clients * args.rounds, desc="client updates audited", disable=not args.progress) as bar:
         def count_records():
-            bar.update((len(leakage.read_text().splitlines()) if leakage.exists() else 0) - bar.n)
+            done = len(leakage.read_text().splitlines()) if leakage.exists() else 0
+            if done != bar.n:
+                bar.update(done - bar.n)
 
         t_run = time.monotonic()
         federation.run(out / "app", timeout=max(1.0, args.timeout - (t_run - t0)), on_poll=count_records)
