@@ -29,7 +29,8 @@ def add_parser(sub):
                    "(default: a LocalCluster on this machine)")
     a.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes (default: cores)")
     a.add_argument("--out", type=Path, required=True, help="folder for results.csv, report.html (resumed if present)")
-    a.add_argument("-v", "--verbose", action="count", default=0, help="show the attack's warnings")
+    a.add_argument("-v", "--verbose", action="count", default=0, help="show this command's warnings (a cell's are not: its row says "
+                   "what happened)")
     a.set_defaults(func=cmd_audit)
 
 
