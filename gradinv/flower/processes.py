@@ -18,11 +18,16 @@ import time
 from pathlib import Path
 
 
-def free_port():
-    """A TCP port free on 127.0.0.1 now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n):
+    """``n`` distinct TCP ports free on 127.0.0.1 now (held together while they are picked)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def flower_command(name):
@@ -96,7 +101,7 @@ class LocalFederation:
         home = Path(self.env["FLWR_HOME"])
         home.mkdir(parents=True, exist_ok=True)
         try:
-            self.port = free_port()
+            self.port, *node_ports = free_ports(1 + self.n_nodes)
             (home / "config.toml").write_text(
                 f'[superlink]\ndefault = "loopback"\n\n[superlink.loopback]\naddress = "127.0.0.1:{self.port}"\n'
                 "insecure = true\n")
@@ -106,9 +111,9 @@ class LocalFederation:
             t0 = time.monotonic()
             _wait_for_port(self.port, link, self.workdir / "logs" / "superlink.log", self.startup_timeout)
             self.superlink_ready_s = time.monotonic() - t0
-            for i in range(self.n_nodes):
+            for i, node_port in enumerate(node_ports):
                 self._start([flower_command("flower-supernode"), "--insecure", "--superlink",
-                             f"127.0.0.1:{self.port}", "--host", "127.0.0.1", "--port", str(free_port()),
+                             f"127.0.0.1:{self.port}", "--host", "127.0.0.1", "--port", str(node_port),
                              "--node-config", f"partition-id={i} num-partitions={self.n_nodes}"],
                             f"supernode-{i}.log")
         except BaseException:
