@@ -3,8 +3,9 @@
 Two tests, both necessary conditions that a true column g_j = L q_j of dL/dZ meets:
 
 * :func:`zero_set_kernels` (gradient only): the exact zeros of L q span the full
-  (b−1)-dimensional hyperplane q^⊥ *robustly*: no single zero row carries a direction alone
-  (max leverage < ``max_leverage``).  A true column vanishes on ~m/2 rows in general position;
+  (b−1)-dimensional hyperplane q^⊥ *robustly*: leave any one zero row out and the kernel is
+  still q alone (leave-one-out: every row's leverage in the zeros' span is below
+  :data:`MAX_LEVERAGE` = 1 − 1e-9; a leverage of 1 means that row alone carries a direction).  A true column vanishes on ~m/2 rows in general position;
   a combination of columns inside a common flat gets its last dimensions from one or two rows.
   This rejects most combinations but not all (on cross-entropy clients at b ≥ 50, exactly
   sparse combinations of ≥ 10 columns exist; ``shared/research/realistic-victims.md``).
@@ -24,16 +25,19 @@ from sudl._array_api import array_namespace, to_numpy
 
 MAX_BLOCK = 3
 """Largest block of samples sharing one zero set (near-duplicate inputs) found and proved as a span."""
+MAX_LEVERAGE = 1 - 1e-9
+"""Leave-one-out test of a zero set: a row of leverage h leaves, when dropped, the kernel one-dimensional
+with a gap √(1 − h) ≥ 3e-5 (``docs/certificates.md``: no false certificate in the fuzz with it)."""
 
 
-def zero_set_kernels(L, directions, zero_tol, *, max_dim=MAX_BLOCK, max_leverage=0.99):
+def zero_set_kernels(L, directions, zero_tol, *, max_dim=MAX_BLOCK, max_leverage=MAX_LEVERAGE):
     """For each row q of ``directions``: an orthonormal basis (b × d) of the kernel of L restricted
     to the exact zeros of L q, when that kernel is robust and at most ``max_dim``-dimensional; else None.
 
     d = 1 for a true column: its zeros span q^⊥.  d > 1 for a *block*, columns of samples so alike
     (near-duplicate inputs) that they share their zeros: the kernel is then the span of the block.
     Robust: no single zero row carries a direction of the zeros' span alone (max leverage <
-    ``max_leverage``).
+    ``max_leverage``: the kernel survives leaving any one row out).
     """
     xp = array_namespace(L)
     b = L.shape[1]

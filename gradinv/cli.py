@@ -134,7 +134,7 @@ def cmd_attack(args):
     res = _invert_files(args)
     extra = {} if res.labels is None else dict(labels=res.labels, label_margin=res.label_margin)
     save_batch(args.output, res.inputs, res.exact, sparse=res.sparse, grad_Z=res.grad_Z, **extra)
-    mode = " (approximate mode: nothing is certified)" if res.approximate else ""
+    mode = f" (approximate mode, nothing is certified: {res.mode_reason})" if res.approximate else ""
     print(f"batch size {res.batch_size}; {int(res.exact.sum())} certified exact, {int(res.sparse.sum())} exact sparse "
           f"columns{mode}; {res.time:.1f} s; wrote {args.output}")
     if res.n_dependent_inputs:
@@ -177,8 +177,9 @@ def build_parser():
                    "examples.train_client:make_model); the first Linear → ReLU layer is attacked unless --layer")
     a.add_argument("--state", type=Path, help="the model's state_dict (.pt, weights_only), with --model-factory")
     a.add_argument("--batch-size", type=int, default=None, help="b (default: from the singular values)")
-    a.add_argument("--approximate", action="store_true",
-                   help="for DP-SGD or FedAvg updates: looser tolerances, no certificates (give --batch-size)")
+    a.add_argument("--approximate", action="store_const", const=True, default=None,
+                   help="force the mode for DP-SGD or FedAvg updates (default: detected from the update): looser "
+                        "tolerances, no certificates")
     common(a)
     a.set_defaults(func=cmd_attack)
 
@@ -198,7 +199,7 @@ def main(argv=None):
         warnings.filterwarnings("ignore", category=UserWarning)
     try:
         return args.func(args)
-    except ValueError as e:  # bad input: a clear message, no traceback
+    except (ValueError, TypeError, OSError) as e:  # bad input or file: one line, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
 

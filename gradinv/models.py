@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from ._checks import check_model_arguments
+from .end_to_end import certify_end_to_end
 from .factorize import GradientError
 from .pipeline import invert_layer
 
@@ -63,8 +65,10 @@ def attack_model(model, gradients, *, layer=None, **kwargs):
     """Invert the gradient of ``model``'s first Linear → ReLU layer (or the one named ``layer``).
 
     ``gradients`` maps parameter names to gradients (``{n: p.grad for n, p in model.named_parameters()}``).
-    Returns (:class:`~gradinv.pipeline.InversionResult`, :class:`AttackableLayer`).
+    Returns (:class:`~gradinv.pipeline.InversionResult`, :class:`AttackableLayer`).  The
+    certificates are then checked end to end against every gradient sent (:mod:`gradinv.end_to_end`).
     """
+    check_model_arguments(model, gradients, layer)
     layers = find_attackable_layers(model)
     if layer is not None:
         layers = [lay for lay in layers if lay.name == layer]
@@ -83,6 +87,7 @@ def attack_model(model, gradients, *, layer=None, **kwargs):
         known["next_weight"] = target.next_linear.weight.detach()
         known["next_bias_grad"] = _classifier_bias_grad(gradients, target.next_name, kwargs)
     result = invert_layer(gradients[keys[0]], gradients[keys[1]], **{**known, **kwargs})
+    result = certify_end_to_end(result, model, target, gradients)
     return result, target
 
 

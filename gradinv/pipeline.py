@@ -23,7 +23,9 @@ from sudl._array_api import array_namespace, device, to_numpy
 from sudl.rounding import round_directions
 
 from ._step import GradientStep
-from .factorize import GradientError, GradientFactorization, stack_gradient
+from ._checks import check_layer_arguments
+from .factorize import (GradientError, GradientFactorization, NoExactColumnError, NoRankGapError, noise_evidence,
+                        stack_gradient)
 from .reconstruct import InputReconstruction
 from .informed import InformedSearch
 from .labels import infer_labels
@@ -92,7 +94,7 @@ class ExactRounding(GradientStep):
         kept = select_independent(W, rounded.n_zeros + passed * m)
         self.n_passed_ = int(passed.sum())
         if self.n_passed_ == 0:
-            raise GradientError(
+            raise NoExactColumnError(
                 f"no column of dL/dZ with exact zeros was found (>= {self.min_zero_fraction:.0%} of the neurons): "
                 "the layer is not followed by a ReLU, the gradient is noisy (DP noise, several local steps), or the "
                 "search's time bound (max_time) ran out before it found one")
@@ -175,6 +177,12 @@ class InversionResult:
     approximate : bool, the approximate mode was used (no certificates)
     solver : the direction search used
     time : seconds
+    mode : "exact" or "approximate"; ``mode_reason`` says why (given, or what the update showed)
+    certificate_reason : (b,) str, why each sample is or is not certified: "certified: layer",
+        "certified: end to end" (:mod:`gradinv.end_to_end`), or what is missing (see
+        :class:`~gradinv.reconstruct.InputReconstruction`)
+    end_to_end : str, the outcome of the end-to-end check (:mod:`gradinv.end_to_end`)
+    layer_exact : (b,) bool, the layer-level certificate alone (``exact`` before that check)
     """
 
     inputs: object
@@ -190,10 +198,42 @@ class InversionResult:
     solver: str
     time: float
     pipeline: Pipeline
+    mode: str = "exact"
+    mode_reason: str = ""
+    certificate_reason: np.ndarray = None
+    end_to_end: str = "not made: invert_layer alone (attack_model checks the model's gradients)"
+    layer_exact: np.ndarray = None
+
+
+def _fit_detecting_noise(build, grad, approximate):
+    """Fit the pipeline ``build(approximate)`` on ``grad``; ``approximate=None``: detect a noisy update.
+
+    The evidence, in this order, so that a clean gradient is factored and searched once: from
+    the factorisation, before any search, no rank gap at the exact mode's min_gap
+    (:class:`~gradinv.factorize.NoRankGapError`) or a rank-b residual above rounding
+    (:func:`~gradinv.factorize.noise_evidence`, DP-SGD); then the exact search finding no
+    column with exact zeros (:class:`~gradinv.factorize.NoExactColumnError`, multi-step FedAvg).
+    Any of them: the attack runs again in the approximate mode.  Returns (pipeline, X,
+    approximate, reason), ``approximate`` the mode used.
+    """
+    if approximate is not None:
+        pipe = build(approximate)
+        return pipe, pipe.fit_transform(grad), approximate, f"approximate={approximate} given"
+    pipe = build(False)
+    factorize = pipe.named_steps["factorize"]
+    try:
+        fg = factorize.fit_transform(grad)
+        reason = noise_evidence(factorize)
+        if reason is None:
+            return pipe, pipe[1:].fit_transform(fg), False, "detected: exact (rank b to rounding, exact zeros found)"
+    except (NoRankGapError, NoExactColumnError) as e:
+        reason = str(e)
+    pipe = build(True)
+    return pipe, pipe.fit_transform(grad), True, f"detected: noisy update ({reason})"
 
 
 def invert_layer(grad_W, grad_b, *, batch_size=None, solver=None, weight=None, bias=None, next_weight=None,
-                 next_bias_grad=None, random_state=None, max_time=60.0, zero_tol=None, approximate=False, verbose=0):
+                 next_bias_grad=None, random_state=None, max_time=60.0, zero_tol=None, approximate=None, verbose=0):
     """Invert a linear+ReLU layer's gradient: the client's inputs X from dL/dW and dL/db.
 
     ``weight``/``bias``: the layer's parameters (needed for certificates); ``next_weight``: the
@@ -201,16 +241,29 @@ def invert_layer(grad_W, grad_b, *, batch_size=None, solver=None, weight=None, b
     bias gradient (optional, sent by the client with the rest; one mean cross-entropy step's, so
     not for DP-SGD or FedAvg updates).  ``solver`` defaults to "informed"
     when all three are given, else "logcosh"; ``approximate`` for DP-SGD or FedAvg updates (see
-    :func:`make_spear_pipeline`).  Arrays in, the same array type out (NumPy, torch, CuPy).
+    :func:`make_spear_pipeline`): None (default) detects them from the update itself
+    (:func:`_fit_detecting_noise`), True or False forces the mode.  Arrays in, the same array type
+    out (NumPy, torch, CuPy).  Bad arguments raise ``TypeError`` or ``ValueError`` naming them
+    (:mod:`gradinv._checks`).
     """
+    checked = check_layer_arguments(grad_W, grad_b, weight=weight, bias=bias, next_weight=next_weight,
+                                    next_bias_grad=next_bias_grad, batch_size=batch_size, max_time=max_time,
+                                    zero_tol=zero_tol, approximate=approximate)
+    grad_W, grad_b, weight, bias, next_weight, next_bias_grad = (checked[k] for k in (
+        "grad_W", "grad_b", "weight", "bias", "next_weight", "next_bias_grad"))
+    batch_size, max_time, zero_tol, approximate = (checked[k] for k in ("batch_size", "max_time", "zero_tol",
+                                                                        "approximate"))
     if solver is None:
         solver = "informed" if all(a is not None for a in (weight, bias, next_weight)) else "logcosh"
     start = time.perf_counter()
-    pipe = make_spear_pipeline(solver=solver, batch_size=batch_size, random_state=random_state,
-                               max_time=max_time, weight=weight, bias=bias, next_weight=next_weight,
-                               next_bias_grad=next_bias_grad, zero_tol=zero_tol, approximate=approximate,
-                               verbose=verbose)
-    X = pipe.fit_transform(stack_gradient(grad_W, grad_b))
+
+    def build(approximate):
+        return make_spear_pipeline(solver=solver, batch_size=batch_size, random_state=random_state,
+                                   max_time=max_time, weight=weight, bias=bias, next_weight=next_weight,
+                                   next_bias_grad=next_bias_grad, zero_tol=zero_tol, approximate=approximate,
+                                   verbose=verbose)
+
+    pipe, X, approximate, mode_reason = _fit_detecting_noise(build, stack_gradient(grad_W, grad_b), approximate)
     rec, factorize = pipe.named_steps["reconstruct"], pipe.named_steps["factorize"]
     labels = margin = None
     if next_weight is not None:
@@ -218,4 +271,6 @@ def invert_layer(grad_W, grad_b, *, batch_size=None, solver=None, weight=None, b
     return InversionResult(inputs=X, exact=rec.exact_, sparse=rec.sparse_, batch_size=factorize.batch_size_,
                            grad_Z=rec.grad_Z_, n_zeros=pipe.named_steps["rounding"].n_zeros_, labels=labels,
                            label_margin=margin, n_dependent_inputs=factorize.n_dependent_inputs_,
-                           approximate=approximate, solver=solver, time=time.perf_counter() - start, pipeline=pipe)
+                           approximate=approximate, solver=solver, time=time.perf_counter() - start, pipeline=pipe,
+                           mode="approximate" if approximate else "exact", mode_reason=mode_reason,
+                           certificate_reason=rec.reasons_, layer_exact=rec.exact_.copy())

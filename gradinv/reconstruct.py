@@ -36,6 +36,23 @@ def scatter_rows(A, rows, n_rows):
     return xp.take(padded, xp.asarray(position, device=device(A)), axis=0)
 
 
+def column_reasons(certified, in_block, failure):
+    """Why each sample is certified or not, from its column's ``failure`` ("" when proved): a
+    sample needs every *other* column proved, so it names the others' failures and their count."""
+    reasons = np.empty(len(certified), dtype=object)
+    for j in range(len(certified)):
+        if certified[j]:
+            reasons[j] = "certified: layer"
+        elif in_block[j]:
+            reasons[j] = "not certified: block (near-duplicate inputs: only their span is identified)"
+        else:
+            others = [f for i, f in enumerate(failure) if i != j and f]
+            kinds = sorted(set(others))
+            reasons[j] = "not certified: " + ", ".join(f"{others.count(k)} other {k}{'s' * (others.count(k) > 1)}"
+                                                       for k in kinds)
+    return reasons
+
+
 class InputReconstruction(GradientStep):
     """Last step of the pipeline: fit_transform(factorized gradient) → X (b × n).
 
@@ -54,6 +71,14 @@ class InputReconstruction(GradientStep):
         (so one missing column spoils every sample but its own), or lies in a proved block of
         near-duplicate samples (:func:`~gradinv.certificate.proven_blocks`) that j is not part of.
         All False without the weights.
+    bias_residual_ : float, ‖dL/db − L Lᵀ dL/db‖ / ‖dL/db‖; above the zero tolerance nothing is certified
+        (rounding gives 1e-15 in float64), nor when dL/dW is not rank b to rounding
+        (``FactorizedGradient.exact_rank``: near-duplicate inputs whose small singular value was
+        dropped are merged into one input that is neither)
+    reasons_ : ndarray of str (b,), why each sample is certified or not: "certified: layer", or the
+        other columns that fail and how ("missing column": not found exact; "fragile row": its
+        zero set fails the leave-one-out test; "ReLU pattern": its input does not reproduce its
+        zeros), "block", "approximate mode", "no layer weight and bias".
 
     Parameters
     ----------
@@ -68,6 +93,22 @@ class InputReconstruction(GradientStep):
         self.bias = bias
         self.certify = certify
 
+    def _why_nothing_is_certified(self, fg):
+        """The reason no sample can be certified, or None; sets ``bias_residual_``."""
+        xp = array_namespace(fg.L)
+        # dL/db = dL/dZ·1 lies in col(L) to rounding; off it, the scales read from it are not the client's
+        db = fg.grad_b[:, None]
+        self.bias_residual_ = float(xp.linalg.vector_norm(db - fg.L @ (fg.L.T @ db)) / xp.linalg.vector_norm(db))
+        if not self.certify:
+            return "approximate mode"
+        if self.weight is None or self.bias is None:
+            return "no layer weight and bias"
+        if self.bias_residual_ > fg.zero_tol:
+            return f"dL/db is off the span of dL/dW by {self.bias_residual_:.1e} (relative): not the client's"
+        if not fg.exact_rank:
+            return "dL/dW is not rank b to rounding (noise, or near-duplicate inputs merged into one)"
+        return None
+
     def fit_transform(self, fg, y=None):
         X, s, G = reconstruct_inputs(fg)
         xp = array_namespace(X)
@@ -79,15 +120,22 @@ class InputReconstruction(GradientStep):
         zero_tol = fg.zero_tol
         sparse = np.asarray(fg.exact, dtype=bool) & (scale > 1e-12 * scale.max())
         kernels = zero_set_kernels(fg.L, fg.directions, zero_tol)
-        self.sparse_ = sparse & np.array([K is not None and K.shape[1] == 1 for K in kernels])
-        if self.weight is None or self.bias is None or not self.certify:
+        robust = np.array([K is not None and K.shape[1] == 1 for K in kernels])
+        self.sparse_ = sparse & robust
+        why = self._why_nothing_is_certified(fg)
+        if why is not None:
             self.exact_ = np.zeros_like(self.sparse_)
+            self.reasons_ = np.array([f"not certified: {why}"] * len(scale), dtype=object)
             return X
-        column_ok = self.sparse_ & relu_consistent(self.grad_Z_, X, self.weight, self.bias, zero_tol,
-                                                   rtol=1e-7 if zero_tol < 1e-7 else 1e-3)
+        relu_ok = relu_consistent(self.grad_Z_, X, self.weight, self.bias, zero_tol,
+                                  rtol=1e-7 if zero_tol < 1e-7 else 1e-3)
+        column_ok = self.sparse_ & relu_ok
         in_block = sparse & proven_blocks(kernels, fg.directions)
         # x_j = dWᵀy / (yᵀ db) for any y orthogonal to the columns i ≠ j: x_j is exact iff they all are
         # proved, or lie in a proved block (right span) that x_j is not part of.
         bad = ~(column_ok | in_block)
         self.exact_ = (bad.sum() - bad == 0) & ~in_block
+        status = np.where(~sparse, "missing column", np.where(~robust, "fragile row",
+                                                              np.where(~relu_ok, "ReLU pattern", "")))
+        self.reasons_ = column_reasons(self.exact_, in_block, np.where(bad, status, ""))
         return X

@@ -1,0 +1,96 @@
+"""Certificates from the whole model (issue 21 items 2, 3): the end-to-end check, the reason
+each sample is or is not certified, and the mode (exact / approximate) detected from the update."""
+
+import numpy as np
+import pytest
+import torch
+
+from gradinv import dp_sgd_gradient, fedavg_update, invert_layer, make_victim
+from gradinv.metrics import evaluate
+from gradinv.models import attack_model
+
+
+def sent_gradients(v):
+    """Every parameter's gradient of one mean cross-entropy step on the victim's batch."""
+    v.model.zero_grad()
+    torch.nn.functional.cross_entropy(v.model(v.inputs), v.labels).backward()
+    return {n: p.grad.detach().clone() for n, p in v.model.named_parameters()}
+
+
+@pytest.fixture(scope="module")
+def client():
+    return make_victim("cross_entropy", batch_size=20, width=600, random_state=0)
+
+
+def test_exact_batch_is_certified_end_to_end(client):
+    res, _ = attack_model(client.model, sent_gradients(client), random_state=0, max_time=120)
+    ev = evaluate(client.inputs, res.inputs, res.exact)
+    assert res.mode == "exact" and res.end_to_end.startswith("passed")
+    assert ev["exact"] == 20 and ev["certified"] == 20 and ev["false_certificates"] == 0
+    assert set(res.certificate_reason) == {"certified: end to end"}
+
+
+def test_scaled_bias_gradient_certifies_nothing(client):
+    """Issue 21: dL/db × 1.01, the rest the client's.  The batch X/1.01 meets the attacked layer's
+    equations (most of its ReLU patterns are unchanged: the layer alone certifies samples that are
+    1 % off); the model's other gradients refute it, and every such certificate is revoked."""
+    grads = sent_gradients(client)
+    grads["0.bias"] = grads["0.bias"] * 1.01
+    layer_only = invert_layer(grads["0.weight"], grads["0.bias"], random_state=0, max_time=120,
+                              **client.knowledge())
+    assert evaluate(client.inputs, layer_only.inputs, layer_only.exact)["false_certificates"] > 0
+    res, _ = attack_model(client.model, grads, random_state=0, max_time=120)
+    assert res.end_to_end.startswith("failed")
+    assert evaluate(client.inputs, res.inputs, res.exact)["false_certificates"] == 0 and not res.exact.any()
+    assert all(r.startswith("not certified") for r in res.certificate_reason)
+
+
+def test_reasons_name_what_is_missing(client):
+    """The gradient-only search on a cross-entropy client misses columns: each uncertified sample
+    says which other columns fail and how; the approximate mode says so."""
+    res = invert_layer(client.grad_W, client.grad_b, solver="logcosh", random_state=0,
+                       weight=client.layer.weight.detach(), bias=client.layer.bias.detach())
+    assert res.mode == "exact" and res.end_to_end.startswith("not made")
+    uncertified = res.certificate_reason[~res.exact]
+    assert len(uncertified) and all(r.startswith("not certified: ") for r in uncertified)
+    assert any("other missing column" in r for r in uncertified)
+    approx = invert_layer(client.grad_W, client.grad_b, approximate=True, random_state=0, max_time=60,
+                          **client.knowledge())
+    assert approx.mode == "approximate" and set(approx.certificate_reason) == {"not certified: approximate mode"}
+
+
+def test_dp_sgd_update_is_detected_and_attacked_approximately(client):
+    """Opacus DP-SGD at σ = 1e-5, no mode flag: the tail of the singular values gives it away
+    before any search; the approximate reconstruction comes back, nothing certified."""
+    pytest.importorskip("opacus")
+    gW, gb = dp_sgd_gradient(client.model, client.layer_name, client.inputs, client.labels,
+                             noise_multiplier=1e-5, max_grad_norm=1.0, random_state=0)
+    res = invert_layer(gW, gb, batch_size=20, random_state=0, max_time=60, **client.knowledge())
+    assert res.mode == "approximate" and res.approximate and "tail" in res.mode_reason
+    ev = evaluate(client.inputs, res.inputs, res.exact)
+    assert not res.exact.any() and ev["psnr"] > 40
+
+
+def test_fedavg_two_step_update_is_detected_and_attacked_approximately(client):
+    """Two full-batch FedAvg steps keep rank b, so only the exact search can tell: it finds no
+    column with exact zeros, and the attack reruns in the approximate mode (its accuracy on such
+    updates: ``tests/gradinv/test_threat_models.py``)."""
+    gW, gb = fedavg_update(client.model, client.layer_name, client.inputs, client.labels, epochs=2, lr=0.01)
+    res = invert_layer(gW, gb, random_state=0, max_time=20, **client.knowledge())  # the exact search runs it out
+    assert res.mode == "approximate" and "no column of dL/dZ with exact zeros" in res.mode_reason
+    assert tuple(res.inputs.shape) == tuple(client.inputs.shape) and not res.exact.any()
+    assert set(res.certificate_reason) == {"not certified: approximate mode"}
+
+
+def test_clean_gradient_is_attacked_once_in_exact_mode(client, monkeypatch):
+    """No double work on a clean gradient: one factorisation, exact mode."""
+    from gradinv.factorize import GradientFactorization
+
+    calls = []
+    real = GradientFactorization.fit_transform
+    monkeypatch.setattr(GradientFactorization, "fit_transform", lambda self, g, y=None: calls.append(1) or real(self, g))
+    res = invert_layer(client.grad_W, client.grad_b, random_state=0, max_time=120, **client.knowledge())
+    assert len(calls) == 1 and res.mode == "exact" and res.mode_reason.startswith("detected: exact")
+    forced = invert_layer(client.grad_W, client.grad_b, approximate=False, random_state=0, max_time=120,
+                          **client.knowledge())
+    assert forced.mode == "exact" and forced.mode_reason == "approximate=False given"
