@@ -14,7 +14,7 @@ import json
 import numpy as np
 import torch
 
-from gradinv import informed as inf
+from gradinv.search import templates
 from gradinv import make_victim
 from gradinv.labels import label_counts
 
@@ -40,7 +40,7 @@ def main(argv=None):
                 for j in rng.choice(b, k, replace=False):
                     active = G[:, j] != 0
                     u = np.linalg.lstsq(W2[:, active].T, G[active, j], rcond=None)[0]
-                    U.append(inf.oriented_upstream(torch.as_tensor(u * rng.choice([-1, 1]) * rng.uniform(0.1, 10))))
+                    U.append(templates.oriented_upstream(torch.as_tensor(u * rng.choice([-1, 1]) * rng.uniform(0.1, 10))))
                 row[f"max_error_known_{k}"] = float(np.abs(label_counts(v.grad_next_bias, b, torch.stack(U)) - true).max())
             print(json.dumps(row), flush=True)
             rows.append(row)

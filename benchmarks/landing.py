@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from gradinv import GradientFactorization, make_victim, stack_gradient
-from gradinv import informed as inf
+from gradinv.search import objective, rounding, starts
 
 
 def main(argv=None):
@@ -35,7 +35,7 @@ def main(argv=None):
     A = (v.layer.weight.detach() @ V)[rows]
     bias = v.layer.bias.detach()[rows]
     W2 = v.model[-1].weight.detach().T[rows]
-    tols = inf._tolerances(fg.zero_tol)
+    tols = rounding._tolerances(fg.zero_tol)
     C = v.inputs @ V
     Cn = C / C.norm(dim=1, keepdim=True)
     Qt = L.T @ v.grad_Z[rows]
@@ -43,17 +43,17 @@ def main(argv=None):
     norm = float(C.norm(dim=1).mean())
     r = L.shape[1]  # the rank: b less any duplicated inputs
     eye = torch.eye(r, dtype=torch.float64)
-    LtL, fragile = L.T @ L, inf.fragile_rows(L)
+    LtL, fragile = L.T @ L, rounding.fragile_rows(L)
     rng = np.random.default_rng(0)
 
     def descend(c0):
-        return inf._descend(c0, eye, A, bias, L, W2, steps=args.steps, lr=0.05, tau=(0.03, 0.001),
+        return objective._descend(c0, eye, A, bias, L, W2, steps=args.steps, lr=0.05, tau=(0.03, 0.001),
                             deadline=time.perf_counter() + 600)
 
     def column_of(c):
         """The true column the rounding from c lands on, or None."""
-        block = inf._polish_and_round(c, A, bias, L, W2, tols, gram=LtL, fragile=fragile,
-                                      max_misfit=inf.MAX_POLISH_MISFIT)
+        block = rounding._polish_and_round(c, A, bias, L, W2, tols, gram=LtL, fragile=fragile,
+                                      max_misfit=rounding.MAX_POLISH_MISFIT)
         if block is None:
             return None
         cos = (block[0] @ Qt).abs()
@@ -68,7 +68,7 @@ def main(argv=None):
         alone = sum(column_of(c0[k]) == j for k, j in enumerate(js))
         print(f"  true c + {eps:.0%} noise: descent+rounding {both}/16, rounding alone {alone}/16")
     z = torch.as_tensor(rng.standard_normal((64, r)))
-    coords = inf._remaining_inputs_coords([], R @ V)  # the attack's starts: spread along V by S
+    coords = starts._remaining_inputs_coords([], R @ V)  # the attack's starts: spread along V by S
     for name, c0 in (("isotropic", z), ("the attack's (spread by S)", z @ coords.T)):
         c0 = c0 * norm / c0.norm(dim=1, keepdim=True)
         cf = descend(c0)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from gradinv import GradientFactorization, make_victim, stack_gradient
-from gradinv import informed as inf
+from gradinv.search import acceptance, objective, polish, rounding, starts, templates
 
 
 def main(argv=None):
@@ -33,10 +33,10 @@ def main(argv=None):
                    help="general descents only (the attack's class_templates=False)")
     p.add_argument("--no-label-counts", action="store_true",
                    help="draw template classes uniformly, not from the classifier's bias gradient")
-    p.add_argument("--projection-passes", type=int, default=inf.PROJECTION_PASSES,
-                   help="alternations of the polish with the nearest cell (informed._polish_projected; 0: none)")
+    p.add_argument("--projection-passes", type=int, default=polish.PROJECTION_PASSES,
+                   help="alternations of the polish with the nearest cell (search.polish._polish_projected; 0: none)")
     p.add_argument("--ignore-fragile-rows", action="store_true",
-                   help="round without the fragile rows' retry (informed.fragile_rows), to measure what it adds")
+                   help="round without the fragile rows' retry (search.rounding.fragile_rows), to measure what it adds")
     args = p.parse_args(argv)
     b = args.batch_size
     v = make_victim("cross_entropy", batch_size=b, width=args.width, random_state=0)
@@ -50,22 +50,22 @@ def main(argv=None):
     Qt = L.T @ v.grad_Z[rows]
     Qt = Qt / Qt.norm(dim=0)  # the true directions, one column per input
     masks = (v.grad_Z[rows] != 0).T.to(L.dtype)  # b × m', the true ReLU masks
-    tols, rng, norm = inf._tolerances(fg.zero_tol), np.random.RandomState(0), float(R.shape[1]) ** 0.5
-    LtL, fragile = L.T @ L, None if args.ignore_fragile_rows else inf.fragile_rows(L)
+    tols, rng, norm = rounding._tolerances(fg.zero_tol), np.random.RandomState(0), float(R.shape[1]) ** 0.5
+    LtL, fragile = L.T @ L, None if args.ignore_fragile_rows else rounding.fragile_rows(L)
     found_q, found, found_inputs, rounds, deviations, found_u, found_zeros = [], None, set(), [], [], [], []
     A_pinv = torch.linalg.pinv(A)
-    margin = inf._cell_margin(A, bias, R @ V, norm, rng)
+    margin = starts._cell_margin(A, bias, R @ V, norm, rng)
     next_bias_grad = None if args.no_label_counts else v.grad_next_bias
     print(f"cross_entropy, m={args.width}, b={b} (rank {L.shape[1]})")
     t0 = time.perf_counter()
     deadline = t0 + args.max_time
     while time.perf_counter() < deadline and len(found_q) < L.shape[1]:
-        coords = inf._remaining_inputs_coords(found_q, R @ V)
-        c0 = inf._round_starts(coords, norm, args.starts, rng)
-        class_p = inf._missing_class_probabilities(next_bias_grad, L.shape[1], found_u, W2.shape[1])
-        templates = None if args.no_class_templates else inf._round_templates(
+        coords = starts._remaining_inputs_coords(found_q, R @ V)
+        c0 = starts._round_starts(coords, norm, args.starts, rng)
+        class_p = templates._missing_class_probabilities(next_bias_grad, L.shape[1], found_u, W2.shape[1])
+        templates = None if args.no_class_templates else templates._round_templates(
             deviations, args.starts, W2.shape[1], len(rounds), rng, class_p)
-        cf = inf._descend(c0, torch.linalg.qr(coords)[0], A, bias, L, W2, steps=50, lr=0.05,
+        cf = objective._descend(c0, torch.linalg.qr(coords)[0], A, bias, L, W2, steps=50, lr=0.05,
                           tau=(0.03, 0.001), deadline=deadline, templates=templates)
         cos = (cf / cf.norm(dim=1, keepdim=True) @ C.T).abs()
         missing = sorted(set(range(b)) - found_inputs)
@@ -78,24 +78,24 @@ def main(argv=None):
         mask_to_found = int((hamming[:, done].min(1).values < to_missing).sum()) if done.any() else 0
         new = 0
         zeros = torch.stack(found_zeros) if found_zeros else None
-        for polished in inf._polish_projected(cf, A, A_pinv, bias, L, W2, margin, args.projection_passes, found, zeros):
+        for polished in polish._polish_projected(cf, A, A_pinv, bias, L, W2, margin, args.projection_passes, found, zeros):
             if polished is None:
                 continue
-            block = inf._round_polished(polished, L, W2, tols, found, gram=LtL, fragile=fragile,
+            block = rounding._round_polished(polished, L, tols, found, gram=LtL, fragile=fragile,
                                         found_zeros=zeros,
-                                        max_misfit=inf.MAX_POLISH_MISFIT)
+                                        max_misfit=rounding.MAX_POLISH_MISFIT)
             if block is None:
                 continue
-            _, g, zero = inf._refine_on_zeros(L, block[0], tols[3])
-            u = inf._next_layer_fit(g, W2, zero)[0]
-            deviations.append(inf.template_deviation(u))
+            _, g, zero = rounding._refine_on_zeros(L, block[0], tols[3])
+            u = acceptance._next_layer_fit(g, W2, zero)[0]
+            deviations.append(templates.template_deviation(u))
             for i, q in enumerate(block):
                 if len(found_q) >= L.shape[1]:
                     break
                 if found is not None and torch.linalg.svdvals(torch.cat([found, q[None]]))[-1] < 1e-6:
                     continue
                 if i == 0:
-                    found_u.append(inf.oriented_upstream(u))
+                    found_u.append(templates.oriented_upstream(u))
                     found_zeros.append(zero)
                 found_q.append(q)
                 found = torch.stack(found_q)

@@ -1,7 +1,7 @@
 """Gradient-only arrangement search: exact columns of dL/dZ from dL/dW, dL/db and the layer's W, b alone.
 
 SPEAR++'s knowledge (the gradient and the attacked layer's parameters, nothing downstream).  As
-in the informed search (:mod:`gradinv.informed`), an input is x_j = V c_j with V the right
+in the informed search (:mod:`gradinv.search`), an input is x_j = V c_j with V the right
 singular vectors of dL/dW, and neuron k is inactive for sample j iff A_k c_j + b_k ≤ 0 with
 A = W V: a column's zero set I_j is a cell of a *known* hyperplane arrangement in ℝ^b.  A true
 c_j makes L restricted to I(c_j) = {k : A_k c_j + b_k ≤ 0} have an exactly one-dimensional kernel,
@@ -17,7 +17,7 @@ inside the complement of the columns found: deflation):
   b. exact rounding: the kernel of L on the rows most confidently inactive under the final c
      (the fractions :data:`FRACS` of them, most negative margin first), or on the rows where |L q|
      is smallest, or on the inactive rows first in both orders, accepted only when exactly one-dimensional
-     (:func:`~gradinv.informed._null_space`);
+     (:func:`~gradinv.search._null_space`);
   c. checks: ≥ ``min_zero_fraction``·m exact zeros (``zero_tol``, the factorisation's), not a column
      already found, a robust zero set (:func:`~gradinv.certificate.zero_set_kernels`: no zero row
      carries a direction alone, which rejects the combinations of two near-duplicate samples' columns
@@ -41,7 +41,8 @@ from sudl._array_api import to_numpy
 from ._step import GradientStep
 from .certificate import zero_set_kernels
 from .factorize import GradientError
-from .informed import _cell_margin, _null_space, _remaining_inputs_coords, _round_starts, _tolerances
+from .search.rounding import _null_space, _tolerances
+from .search.starts import _cell_margin, _remaining_inputs_coords, _round_starts
 
 RESOLVE_EVERY = 10
 """Descent steps between two exact resets of q to the smallest eigenvector of Lᵀ diag(w) L."""

@@ -17,20 +17,22 @@ from sudl._array_api import to_numpy
 
 
 def infer_labels(grad_Z, next_weight, *, zero_tol=1e-9):
-    """Labels y (b,) and margins (b,) from recovered columns of dL/dZ (m × b) and W₂ (C × m).
+    """Labels y (b,) and margins (b,) from recovered columns of dL/dZ (m × b) and W₂ (C × m), or
+    one downstream Jacobian J(h_j) (b × C × m) per sample when the layer feeds a deeper network.
 
     The margin is (second smallest − smallest entry of u_j) / ‖u_j‖: near 0 means the column
     does not single out a class (an inexact column, or a duplicate with two labels).
     """
     G = np.asarray(to_numpy(grad_Z), np.float64)
     W2 = np.asarray(to_numpy(next_weight), np.float64)
-    if W2.ndim != 2 or W2.shape[1] != G.shape[0]:
-        raise ValueError(f"next_weight must be (C × {G.shape[0]}), got {W2.shape}")
+    if W2.ndim not in (2, 3) or W2.shape[-1] != G.shape[0] or (W2.ndim == 3 and len(W2) != G.shape[1]):
+        raise ValueError(f"next_weight must be (C × {G.shape[0]}) or ({G.shape[1]} × C × {G.shape[0]}), "
+                         f"got {W2.shape}")
     labels = np.zeros(G.shape[1], dtype=int)
     margins = np.zeros(G.shape[1])
     for j, g in enumerate(G.T):
         active = np.abs(g) > zero_tol * np.abs(g).max()
-        u = np.linalg.lstsq(W2[:, active].T, g[active], rcond=None)[0]
+        u = np.linalg.lstsq((W2 if W2.ndim == 2 else W2[j])[:, active].T, g[active], rcond=None)[0]
         order = np.argsort(u)
         labels[j] = order[0]
         margins[j] = (u[order[1]] - u[order[0]]) / max(np.linalg.norm(u), np.finfo(float).tiny)

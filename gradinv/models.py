@@ -2,10 +2,20 @@
 
 Layers are found by walking the model's modules in registration order (``nn.Sequential`` and
 modules that register their layers in call order): a ``Linear`` whose next module is a ``ReLU``
-is attackable; if the module after the ReLU is a ``Linear`` that ends the model, it is the
-classifier the informed search uses.  A ReLU applied functionally (``F.relu``) is invisible to
-this walk: name the layer explicitly then.  The first Linear of a model sees the client's raw
-inputs; a deeper one sees features, and the attack returns those features.
+is attackable.  What the search may use after it depends on what the walk can prove:
+
+* the module after the ReLU is a ``Linear`` that ends the model: it is the classifier W₂, and
+  the search uses it directly (J = W₂, no autograd);
+* the model is built of ``nn.Sequential`` containers only, so that its forward pass *is* the
+  chain of its leaves: the leaves after the ReLU are the downstream network, and the search
+  differentiates through it (:mod:`gradinv.downstream`); a layer it cannot differentiate
+  through per sample is named, and the gradient-only search runs instead;
+* otherwise (a custom ``forward``) the downstream network is unknown to the walk and the
+  gradient-only search runs; the reason says so.
+
+A ReLU applied functionally (``F.relu``) is invisible to this walk: name the layer explicitly
+then.  The first Linear of a model sees the client's raw inputs; a deeper one sees features,
+and the attack returns those features.
 """
 
 from dataclasses import dataclass
@@ -13,7 +23,8 @@ from dataclasses import dataclass
 from torch import nn
 
 from ._checks import check_model_arguments
-from .end_to_end import certify_end_to_end
+from .downstream import Downstream, DownstreamError
+from .end_to_end import certify_end_to_end, is_leaf_chain
 from .factorize import GradientError
 from .pipeline import invert_layer
 
@@ -25,18 +36,34 @@ def _what_it_recovers(first):
 
 @dataclass
 class AttackableLayer:
-    """A Linear layer followed by ReLU: its name, the next Linear (if it ends the model), and why."""
+    """A Linear layer followed by ReLU: its name, the next Linear (if it ends the model), the
+    downstream network after its ReLU (when the walk can prove it), and why."""
 
     name: str
     linear: nn.Linear
     next_name: str = None
     next_linear: nn.Linear = None
     first: bool = False
+    downstream: nn.Module = None
+    downstream_names: tuple = ()
+    no_downstream_reason: str = ""
+
+    @property
+    def search(self):
+        """The search its knowledge allows: "informed" (classifier or downstream network known) or
+        "logcosh" (gradient only)."""
+        return "informed" if self.next_linear is not None or self.downstream is not None else "logcosh"
 
     @property
     def reason(self):
         what = _what_it_recovers(self.first)
-        nxt = f"; its ReLU feeds the classifier '{self.next_name}'" if self.next_linear is not None else ""
+        if self.next_linear is not None:
+            nxt = f"; its ReLU feeds the classifier '{self.next_name}': informed search with W₂"
+        elif self.downstream is not None:
+            nxt = (f"; its ReLU feeds {len(self.downstream_names)} further layers "
+                   f"({', '.join(self.downstream_names)}): model-aware search through their Jacobian")
+        else:
+            nxt = f"; gradient-only search ({self.no_downstream_reason})"
         return f"'{self.name}' is Linear → ReLU, {what}{nxt}"
 
 
@@ -44,19 +71,28 @@ def _classifier_bias_grad(gradients, classifier, kwargs):
     """The classifier's bias gradient from ``gradients``, or None: when it is absent, and in
     approximate mode, whose DP-SGD or FedAvg updates do not carry one mean cross-entropy step's
     ∂L/∂b₂ (:func:`gradinv.labels.label_counts`).  An explicit ``next_bias_grad`` overrides it."""
-    return None if kwargs.get("approximate") else gradients.get(f"{classifier}.bias")
+    return None if kwargs.get("approximate") or classifier is None else gradients.get(f"{classifier}.bias")
 
 
 def find_attackable_layers(model):
     """Every Linear → ReLU pair of ``model``, in order (see the module doc for what is detected)."""
     leaves = [(n, m) for n, m in model.named_modules() if len(list(m.children())) == 0]
     first_param = next((n for n, m in leaves if any(True for _ in m.parameters(recurse=False))), None)
+    chain = is_leaf_chain(model)
     found = []
     for i, (name, mod) in enumerate(leaves[:-1]):
         if isinstance(mod, nn.Linear) and isinstance(leaves[i + 1][1], nn.ReLU):
             layer = AttackableLayer(name, mod, first=name == first_param)
             if i + 2 == len(leaves) - 1 and isinstance(leaves[i + 2][1], nn.Linear):
                 layer.next_name, layer.next_linear = leaves[i + 2]
+            elif not chain:
+                layer.no_downstream_reason = (f"{type(model).__name__} has its own forward(), so the network after "
+                                              f"'{name}' cannot be read off its modules")
+            elif i + 2 == len(leaves):
+                layer.no_downstream_reason = f"nothing follows the ReLU after '{name}'"
+            else:
+                layer.downstream = nn.Sequential(*(m for _, m in leaves[i + 2:]))
+                layer.downstream_names = tuple(n for n, _ in leaves[i + 2:])
             found.append(layer)
     return found
 
@@ -86,9 +122,22 @@ def attack_model(model, gradients, *, layer=None, **kwargs):
     if target.next_linear is not None:
         known["next_weight"] = target.next_linear.weight.detach()
         known["next_bias_grad"] = _classifier_bias_grad(gradients, target.next_name, kwargs)
+    elif target.downstream is not None:
+        try:
+            known["downstream"] = Downstream.from_module(target.downstream, target.linear.out_features)
+        except DownstreamError as e:  # the gradient-only search instead, and the reason says why
+            target.downstream, target.no_downstream_reason = None, str(e)
+        else:
+            known["next_bias_grad"] = _classifier_bias_grad(gradients, _last_bias(target), kwargs)
     result = invert_layer(gradients[keys[0]], gradients[keys[1]], **{**known, **kwargs})
     result = certify_end_to_end(result, model, target, gradients)
     return result, target
+
+
+def _last_bias(layer):
+    """The name of the downstream network's last layer when it is a Linear (the classifier, whose bias
+    gradient counts the samples per class, :func:`gradinv.labels.label_counts`), else None."""
+    return layer.downstream_names[-1] if isinstance(layer.downstream[-1], nn.Linear) else None
 
 
 def linear_layers_of_state(state):

@@ -27,7 +27,8 @@ from ._checks import check_layer_arguments
 from .factorize import (GradientError, GradientFactorization, NoExactColumnError, NoRankGapError, noise_evidence,
                         stack_gradient)
 from .reconstruct import InputReconstruction
-from .informed import InformedSearch
+from .downstream import as_downstream
+from .search import InformedSearch
 from .labels import infer_labels
 from .spear import SpearSearch
 from .cells import CellSearch
@@ -106,23 +107,31 @@ class ExactRounding(GradientStep):
         return fg.with_directions(D, self.n_zeros_, self.exact_)
 
 
+SPARSITY_FILTER = 0.3
+"""Fraction of the neurons a candidate column must vanish on (SPEAR's filter) in the searches that
+sample candidates; the informed search's columns pass exact tests of their own (``ZERO_SLACK``)."""
+DEFAULT_MAX_TIME = 60.0
+"""Seconds bound of the searches other than the informed one when ``max_time`` is None."""
 APPROXIMATE_ZERO_TOL = 1e-2
 """Zero tolerance of the approximate mode (measured on DP-SGD and FedAvg clients, ``docs/threat_models.md``)."""
 APPROXIMATE_NEXT_LAYER_RTOL = 0.35
 """How loosely W₂ᵀu must fit a column in the approximate mode (FedAvg's W₂ drifts: residuals 0.1–0.3 measured)."""
 
 
-def make_spear_pipeline(*, solver="logcosh", batch_size=None, random_state=None, max_time=60.0,
-                        min_zero_fraction=0.3, weight=None, bias=None, next_weight=None, next_bias_grad=None,
-                        zero_tol=None, approximate=False, verbose=0):
+def make_spear_pipeline(*, solver="logcosh", batch_size=None, random_state=None, max_time=None,
+                        min_zero_fraction=None, weight=None, bias=None, next_weight=None, downstream=None,
+                        next_bias_grad=None, zero_tol=None, approximate=False, verbose=0):
     """Build the attack pipeline; ``Pipeline.fit_transform(stack_gradient(grad_W, grad_b))`` → X.
 
-    solver: "informed" (needs ``weight``, ``bias`` and ``next_weight``: the attacked layer's
-    parameters and the classifier it feeds, all known to the server; :mod:`gradinv.informed`;
+    solver: "informed" (needs ``weight``, ``bias`` and ``next_weight`` or ``downstream``: the attacked
+    layer's parameters and the classifier or network its ReLU feeds, all known to the server;
+    :mod:`gradinv.search`, :mod:`gradinv.downstream`;
     ``next_bias_grad``, the classifier's bias gradient, optionally steers it to the classes missing),
     "logcosh" / "l1" / "l4" (a ``sudl`` solver on L, gradient only), or "spear" (SPEAR's sampling).
     With ``weight`` and ``bias`` every certified sample is checked against the ReLU pattern it
-    must produce; without them no sample is certified.
+    must produce; without them no sample is certified.  ``max_time`` (seconds) caps the search;
+    by default (None) the informed search runs until it stagnates (:mod:`gradinv.bound`) and the
+    others for :data:`DEFAULT_MAX_TIME`.
 
     ``approximate=True`` is for updates whose zeros are no longer exact (DP-SGD noise) or whose
     classifier drifted (FedAvg): the zero tolerance becomes :data:`APPROXIMATE_ZERO_TOL` (unless
@@ -134,8 +143,13 @@ def make_spear_pipeline(*, solver="logcosh", batch_size=None, random_state=None,
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
     if approximate and zero_tol is None:
         zero_tol = APPROXIMATE_ZERO_TOL
+    if max_time is None and solver != "informed":
+        max_time = DEFAULT_MAX_TIME
+    if min_zero_fraction is None:  # the sparsity filter of the searches that sample candidates
+        min_zero_fraction = 0.0 if solver == "informed" else SPARSITY_FILTER
     if solver == "informed":
-        search = InformedSearch(weight=weight, bias=bias, next_weight=next_weight, next_bias_grad=next_bias_grad,
+        search = InformedSearch(weight=weight, bias=bias, next_weight=next_weight, downstream=downstream,
+                                next_bias_grad=next_bias_grad,
                                 max_time=max_time,
                                 min_zero_fraction=min_zero_fraction, random_state=random_state, verbose=verbose,
                                 next_layer_rtol=APPROXIMATE_NEXT_LAYER_RTOL if approximate else None)
@@ -232,12 +246,31 @@ def _fit_detecting_noise(build, grad, approximate):
     return pipe, pipe.fit_transform(grad), True, f"detected: noisy update ({reason})"
 
 
+def _jacobians_at(X, weight, bias, next_weight, downstream):
+    """W₂ (C × m), or the downstream Jacobians J(h_j) (b × C × m) at the recovered inputs' activations
+    h_j = ReLU(W x_j + b): exact where x_j is, so the labels read from them are too."""
+    if downstream is None:
+        return next_weight
+    W, bias = (np.asarray(to_numpy(a), np.float64) for a in (weight, bias))
+    down = as_downstream(downstream, W.shape[0])
+    if down.is_linear:
+        return down.weight.numpy()
+    import torch
+
+    H = torch.relu(torch.as_tensor(np.asarray(to_numpy(X), np.float64)) @ torch.as_tensor(W).T + torch.as_tensor(bias))
+    return down.jacobians(H).mT.numpy()
+
+
 def invert_layer(grad_W, grad_b, *, batch_size=None, solver=None, weight=None, bias=None, next_weight=None,
-                 next_bias_grad=None, random_state=None, max_time=60.0, zero_tol=None, approximate=None, verbose=0):
+                 downstream=None, next_bias_grad=None, random_state=None, max_time=None, zero_tol=None,
+                 approximate=None, verbose=0):
     """Invert a linear+ReLU layer's gradient: the client's inputs X from dL/dW and dL/db.
 
     ``weight``/``bias``: the layer's parameters (needed for certificates); ``next_weight``: the
-    classifier fed by the layer's ReLU (also gives the labels); ``next_bias_grad``: that classifier's
+    classifier fed by the layer's ReLU (also gives the labels); ``downstream``: instead, the whole
+    network after the layer's ReLU (an ``nn.Module`` from its activations to the logits, any depth:
+    the search then uses its Jacobian at each candidate, :mod:`gradinv.downstream`);
+    ``next_bias_grad``: the classifier's
     bias gradient (optional, sent by the client with the rest; one mean cross-entropy step's, so
     not for DP-SGD or FedAvg updates).  ``solver`` defaults to "informed"
     when all three are given, else "logcosh"; ``approximate`` for DP-SGD or FedAvg updates (see
@@ -254,20 +287,22 @@ def invert_layer(grad_W, grad_b, *, batch_size=None, solver=None, weight=None, b
     batch_size, max_time, zero_tol, approximate = (checked[k] for k in ("batch_size", "max_time", "zero_tol",
                                                                         "approximate"))
     if solver is None:
-        solver = "informed" if all(a is not None for a in (weight, bias, next_weight)) else "logcosh"
+        solver = "informed" if weight is not None and bias is not None and (
+            next_weight is not None or downstream is not None) else "logcosh"
     start = time.perf_counter()
 
     def build(approximate):
         return make_spear_pipeline(solver=solver, batch_size=batch_size, random_state=random_state,
                                    max_time=max_time, weight=weight, bias=bias, next_weight=next_weight,
-                                   next_bias_grad=next_bias_grad, zero_tol=zero_tol, approximate=approximate,
-                                   verbose=verbose)
+                                   downstream=downstream, next_bias_grad=next_bias_grad, zero_tol=zero_tol,
+                                   approximate=approximate, verbose=verbose)
 
     pipe, X, approximate, mode_reason = _fit_detecting_noise(build, stack_gradient(grad_W, grad_b), approximate)
     rec, factorize = pipe.named_steps["reconstruct"], pipe.named_steps["factorize"]
     labels = margin = None
-    if next_weight is not None:
-        labels, margin = infer_labels(rec.grad_Z_, next_weight, zero_tol=factorize.zero_tol_)
+    if next_weight is not None or (downstream is not None and weight is not None and bias is not None):
+        labels, margin = infer_labels(rec.grad_Z_, _jacobians_at(X, weight, bias, next_weight, downstream),
+                                      zero_tol=factorize.zero_tol_)
     return InversionResult(inputs=X, exact=rec.exact_, sparse=rec.sparse_, batch_size=factorize.batch_size_,
                            grad_Z=rec.grad_Z_, n_zeros=pipe.named_steps["rounding"].n_zeros_, labels=labels,
                            label_margin=margin, n_dependent_inputs=factorize.n_dependent_inputs_,

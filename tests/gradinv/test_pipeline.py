@@ -4,7 +4,7 @@ import torch
 from sklearn.pipeline import Pipeline
 
 from gradinv import DependentInputsWarning, GradientError, invert_layer, make_spear_pipeline, make_victim, stack_gradient
-from gradinv import informed as inf
+from gradinv.search import informed as informed_search_module, templates
 from gradinv.labels import label_counts
 from gradinv.metrics import evaluate
 
@@ -147,7 +147,7 @@ def test_cross_entropy_b50_float32():
 
 def test_informed_rounding_skips_a_cell_without_active_neurons():
     """A start whose cell has no active neuron leaves W₂ᵀu undetermined: skipped, not an error."""
-    from gradinv.informed import _polish_and_round, _tolerances
+    from gradinv.search.rounding import _polish_and_round, _tolerances
 
     rng = np.random.default_rng(0)
     L = torch.linalg.qr(torch.as_tensor(rng.normal(size=(60, 5))))[0]
@@ -184,15 +184,15 @@ def test_classifier_bias_gradient_is_checked_and_used(ce20, monkeypatch):
     with pytest.raises(GradientError, match="NaN or infinite"):
         invert_layer(ce20.grad_W, ce20.grad_b, next_bias_grad=torch.full((10,), float("nan")), max_time=10, **known)
     drawn = []  # the class probabilities each round's templates are drawn with
-    real = inf._round_templates
+    real = templates._round_templates
 
     def record(deviations, n_starts, n_classes, round_index, rng, class_p=None):
         drawn.append(class_p)
         return real(deviations, n_starts, n_classes, round_index, rng, class_p)
 
-    monkeypatch.setattr(inf, "_round_templates", record)
+    monkeypatch.setattr(informed_search_module, "_round_templates", record)  # where the search looks it up
     res = invert_layer(ce20.grad_W, ce20.grad_b, random_state=0, max_time=600, **ce20.attack_kwargs())
     counts = label_counts(ce20.grad_next_bias, 20)  # the first round: nothing found yet
-    assert np.allclose(drawn[0], inf.class_probabilities(counts, [], 10))
+    assert np.allclose(drawn[0], templates.class_probabilities(counts, [], 10))
     ev = evaluate(ce20.inputs, res.inputs, res.exact)
     assert ev["exact"] >= 18 and ev["certified"] >= 18 and ev["false_certificates"] == 0

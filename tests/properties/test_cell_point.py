@@ -1,4 +1,4 @@
-"""Points of cells, and starts (gradinv.informed: cell_point, _round_starts).
+"""Points of cells, and starts (gradinv.search: cell_point, _round_starts).
 
 A ReLU mask is a cell of the hyperplane arrangement {A_k c + bias_k = 0}; :func:`cell_point` finds
 a point of it by least squares (the projection passes of the search move each polish to such a
@@ -13,7 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradinv import informed as inf
+from gradinv.search import starts
 
 
 def arrangement(rng, m, b):
@@ -31,7 +31,7 @@ def test_cell_point_reaches_any_sign_pattern_of_few_hyperplanes(b, data, seed):
     rng = np.random.default_rng(seed)
     A, bias = arrangement(rng, m, b)
     inactive = torch.as_tensor(rng.random(m) < 0.5)
-    c = inf.cell_point(A, torch.linalg.pinv(A), bias, inactive, margin=1.0)
+    c = starts.cell_point(A, torch.linalg.pinv(A), bias, inactive, margin=1.0)
     assert wrong_signs(A, bias, c, inactive) == 0
 
 
@@ -43,7 +43,7 @@ def test_cell_point_reaches_the_cell_of_a_point(b, seed):
     A, bias = arrangement(rng, m, b)
     margins = A @ torch.as_tensor(rng.standard_normal(b)) + bias
     inactive = margins <= 0
-    c = inf.cell_point(A, torch.linalg.pinv(A), bias, inactive, margin=float(margins.abs().median()))
+    c = starts.cell_point(A, torch.linalg.pinv(A), bias, inactive, margin=float(margins.abs().median()))
     assert wrong_signs(A, bias, c, inactive) <= 0.1 * m  # measured: ≤ 5 %, mean 0.1 % (100 draws per b)
 
 
@@ -56,7 +56,7 @@ def test_cell_point_passes_fix_the_first_least_squares_signs():
         A, bias = arrangement(rng, 120, 30)
         margins = A @ torch.as_tensor(rng.standard_normal(30)) + bias
         inactive = margins <= 0
-        c = inf.cell_point(A, torch.linalg.pinv(A), bias, inactive, margin=float(margins.abs().median()))
+        c = starts.cell_point(A, torch.linalg.pinv(A), bias, inactive, margin=float(margins.abs().median()))
         fractions.append(wrong_signs(A, bias, c, inactive) / 120)
     assert np.mean(fractions) < 0.005
 
@@ -68,8 +68,8 @@ def test_round_starts(b, n_starts, seed):
     f = int(rng.integers(0, b))  # columns found: the missing inputs' coordinates span b − f dimensions
     coords = torch.as_tensor(rng.standard_normal((b, b - f)))
     norm = float(rng.uniform(1, 100))
-    c0 = inf._round_starts(coords, norm, n_starts, np.random.RandomState(seed))
-    assert torch.equal(c0, inf._round_starts(coords, norm, n_starts, np.random.RandomState(seed)))
+    c0 = starts._round_starts(coords, norm, n_starts, np.random.RandomState(seed))
+    assert torch.equal(c0, starts._round_starts(coords, norm, n_starts, np.random.RandomState(seed)))
     assert c0.shape == (n_starts, b)
     torch.testing.assert_close(c0.norm(dim=1), torch.full((n_starts,), norm, dtype=c0.dtype))
     basis = torch.linalg.qr(coords)[0]

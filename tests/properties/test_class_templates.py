@@ -1,4 +1,4 @@
-"""Class-template descents (gradinv.informed: template_deviation, _template_objective, _round_templates).
+"""Class-template descents (gradinv.search: template_deviation, _template_objective, _round_templates).
 
 A cross-entropy client's column is g_j = mask_j ⊙ W₂ᵀu_j with u_j = softmax_j − e_(y_j); when the
 softmax is uniform, u_j = α t_(y_j) with t_c = 1/C − e_c.  Properties: the deviation of u from its
@@ -13,7 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradinv import informed as inf
+from gradinv.search import objective, templates
 
 
 def template(C, c):
@@ -27,11 +27,11 @@ def template(C, c):
 def test_template_deviation_is_zero_exactly_for_uniform_softmax(C, data, log_alpha, seed):
     c = data.draw(st.integers(0, C - 1))
     u = 10.0**log_alpha * template(C, c)
-    assert inf.template_deviation(u) < 1e-12
-    assert inf.template_deviation(-u) < 1e-12  # a direction's sign is arbitrary
+    assert templates.template_deviation(u) < 1e-12
+    assert templates.template_deviation(-u) < 1e-12  # a direction's sign is arbitrary
     noise = torch.as_tensor(np.random.default_rng(seed).standard_normal(C))
     noise -= noise.mean()  # softmax − e_y sums to 0 (so for C = 2 every u is a template)
-    assert inf.template_deviation(u + 0.3 * u.norm() * noise / noise.norm()) > 1e-3
+    assert templates.template_deviation(u + 0.3 * u.norm() * noise / noise.norm()) > 1e-3
 
 
 @settings(max_examples=20, deadline=None)
@@ -48,17 +48,17 @@ def test_template_objective_vanishes_at_a_true_cell(b, C, seed):
     L = torch.linalg.qr(G.T)[0]
     margin = (c_true @ A.T + bias).abs().min()
     tau = float(margin) / 50  # sigmoid saturated to e^-50 on every row: the hard mask
-    right = inf._template_objective(c_true, A, bias, L, T @ W2.T, tau)
+    right = objective._template_objective(c_true, A, bias, L, T @ W2.T, tau)
     assert float(right.max()) < 1e-10
     wrong = torch.stack([template(C, (int(k) + 1) % C) for k in y])
-    assert float(inf._template_objective(c_true, A, bias, L, wrong @ W2.T, tau).min()) > 1e-4
+    assert float(objective._template_objective(c_true, A, bias, L, wrong @ W2.T, tau).min()) > 1e-4
 
 
 @given(n=st.integers(0, 30), dev=st.floats(0, 1), r=st.integers(0, 40), C=st.integers(2, 12))
 def test_rounds_use_templates_only_with_evidence(n, dev, r, C):
     rng = np.random.RandomState(0)
-    T = inf._round_templates([dev] * n, 16, C, r, rng)
-    use = n >= inf.TEMPLATE_EVIDENCE and dev <= inf.TEMPLATE_DEVIATION and r % inf.GENERIC_EVERY != 0
+    T = templates._round_templates([dev] * n, 16, C, r, rng)
+    use = n >= templates.TEMPLATE_EVIDENCE and dev <= templates.TEMPLATE_DEVIATION and r % templates.GENERIC_EVERY != 0
     assert (T is not None) == use
     if use:
         assert T.shape == (16, C)

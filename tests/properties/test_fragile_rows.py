@@ -1,4 +1,4 @@
-"""Fragile rows (leverage ≈ 1) in the exact rounding (gradinv.informed._polish_and_round).
+"""Fragile rows (leverage ≈ 1) in the exact rounding (gradinv.search._polish_and_round).
 
 A near-duplicate pair of samples whose masks differ in one neuron k (and whose next-layer vectors
 u differ by δ) puts e_k in col(dL/dZ) to within δ: row k of L then has leverage ≈ 1 − δ², the
@@ -15,7 +15,7 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from gradinv.informed import _polish_and_round, _tolerances, fragile_rows
+from gradinv.search.rounding import _polish_and_round, _tolerances, fragile_rows
 
 
 def planted(rng, m, b, C, delta):

@@ -1,5 +1,5 @@
 """Label counts from the classifier's bias gradient (gradinv.labels.label_counts) and the class
-allocation of template descents (gradinv.informed.class_probabilities, _round_templates).
+allocation of template descents (gradinv.search.class_probabilities, _round_templates).
 
 Mean cross-entropy gives ∂L/∂b₂ = (1/b) Σ_j (softmax_j − e_(y_j)).  Properties: the counts are
 exact when the softmax is uniform (no upstream needed) and, from any few known u_j (any positive
@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradinv import informed as inf
+from gradinv.search import templates
 from gradinv.labels import label_counts
 
 
@@ -43,7 +43,7 @@ def test_counts_exact_from_known_upstream_when_logits_are_shared(C, b, k, spread
     if len(set(y[known])) < 2:  # one label only: its own class's p is never seen
         return
     scaled = U[known] * np.exp(rng.uniform(-5, 5, (len(known), 1)))
-    oriented = torch.stack([inf.oriented_upstream(torch.as_tensor(s * u)) for s, u in
+    oriented = torch.stack([templates.oriented_upstream(torch.as_tensor(s * u)) for s, u in
                             zip(rng.choice([-1.0, 1.0], len(known)), scaled)])
     if not all(int(o.argmin()) == y[j] for o, j in zip(oriented, known)):
         return  # the template's sign test picked the other sign: the label is not readable either
@@ -54,7 +54,7 @@ def test_counts_exact_from_known_upstream_when_logits_are_shared(C, b, k, spread
 def test_class_probabilities(counts, data):
     C = len(counts)
     found = data.draw(st.lists(st.integers(0, C - 1), max_size=60))
-    p = inf.class_probabilities(counts, found, C)
+    p = templates.class_probabilities(counts, found, C)
     assert p.shape == (C,) and abs(p.sum() - 1) < 1e-12 and p.min() > 0
     missing = np.maximum(np.asarray(counts) - np.bincount(found, minlength=C), 0)
     order = np.argsort(missing, kind="stable")
@@ -63,7 +63,7 @@ def test_class_probabilities(counts, data):
 
 def test_templates_follow_the_class_probabilities():
     C, p = 5, np.array([0.7, 0.0, 0.3, 0.0, 0.0])
-    T = inf._round_templates([0.0] * inf.TEMPLATE_EVIDENCE, 2000, C, 1, np.random.RandomState(0), p)
+    T = templates._round_templates([0.0] * templates.TEMPLATE_EVIDENCE, 2000, C, 1, np.random.RandomState(0), p)
     drawn = np.bincount(T.argmin(1).numpy(), minlength=C) / 2000
     assert np.all(drawn[p == 0] == 0) and abs(drawn[0] - 0.7) < 0.05
 
@@ -77,9 +77,9 @@ def test_missing_class_probabilities_from_found_columns(C, data):
     for u, y in zip(U, labels):
         u[y] -= 1
     g = torch.as_tensor(data.draw(st.lists(st.floats(-0.05, 0.05), min_size=C, max_size=C)), dtype=torch.float64)
-    assert inf._missing_class_probabilities(None, 50, U, C) is None
-    p = inf._missing_class_probabilities(g, 50, U, C)
-    expected = inf.class_probabilities(label_counts(g, 50, torch.stack(U) if U else None), labels, C)
+    assert templates._missing_class_probabilities(None, 50, U, C) is None
+    p = templates._missing_class_probabilities(g, 50, U, C)
+    expected = templates.class_probabilities(label_counts(g, 50, torch.stack(U) if U else None), labels, C)
     assert np.allclose(p, expected, atol=1e-12)
 
 

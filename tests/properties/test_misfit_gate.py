@@ -1,4 +1,4 @@
-"""The misfit gate of the exact rounding (gradinv.informed._polish_and_round, ``max_misfit``).
+"""The misfit gate of the exact rounding (gradinv.search._polish_and_round, ``max_misfit``).
 
 After the polish, a candidate whose (q, u) leaves more than MAX_POLISH_MISFIT of ‖W₂_Aᵀu‖²
 unexplained is not rounded.  Properties on planted columns g_j = mask_j ⊙ W₂ᵀu_j: from labels
@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradinv import informed as inf
+from gradinv.search import rounding
 
 
 def planted(rng, b, C):
@@ -37,9 +37,9 @@ def test_gate_keeps_every_column_within_reach(b, C, flipped, seed):
     labels = mask[:, 0].clone()
     flip = torch.as_tensor(rng.random(len(labels)) < flipped)
     labels[flip] = ~labels[flip]
-    tols = inf._tolerances(1e-9)
-    ungated = inf._polish_and_round(*cell(labels), L, W2, tols)
-    gated = inf._polish_and_round(*cell(labels), L, W2, tols, max_misfit=inf.MAX_POLISH_MISFIT)
+    tols = rounding._tolerances(1e-9)
+    ungated = rounding._polish_and_round(*cell(labels), L, W2, tols)
+    gated = rounding._polish_and_round(*cell(labels), L, W2, tols, max_misfit=rounding.MAX_POLISH_MISFIT)
     assert (gated is None) == (ungated is None)
     if gated is not None:
         assert torch.allclose(gated.abs(), ungated.abs())
@@ -50,19 +50,19 @@ def test_gate_skips_most_roundings_that_would_find_nothing():
     does (the polish often reaches a true column from them: measured 11 of 20), and where the
     ungated one finds nothing, the rounding is mostly not even attempted."""
     hopeless = skipped = 0
-    original = inf._round_on_labels
+    original = rounding._round_on_labels
     for seed in range(20):
         rng = np.random.default_rng(seed)
         L, W2, _, _ = planted(rng, 24, 5)
         labels = torch.as_tensor(rng.random(L.shape[0]) < 0.5)
-        tols = inf._tolerances(1e-9)
+        tols = rounding._tolerances(1e-9)
         calls = []
-        inf._round_on_labels = lambda *a, **k: calls.append(1) or original(*a, **k)
+        rounding._round_on_labels = lambda *a, **k: calls.append(1) or original(*a, **k)
         try:
-            gated = inf._polish_and_round(*cell(labels), L, W2, tols, max_misfit=inf.MAX_POLISH_MISFIT)
+            gated = rounding._polish_and_round(*cell(labels), L, W2, tols, max_misfit=rounding.MAX_POLISH_MISFIT)
         finally:
-            inf._round_on_labels = original
-        ungated = inf._polish_and_round(*cell(labels), L, W2, tols)
+            rounding._round_on_labels = original
+        ungated = rounding._polish_and_round(*cell(labels), L, W2, tols)
         assert (gated is None) == (ungated is None)
         if ungated is None:
             hopeless += 1

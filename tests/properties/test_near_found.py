@@ -1,4 +1,4 @@
-"""Polishes that end next to a found column (gradinv.informed._polish_and_round, ``found_zeros``).
+"""Polishes that end next to a found column (gradinv.search._polish_and_round, ``found_zeros``).
 
 A polish whose labels are within NEAR_FOUND_ROWS rows of a found column's zero set is either that
 column with a few rows mislabelled, which smaller row sets would only find again, or a
@@ -14,7 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradinv import informed as inf
+from gradinv.search import polish, rounding
 
 
 def planted_twins(rng, b, C, apart, rows_per_sample=12):
@@ -44,14 +44,14 @@ def unit(L, g):
 @settings(max_examples=30, deadline=None)
 @given(b=st.integers(8, 24), C=st.integers(3, 6), data=st.data(), seed=st.integers(0, 2**31 - 1))
 def test_twin_of_a_found_column_is_still_found(b, C, data, seed):
-    apart = data.draw(st.integers(1, inf.NEAR_FOUND_ROWS))
+    apart = data.draw(st.integers(1, polish.NEAR_FOUND_ROWS))
     rng = np.random.default_rng(seed)
     L, W2, mask, G = planted_twins(rng, b, C, apart)
-    tols = inf._tolerances(1e-9)
+    tols = rounding._tolerances(1e-9)
     found, found_zeros = unit(L, G[:, 0])[None], ~mask[:, :1].T
     twin = unit(L, G[:, 1])
-    plain = inf._polish_and_round(*cell(mask[:, 1]), L, W2, tols, found)
-    got = inf._polish_and_round(*cell(mask[:, 1]), L, W2, tols, found, found_zeros=found_zeros)
+    plain = rounding._polish_and_round(*cell(mask[:, 1]), L, W2, tols, found)
+    got = rounding._polish_and_round(*cell(mask[:, 1]), L, W2, tols, found, found_zeros=found_zeros)
     assert (got is None) == (plain is None)
     if plain is not None:
         assert float((got[0] @ twin).abs()) > 1 - 1e-9
@@ -63,27 +63,27 @@ def test_found_column_with_mislabelled_rows_is_rounded_on_all_rows_alone():
     zero sets the rounding drops rows until it finds the found column again; with them it tries
     the full label set alone; it never returns the found column."""
     rounded = []
-    original = inf._round_on_labels
-    inf._round_on_labels = lambda *a, **k: rounded.append((a[2], a[10] if len(a) > 10 else k.get("fracs", inf.FRACS))) or original(*a, **k)
+    original = rounding._round_on_labels
+    rounding._round_on_labels = lambda *a, **k: rounded.append((a[2], a[10] if len(a) > 10 else k.get("fracs", rounding.FRACS))) or original(*a, **k)
     again_without = 0
     try:
         for seed in range(20):
             rng = np.random.default_rng(seed)
             L, W2, mask, G = planted_twins(rng, 20, 5, apart=20, rows_per_sample=3)  # no twin within reach
             labels = mask[:, 0].clone()
-            rows = rng.choice(len(labels), int(rng.integers(1, inf.NEAR_FOUND_ROWS + 1)), replace=False)
+            rows = rng.choice(len(labels), int(rng.integers(1, polish.NEAR_FOUND_ROWS + 1)), replace=False)
             labels[rows] = ~labels[rows]
-            tols = inf._tolerances(1e-9)
+            tols = rounding._tolerances(1e-9)
             q0 = unit(L, G[:, 0])
             rounded.clear()
-            without = inf._polish_and_round(*cell(labels), L, W2, tols, q0[None])
-            near = bool(rounded) and int((rounded[0][0] != ~mask[:, 0]).sum()) <= inf.NEAR_FOUND_ROWS
-            again_without += near and rounded[0][1] == inf.FRACS and without is None
+            without = rounding._polish_and_round(*cell(labels), L, W2, tols, q0[None])
+            near = bool(rounded) and int((rounded[0][0] != ~mask[:, 0]).sum()) <= polish.NEAR_FOUND_ROWS
+            again_without += near and rounded[0][1] == rounding.FRACS and without is None
             rounded.clear()
-            got = inf._polish_and_round(*cell(labels), L, W2, tols, q0[None], found_zeros=~mask[:, [0]].T)
+            got = rounding._polish_and_round(*cell(labels), L, W2, tols, q0[None], found_zeros=~mask[:, [0]].T)
             assert got is None or float((got[0] @ q0).abs()) < 1 - 1e-9
             if near:  # the polish ended next to the found column: its full label set alone is rounded
-                assert rounded[0][1] == inf.FRACS[:1]
+                assert rounded[0][1] == rounding.FRACS[:1]
     finally:
-        inf._round_on_labels = original
+        rounding._round_on_labels = original
     assert again_without >= 3  # the rounding the shortcut skips

@@ -1,4 +1,4 @@
-"""The exact rounding's null-space test (gradinv.informed._null_space) decides as an SVD would.
+"""The exact rounding's null-space test (gradinv.search._null_space) decides as an SVD would.
 
 It rejects most candidates on the Gram matrix MᵀM and accepts clearly unique null vectors from
 its eigenvectors; only blocks and near-ambiguous cases take the SVD.  These properties plant
@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradinv.informed import _nested_grams, _null_space
+from gradinv.search.rounding import _nested_grams, _null_space
 
 TOL_KERNEL, TOL_UNIQUE, MAX_DIM = 1e-10, 1e-8, 3
 DEPTHS = (0.0, 1e-13, 1e-9, 1e-6, 1e-2)  # away from the thresholds 1e-10 and 1e-8 by a factor ≥ 3

@@ -1,4 +1,4 @@
-"""Alternating the polish with the nearest cell (gradinv.informed._polish_projected).
+"""Alternating the polish with the nearest cell (gradinv.search._polish_projected).
 
 A true column's labels are both a fit of the column structure (zeros, or W₂ᵀu) and a cell of the
 hyperplane arrangement {A_k c + bias_k = 0}.  Properties on planted problems (inputs sharing a
@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradinv import informed as inf
+from gradinv.search import polish, rounding
 
 
 def planted(rng, b, m, C):
@@ -31,7 +31,7 @@ def test_true_cell_is_a_fixed_point(b, C, passes, seed):
     rng = np.random.default_rng(seed)
     A, bias, coords, W2, L, G = planted(rng, b, 8 * b, C)
     margin = float((coords @ A.T + bias).abs().median())
-    out = inf._polish_projected(coords, A, torch.linalg.pinv(A), bias, L, W2, margin, passes)
+    out = polish._polish_projected(coords, A, torch.linalg.pinv(A), bias, L, W2, margin, passes)
     for j, polished in enumerate(out):
         assert polished is not None and torch.equal(polished[1], G[:, j] == 0)
 
@@ -52,9 +52,9 @@ def test_passes_reach_more_columns_than_the_polish_alone():
         margin = float((coords @ A.T + bias).abs().median())
         for passes in found:
             hits = set()
-            for polished in inf._polish_projected(starts, A, torch.linalg.pinv(A), bias, L, W2, margin, passes):
-                directions = None if polished is None else inf._round_polished(
-                    polished, L, W2, inf._tolerances(1e-9), max_misfit=inf.MAX_POLISH_MISFIT)
+            for polished in polish._polish_projected(starts, A, torch.linalg.pinv(A), bias, L, W2, margin, passes):
+                directions = None if polished is None else rounding._round_polished(
+                    polished, L, rounding._tolerances(1e-9), max_misfit=rounding.MAX_POLISH_MISFIT)
                 if directions is not None and float((directions[0] @ Q).abs().max()) > 1 - 1e-9:
                     hits.add(int((directions[0] @ Q).abs().argmax()))
             found[passes] += len(hits)

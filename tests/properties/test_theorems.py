@@ -67,7 +67,7 @@ def test_deflation_keeps_missing_inputs(layer, data):
     informed search draws its starts from (x_k = (Q⁻¹)_k R, (Q⁻¹)_k ⟂ every found q_i)."""
     import torch
 
-    from gradinv.informed import _remaining_inputs_coords
+    from gradinv.search.starts import _remaining_inputs_coords
 
     assume(full_rank(layer) and layer["b"] > 1)
     fg = GradientFactorization().fit_transform(stack_gradient(layer["grad_W"], layer["grad_b"]))

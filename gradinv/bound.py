@@ -1,0 +1,40 @@
+"""When a search stops: a cap on its time, and stagnation (no new column for a while).
+
+A fixed time bound fails solvable batches whose search is merely slow (b = 150 took 12 s on one
+client and 168 s on another), so by default the informed search runs while it keeps finding
+columns: it stops once no new column has come for the *patience*, the larger of
+``min_patience`` seconds and ``factor`` times the longest wait for a column so far (a search
+that found its columns every 20 s waits at least 40 s for the next).  ``max_time`` caps the
+whole search when the caller needs a hard bound.
+"""
+
+import time
+
+MIN_PATIENCE = 60.0
+"""Seconds a search waits for its next column at least (:class:`SearchBound`)."""
+PATIENCE_FACTOR = 2.0
+"""The patience is at least this many times the longest wait for a column so far."""
+
+
+class SearchBound:
+    """The stopping rule of a search: ``max_time`` seconds (None: no cap) or stagnation."""
+
+    def __init__(self, max_time=None, min_patience=MIN_PATIENCE, factor=PATIENCE_FACTOR):
+        self.start = self.last = time.perf_counter()
+        self.cap = float("inf") if max_time is None else self.start + float(max_time)
+        self.min_patience, self.factor = float(min_patience), float(factor)
+        self.longest = 0.0
+
+    def found(self):
+        """Record that a new column was found now."""
+        now = time.perf_counter()
+        self.longest = max(self.longest, now - self.last)
+        self.last = now
+
+    @property
+    def deadline(self):
+        """The ``time.perf_counter()`` value at which the search stops unless it finds a column first."""
+        return min(self.cap, self.last + max(self.min_patience, self.factor * self.longest))
+
+    def expired(self):
+        return time.perf_counter() > self.deadline

@@ -1,0 +1,243 @@
+"""Informed search: exact columns of dL/dZ from what an honest-but-curious server knows.
+
+Beyond the gradient, the server knows every weight.  Two facts follow:
+
+1. **Input subspace.**  The inputs span the row space of dL/dW, so x_j = V c_j with V the right
+   singular vectors (n × b) and c_j ∈ ℝ^b unknown.  Neuron k is inactive for sample j iff
+   A_k c_j + b_k ≤ 0 with A = W V known: each column's zero set is one cell of a *known*
+   hyperplane arrangement in ℝ^b, fixed by only b numbers.
+2. **Next layer.**  When the attacked layer feeds a linear classifier W₂ (C × m), dL/dY_j lies
+   in the row space of W₂, so every column is g_j = mask_j ⊙ W₂ᵀ u_j with u_j ∈ ℝ^C.
+
+Search (per batch of starting points c):
+  a. smooth objective over c (Adam on torch autograd): with the soft active mask
+     s = sigmoid((A c + b)/τ), τ annealed geometrically, the smallest generalised eigenvalue over
+     u of  W₂ S (I − L Lᵀ) S W₂ᵀ + W₂ diag(s − s²) W₂ᵀ  against  W₂ diag(s) W₂ᵀ:  it measures how
+     far s ⊙ W₂ᵀu is from col(L), and is 0 only at a true column's mask.  *Class templates*:
+     at initialisation the softmax is near uniform, so u_j ≈ α t_(y_j) with t_c = 1/C − e_c;
+     once the columns found confirm it (:func:`_round_templates`), most rounds fix u to a
+     template drawn per start and minimise ‖(I − LLᵀ)(s ⊙ W₂ᵀt)‖²/‖s ⊙ W₂ᵀt‖², with no C × C
+     eigenproblem (measured at b = 400, m = 4000, classes drawn uniformly: descents 4.5×
+     cheaper; full rank in 742 s against 368 of 400 columns after 1000 s without templates,
+     ``benchmarks/search_yield.py``).  Given the classifier's bias gradient, the classes are
+     drawn by how many of their samples are still missing (:func:`class_probabilities`, counts
+     from :func:`~gradinv.labels.label_counts`);
+  b. polish (:func:`_polish`, all of a round's descents at once): alternate (q, u) = null vector of
+     [L_I, 0; L_A, −W₂_Aᵀ] and the row assignment (inactive iff |L_k q| < |L_k q − w_kᵀu|);
+     then :data:`PROJECTION_PASSES` times move to the point of the arrangement's cell nearest the
+     polished labels (:func:`cell_point`) and polish again (:func:`_polish_projected`): a true
+     mask is both a cell and a fit of the column structure, and alternating the two walks late
+     descents into the rounding's basin (measured at b = 600, m = 4000: 376 columns in 1500 s
+     against 142 without, ``benchmarks/search_yield.py``);
+  c. exact rounding (in exact mode, skipped when the polish leaves more than
+     :data:`MAX_POLISH_MISFIT` unexplained): the same null vector on the most confident rows (failing that, with the
+     other label of each *fragile* row, :func:`fragile_rows`, which the polish cannot place),
+     accepted only when it is exactly one-dimensional, or up to
+     :data:`~gradinv.certificate.MAX_BLOCK`-dimensional for a
+     *block* of near-duplicate samples sharing one mask (then only the block's span is identified,
+     and added as that many directions); a polish that ends within :data:`NEAR_FOUND_ROWS` rows of
+     a found column's zeros is rounded on all its rows alone (:func:`_round_polished`); in
+     approximate mode, failing that, the null vector of the rows most confidently inactive under
+     (W, b) alone (SPEAR's rounding inside the predicted cell); then the column is re-fitted to
+     its exact zeros (:func:`_refine_on_zeros`);
+  d. checks: ≥ b − 1 + :data:`ZERO_SLACK` exact zeros (and ≥ ``min_zero_fraction``·m), the active rows fit W₂ᵀu to rounding error,
+     linear independence from the columns already found.
+Rounds of starts run until b columns are found, or the search stagnates or reaches ``max_time``
+(:class:`~gradinv.bound.SearchBound`).  Deflation: a sample
+not yet found has x_k = (Q⁻¹)_k R with (Q⁻¹)_k orthogonal to every column found, so each round
+searches c only in that (b − found)-dimensional subspace.  **Starts** are c = Vᵀ Rᵀ n with n
+isotropic in the complement of the found q's, i.e. spread along V by the singular values S of
+dL/dW: (dL/dW)ᵀ dL/dW = X diag-ish(‖g_j‖²) Xᵀ, so S and V estimate the inputs' own spread and
+axes.  Real inputs are far from isotropic in ℝ^b (natural images share a mean and low
+frequencies), and isotropic starts do not reach a true cell beyond b ≈ 100: measured on the
+cross-entropy client, b=150, m=1000, the median cosine from a start to the nearest true c is
+0.85 for these starts against 0.18 for isotropic ones (``benchmarks/landing.py``), and all 150
+columns were found in 61 s against 1/150 in 300 s (``docs/results.md``).
+
+Measured on the cross-entropy client (``docs/results.md``).  This step runs in torch whatever
+the input array type, since it needs automatic differentiation: the descents in float32 (they
+only have to land in a cell; measured: as many columns per round as in float64, at 0.55–0.7 of
+the time), the polish and the exact rounding in float64; results go back to the caller's
+namespace.  Developed from probe B (``shared/research/realistic-victims.md``).
+"""
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+from tqdm.auto import tqdm
+
+from sudl._array_api import to_numpy
+
+from .._step import GradientStep
+from ..bound import SearchBound
+from ..certificate import zero_set_kernels
+from ..downstream import as_downstream
+from ..factorize import GradientError
+from .acceptance import DEEP_NEXT_LAYER_RTOL, _next_layer_fit
+from .knowledge import SearchKnowledge
+from .objective import _descend
+from .polish import PROJECTION_PASSES, _polish_projected
+from .rounding import MAX_POLISH_MISFIT, _refine_on_zeros, _round_polished, _tolerances, fragile_rows
+from .starts import _cell_margin, _remaining_inputs_coords, _round_starts, cell_point
+from .templates import _missing_class_probabilities, _round_templates, oriented_upstream, template_deviation
+
+
+ZERO_SLACK = 10
+"""Exact zeros beyond b − 1 a column needs: any b − 1 rows have a kernel, b − 1 + ZERO_SLACK exact ones are
+no accident.  No fraction of the neurons is asked for: a trained network leaves many neurons dead
+for the whole batch and few zeros on the others (measured on the zoo's mlp2_trained_raw client,
+b = 20: 674 of 1000 neurons dead, 23–40 % zeros on the rest; with SPEAR's 30 % filter 4 columns
+were accepted in 64 s, without it all 20 in 9 s)."""
+
+
+def informed_search(L, R, weight, bias, downstream, *, random_state=None, max_time=None, steps=50,
+                    lr=0.05, tau=(0.03, 0.001), batch=None, input_norm=None, min_zero_fraction=0.0,
+                    zero_tol=1e-9, next_layer_rtol=None, rows=None, class_templates=True, next_bias_grad=None,
+                    projection_passes=PROJECTION_PASSES, progress=False):
+    """Exact directions q (rows, k ≤ b) with L q a column of dL/dZ, and their exact-zero counts.
+
+    L (m' × b, orthonormal columns), R (b × n) from the factorisation; ``weight`` (m × n), ``bias`` (m,) of the attacked
+    layer and ``downstream`` the network its ReLU feeds (a :class:`~gradinv.downstream.Downstream`,
+    or the classifier's weight W₂, C × m); ``rows`` (m',) the neurons L keeps (default: all).  A
+    column is accepted when its active rows are fitted by Jᵀu to ``next_layer_rtol`` (default
+    10·zero_tol: rounding level; for a deep downstream network, whose J is the candidate's and not
+    the sample's own, :data:`DEEP_NEXT_LAYER_RTOL`, and the rounding uses the zeros alone).  ``class_templates``: let rounds
+    descend with u fixed to class templates when the columns found support it (:func:`_round_templates`);
+    ``next_bias_grad`` (C,), the classifier's bias gradient of one mean cross-entropy step, lets
+    them draw the classes still missing most often (:func:`class_probabilities`; uniform without
+    it; the batch size in its counts is the rank b, the independent inputs).
+    ``projection_passes``: alternations of the polish with the nearest cell before the rounding
+    (:func:`_polish_projected`; 0: the polish of the descent alone).
+    """
+    rng = check_random_state(random_state)
+    bound = SearchBound(max_time)
+    tols = _tolerances(zero_tol)
+    next_layer_rtol = tols[2] if next_layer_rtol is None else next_layer_rtol
+    max_misfit = MAX_POLISH_MISFIT if next_layer_rtol <= tols[2] else None  # approximate mode: W₂ drifts
+    Lt = torch.as_tensor(to_numpy(L), dtype=torch.float64)
+    m, b = Lt.shape
+    LtL = Lt.T @ Lt
+    fragile = fragile_rows(Lt)
+    Rt = torch.as_tensor(to_numpy(R), dtype=torch.float64)
+    V = torch.linalg.svd(Rt, full_matrices=False)[2].T  # n × b, spans the inputs
+    RV = Rt @ V
+    rows = torch.arange(len(bias)) if rows is None else torch.as_tensor(rows)
+    downstream = as_downstream(downstream, len(bias))
+    known = SearchKnowledge(torch.as_tensor(np.asarray(weight, np.float64)) @ V,  # no copy of W
+                            torch.as_tensor(np.asarray(bias, np.float64)), rows, downstream)
+    A, bias = known.A, known.bias
+    n_classes = downstream.n_classes
+    zeros_only = not downstream.is_linear
+    if zeros_only:
+        next_layer_rtol, max_misfit = max(next_layer_rtol, DEEP_NEXT_LAYER_RTOL), None
+    norm = float(Rt.shape[1]) ** 0.5 if input_norm is None else float(input_norm)
+    B = batch or max(64, min(2 * b, 100))  # measured: small batches of short descents beat large ones
+    A_pinv = torch.linalg.pinv(A)
+    cell_margin = _cell_margin(A, bias, RV, norm, rng)
+    found_q, found_z, deviations, found_u, found_zeros = [], [], [], [], []
+    found = zeros = None  # torch.stack(found_q), torch.stack(found_zeros), kept up to date
+    bar = tqdm(total=b, disable=not progress, desc="informed search", unit="column")
+    rounds = 0
+    while len(found_q) < b and not bound.expired():
+        coords = _remaining_inputs_coords(found_q, RV)
+        c0 = _round_starts(coords, norm, B, rng)
+        basis = torch.linalg.qr(coords)[0]
+        class_p = _missing_class_probabilities(next_bias_grad, b, found_u, n_classes)
+        templates = _round_templates(deviations, B, n_classes, rounds, rng, class_p) if class_templates else None
+        cf = _descend(c0, basis, A, bias, Lt, known.jacobians, steps=steps, lr=lr, tau=tau, deadline=bound.deadline,
+                      templates=templates)
+        rounds += 1
+        for polished in _polish_projected(cf, A, A_pinv, bias, Lt, known.jacobians, cell_margin, projection_passes,
+                                          found, zeros, bound.deadline, zeros_only=zeros_only):
+            if len(found_q) >= b or bound.expired():
+                break
+            if polished is None:
+                continue
+            block = _round_polished(polished, Lt, tols, found, gram=LtL, fragile=fragile,
+                                    max_misfit=max_misfit, found_zeros=zeros, zeros_only=zeros_only)
+            if block is None:
+                continue
+            q, g, zero = _refine_on_zeros(Lt, block[0], tols[3])
+            if int(zero.sum()) < max(min_zero_fraction * m, b - 1 + ZERO_SLACK):
+                continue
+            if zeros_only and zero_set_kernels(Lt, q[None], tols[3], max_dim=1)[0] is None:
+                continue  # a combination of near-duplicates' columns, exact on their common zeros and one row more
+            J = polished[8] if not zeros_only else known.jacobians(cell_point(A, A_pinv, bias, zero[None], cell_margin))[0]
+            u, residual = _next_layer_fit(g, J, zero)
+            if residual > next_layer_rtol:
+                continue
+            deviations.append(template_deviation(u))
+            for i, direction in enumerate([q, *block[1:]]):  # a block's other rows share the zeros of its first
+                if len(found_q) >= b:
+                    break
+                if found is not None and torch.linalg.svdvals(torch.cat([found, direction[None]]))[-1] < 1e-6:
+                    continue  # dependent on the columns found
+                if i == 0:  # u is q's; the block's other rows have their own
+                    found_u.append(oriented_upstream(u))
+                    found_zeros.append(zero)
+                    zeros = torch.stack(found_zeros)
+                found_q.append(direction)
+                found = torch.stack(found_q)
+                found_z.append(int(zero.sum()))
+                bound.found()
+                bar.update(1)
+    bar.close()
+    Q = torch.stack(found_q).numpy() if found_q else np.zeros((0, b))
+    return Q, np.asarray(found_z, dtype=int)
+
+
+class InformedSearch(GradientStep):
+    """Pipeline step (``solver="informed"``): :func:`informed_search` with the server's knowledge.
+
+    Parameters
+    ----------
+    weight, bias : the attacked layer's parameters, (m × n) and (m,)
+    next_weight : (C × m), the classifier the attacked layer's ReLU feeds, when it feeds it directly
+    downstream : the network the attacked layer's ReLU feeds, any depth (an ``nn.Module`` taking
+        h (B × m) to logits, or a :class:`~gradinv.downstream.Downstream`); instead of ``next_weight``
+    max_time : seconds cap of the search (default None: it stops when it stagnates, :mod:`gradinv.bound`)
+    input_norm : typical ‖x‖ of an input (default √n, standardised inputs)
+    next_layer_rtol : how well Jᵀu must fit a column's active rows (default: rounding level;
+        the approximate mode loosens it, since FedAvg's W₂ drifts: measured residuals 0.1–0.3)
+    next_bias_grad : (C,), the gradient of the classifier's bias, which the client shares with the
+        rest: class templates then favour the classes with more samples still missing
+    """
+
+    def __init__(self, weight=None, bias=None, next_weight=None, downstream=None, max_time=None, input_norm=None,
+                 min_zero_fraction=0.0, next_layer_rtol=None, next_bias_grad=None, random_state=None, verbose=0):
+        self.weight = weight
+        self.bias = bias
+        self.next_weight = next_weight
+        self.downstream = downstream
+        self.next_bias_grad = next_bias_grad
+        self.max_time = max_time
+        self.input_norm = input_norm
+        self.min_zero_fraction = min_zero_fraction
+        self.next_layer_rtol = next_layer_rtol
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def fit_transform(self, fg, y=None):
+        if self.weight is None or self.bias is None or (self.next_weight is None and self.downstream is None):
+            raise GradientError("solver='informed' needs the layer's weight and bias and the network its ReLU feeds "
+                                "(next_weight or downstream)")
+        W, bias = (np.asarray(to_numpy(a), np.float64) for a in (self.weight, self.bias))
+        if W.shape[0] != fg.n_neurons or bias.shape != (fg.n_neurons,):
+            raise GradientError(f"weight {W.shape} and bias {bias.shape} do not match a layer with "
+                                f"{fg.n_neurons} neurons and {fg.R.shape[1]} inputs")
+        downstream = as_downstream(self.downstream if self.downstream is not None else self.next_weight,
+                                   fg.n_neurons)
+        n_classes = downstream.n_classes
+        next_bias_grad = None if self.next_bias_grad is None else np.asarray(to_numpy(self.next_bias_grad), np.float64)
+        if next_bias_grad is not None and next_bias_grad.shape != (n_classes,):
+            raise GradientError(f"next_bias_grad {next_bias_grad.shape} does not match the {n_classes} classes of the "
+                                "network after the attacked layer")
+        if next_bias_grad is not None and not np.all(np.isfinite(next_bias_grad)):
+            raise GradientError("next_bias_grad has NaN or infinite entries")
+        Q, zeros = informed_search(fg.L, fg.R, W, bias, downstream, rows=fg.rows,
+                                   random_state=self.random_state, max_time=self.max_time,
+                                   input_norm=self.input_norm, min_zero_fraction=self.min_zero_fraction,
+                                   zero_tol=fg.zero_tol, next_layer_rtol=self.next_layer_rtol,
+                                   next_bias_grad=next_bias_grad, progress=bool(self.verbose))
+        self.n_found_ = Q.shape[0]
+        return fg.with_directions(Q, zeros, np.ones(len(zeros), bool))
