@@ -63,10 +63,10 @@ def main(argv=None):
         coords = starts._remaining_inputs_coords(found_q, R @ V)
         c0 = starts._round_starts(coords, norm, args.starts, rng)
         class_p = templates._missing_class_probabilities(next_bias_grad, L.shape[1], found_u, W2.shape[1])
-        templates = None if args.no_class_templates else templates._round_templates(
+        round_templates = None if args.no_class_templates else templates._round_templates(
             deviations, args.starts, W2.shape[1], len(rounds), rng, class_p)
         cf = objective._descend(c0, torch.linalg.qr(coords)[0], A, bias, L, W2, steps=50, lr=0.05,
-                          tau=(0.03, 0.001), deadline=deadline, templates=templates)
+                          tau=(0.03, 0.001), deadline=deadline, templates=round_templates)
         cos = (cf / cf.norm(dim=1, keepdim=True) @ C.T).abs()
         missing = sorted(set(range(b)) - found_inputs)
         to_found = sum(int(j) in found_inputs for j in cos.argmax(1))

@@ -24,7 +24,7 @@ inside the complement of the columns found: deflation):
      that vanish on their common zeros and one row more), and **ReLU consistency**: the exact zero set Z of L q is a cell, i.e. some c has
      A_k c + b_k < 0 on Z and > 0 off it (:func:`is_cell`, a linear program).  A sparse combination
      of columns (same-label samples of a cross-entropy client) has a zero set that is no cell.
-Rounds run until b columns are found or ``max_time`` ends; candidates that round to a found column
+Rounds run until b columns are found or the search stagnates (:class:`~gradinv.bound.SearchBound`); candidates that round to a found column
 are not counted again.
 """
 
@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from sudl._array_api import to_numpy
 
 from ._step import GradientStep
+from .bound import SearchBound
 from .certificate import zero_set_kernels
 from .factorize import GradientError
 from .search.rounding import _null_space, _tolerances
@@ -137,17 +138,19 @@ def _round_candidate(c, q, A, bias, L, tols, found):
     return None
 
 
-def cell_search(L, R, weight, bias, *, rows=None, random_state=None, max_time=60.0, steps=60, lr=0.05,
-                tau=(0.1, 0.02), batch=None, input_norm=None, min_zero_fraction=0.3, zero_tol=1e-9,
+def cell_search(L, R, weight, bias, *, rows=None, random_state=None, max_time=None, steps=60, lr=0.05,
+                tau=(0.1, 0.02), batch=None, input_norm=None, min_zero_fraction=0.0, zero_tol=1e-9,
                 progress=False):
     """Exact directions q (rows, k ≤ b) with L q a column of dL/dZ, and their exact-zero counts.
 
     L (m' × b, orthonormal columns), R (b × n) from the factorisation; ``weight`` (m × n) and
     ``bias`` (m,) of the attacked layer; ``rows`` (m',) the neurons L keeps (default all).  ``tau``:
-    the annealing of the soft mask, relative to the median |A c + b| of typical starts.
+    the annealing of the soft mask, relative to the median |A c + b| of typical starts.  ``max_time``
+    caps the search (default None: until it stagnates, :class:`~gradinv.bound.SearchBound`); a column
+    needs ≥ b − 1 + :data:`ROW_SLACK` exact zeros and ≥ ``min_zero_fraction``·m.
     """
     rng = check_random_state(random_state)
-    deadline = time.perf_counter() + max_time
+    bound = SearchBound(max_time)
     tols = _tolerances(zero_tol)
     Lt = torch.as_tensor(to_numpy(L), dtype=torch.float64)
     m, b = Lt.shape
@@ -165,21 +168,21 @@ def cell_search(L, R, weight, bias, *, rows=None, random_state=None, max_time=60
     found_q, found_z = [], []
     found = None
     bar = tqdm(total=b, disable=not progress, desc="cell search", unit="column")
-    while len(found_q) < b and time.perf_counter() < deadline:
+    while len(found_q) < b and not bound.expired():
         coords = _remaining_inputs_coords(found_q, RV)
         c0 = _round_starts(coords, norm, B, rng)
         basis = torch.linalg.qr(coords)[0]
-        cf = _descend(c0, basis, A, bias, Lt, steps=steps, lr=lr, tau=tau, deadline=deadline)
+        cf = _descend(c0, basis, A, bias, Lt, steps=steps, lr=lr, tau=tau, deadline=bound.deadline)
         qf = _exact_q((cf @ A.T + bias <= 0).to(Lt.dtype), Lt)  # the kernel-most q of each final cell
         for c, q in zip(cf, qf):
-            if len(found_q) >= b or time.perf_counter() > deadline:
+            if len(found_q) >= b or bound.expired():
                 break
             direction = _round_candidate(c, q, A, bias, Lt, tols, found)
             if direction is None:
                 continue
             g = Lt @ direction
             zero = g.abs() <= tols[3] * g.abs().max()
-            if int(zero.sum()) < min_zero_fraction * m or zero_set_kernels(Lt, direction[None], tols[3], max_dim=1)[0] \
+            if int(zero.sum()) < max(min_zero_fraction * m, b - 1 + ROW_SLACK) or zero_set_kernels(Lt, direction[None], tols[3], max_dim=1)[0] \
                     is None or not is_cell(A_np, bias_np, zero.numpy()):
                 continue
             if found is not None and torch.linalg.svdvals(torch.cat([found, direction[None]]))[-1] < 1e-6:
@@ -187,6 +190,7 @@ def cell_search(L, R, weight, bias, *, rows=None, random_state=None, max_time=60
             found_q.append(direction)
             found_z.append(int(zero.sum()))
             found = torch.stack(found_q)
+            bound.found()
             bar.update(1)
     bar.close()
     Q = torch.stack(found_q).numpy() if found_q else np.zeros((0, b))
@@ -199,11 +203,11 @@ class CellSearch(GradientStep):
     Parameters
     ----------
     weight, bias : the attacked layer's parameters, (m × n) and (m,)
-    max_time : seconds bound of the search
+    max_time : seconds cap of the search (default None: until it stagnates, :mod:`gradinv.bound`)
     input_norm : typical ‖x‖ of an input (default √n, standardised inputs)
     """
 
-    def __init__(self, weight=None, bias=None, max_time=60.0, input_norm=None, min_zero_fraction=0.3,
+    def __init__(self, weight=None, bias=None, max_time=None, input_norm=None, min_zero_fraction=0.0,
                  random_state=None, verbose=0):
         self.weight = weight
         self.bias = bias

@@ -7,11 +7,13 @@ is attackable.  What the search may use after it depends on what the walk can pr
 * the module after the ReLU is a ``Linear`` that ends the model: it is the classifier W₂, and
   the search uses it directly (J = W₂, no autograd);
 * the model is built of ``nn.Sequential`` containers only, so that its forward pass *is* the
-  chain of its leaves: the leaves after the ReLU are the downstream network, and the search
-  differentiates through it (:mod:`gradinv.downstream`); a layer it cannot differentiate
-  through per sample is named, and the gradient-only search runs instead;
-* otherwise (a custom ``forward``) the downstream network is unknown to the walk and the
-  gradient-only search runs; the reason says so.
+  chain of its leaves: the leaves after the ReLU are the downstream network
+  (:mod:`gradinv.downstream`); the cell search finds the columns from W and b
+  (:func:`gradinv.pipeline.default_solver` says why), the network's Jacobian at the recovered
+  inputs gives the labels, and the whole model certifies the batch end to end; a layer it
+  cannot differentiate through per sample is named in the reason;
+* otherwise (a custom ``forward``) the downstream network is unknown to the walk and the cell
+  search runs without it; the reason says so.
 
 A ReLU applied functionally (``F.relu``) is invisible to this walk: name the layer explicitly
 then.  The first Linear of a model sees the client's raw inputs; a deeper one sees features,
@@ -50,9 +52,9 @@ class AttackableLayer:
 
     @property
     def search(self):
-        """The search its knowledge allows: "informed" (classifier or downstream network known) or
-        "logcosh" (gradient only)."""
-        return "informed" if self.next_linear is not None or self.downstream is not None else "logcosh"
+        """The search its knowledge allows (:func:`gradinv.pipeline.default_solver`): "informed" with the
+        classifier, "cells" with a deeper network or W and b alone."""
+        return "informed" if self.next_linear is not None else "cells"
 
     @property
     def reason(self):
@@ -61,9 +63,10 @@ class AttackableLayer:
             nxt = f"; its ReLU feeds the classifier '{self.next_name}': informed search with W₂"
         elif self.downstream is not None:
             nxt = (f"; its ReLU feeds {len(self.downstream_names)} further layers "
-                   f"({', '.join(self.downstream_names)}): model-aware search through their Jacobian")
+                   f"({', '.join(self.downstream_names)}): cell search with W and b, labels from their Jacobian, "
+                   "the batch checked end to end")
         else:
-            nxt = f"; gradient-only search ({self.no_downstream_reason})"
+            nxt = f"; cell search with W and b ({self.no_downstream_reason})"
         return f"'{self.name}' is Linear → ReLU, {what}{nxt}"
 
 
@@ -125,7 +128,7 @@ def attack_model(model, gradients, *, layer=None, **kwargs):
     elif target.downstream is not None:
         try:
             known["downstream"] = Downstream.from_module(target.downstream, target.linear.out_features)
-        except DownstreamError as e:  # the gradient-only search instead, and the reason says why
+        except DownstreamError as e:  # no labels from it then, and the reason says why
             target.downstream, target.no_downstream_reason = None, str(e)
         else:
             known["next_bias_grad"] = _classifier_bias_grad(gradients, _last_bias(target), kwargs)

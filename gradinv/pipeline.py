@@ -107,11 +107,14 @@ class ExactRounding(GradientStep):
         return fg.with_directions(D, self.n_zeros_, self.exact_)
 
 
+EXACT_SEARCHES = ("informed", "cells")
+"""Searches whose columns pass exact tests of their own (a unique null vector on ≥ b − 1 + 10 zero rows,
+robust, checked): no sparsity filter, and by default they run until they stagnate (:mod:`gradinv.bound`)."""
 SPARSITY_FILTER = 0.3
 """Fraction of the neurons a candidate column must vanish on (SPEAR's filter) in the searches that
-sample candidates; the informed search's columns pass exact tests of their own (``ZERO_SLACK``)."""
+sample candidates; :data:`EXACT_SEARCHES` do not need it."""
 DEFAULT_MAX_TIME = 60.0
-"""Seconds bound of the searches other than the informed one when ``max_time`` is None."""
+"""Seconds bound of the searches other than :data:`EXACT_SEARCHES` when ``max_time`` is None."""
 APPROXIMATE_ZERO_TOL = 1e-2
 """Zero tolerance of the approximate mode (measured on DP-SGD and FedAvg clients, ``docs/threat_models.md``)."""
 APPROXIMATE_NEXT_LAYER_RTOL = 0.35
@@ -130,8 +133,8 @@ def make_spear_pipeline(*, solver="logcosh", batch_size=None, random_state=None,
     "logcosh" / "l1" / "l4" (a ``sudl`` solver on L, gradient only), or "spear" (SPEAR's sampling).
     With ``weight`` and ``bias`` every certified sample is checked against the ReLU pattern it
     must produce; without them no sample is certified.  ``max_time`` (seconds) caps the search;
-    by default (None) the informed search runs until it stagnates (:mod:`gradinv.bound`) and the
-    others for :data:`DEFAULT_MAX_TIME`.
+    by default (None) the informed and cell searches run until they stagnate (:mod:`gradinv.bound`)
+    and the others for :data:`DEFAULT_MAX_TIME`.
 
     ``approximate=True`` is for updates whose zeros are no longer exact (DP-SGD noise) or whose
     classifier drifted (FedAvg): the zero tolerance becomes :data:`APPROXIMATE_ZERO_TOL` (unless
@@ -143,10 +146,10 @@ def make_spear_pipeline(*, solver="logcosh", batch_size=None, random_state=None,
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
     if approximate and zero_tol is None:
         zero_tol = APPROXIMATE_ZERO_TOL
-    if max_time is None and solver != "informed":
+    if max_time is None and solver not in EXACT_SEARCHES:
         max_time = DEFAULT_MAX_TIME
     if min_zero_fraction is None:  # the sparsity filter of the searches that sample candidates
-        min_zero_fraction = 0.0 if solver == "informed" else SPARSITY_FILTER
+        min_zero_fraction = 0.0 if solver in EXACT_SEARCHES else SPARSITY_FILTER
     if solver == "informed":
         search = InformedSearch(weight=weight, bias=bias, next_weight=next_weight, downstream=downstream,
                                 next_bias_grad=next_bias_grad,
@@ -246,6 +249,27 @@ def _fit_detecting_noise(build, grad, approximate):
     return pipe, pipe.fit_transform(grad), True, f"detected: noisy update ({reason})"
 
 
+def default_solver(weight, bias, next_weight=None, downstream=None):
+    """The search for what the server knows: "informed" when the layer's ReLU feeds the classifier
+    W₂ (``next_weight``, or a linear ``downstream``); "cells" when it feeds a deeper network or only
+    W and b are known; "logcosh" from the gradient alone.
+
+    For a deeper network, J(h) differs from one candidate to the next (2 % of noise on a sample's
+    input coordinates changes J by 9 % on a 3-layer client), and the cell search, which uses the
+    zeros alone, measured as well or better on every deep kind of the zoo at m = 1000 (b = 20:
+    mlp3_photos 20/20 in 4.5 s against 20/20 in 4 s, mlp3_trained 20/20 in 3.6 s against 5.5 s,
+    mlp6_photos 20/20 in 6.7 s against 0/20 in 79 s; mlp6_photos b = 50: 50/50 in 17 s); the
+    network still gives the labels and the end-to-end certificate.
+    """
+    if weight is None or bias is None:
+        return "logcosh"
+    if next_weight is not None:
+        return "informed"
+    if downstream is not None and as_downstream(downstream, np.shape(to_numpy(weight))[0]).is_linear:
+        return "informed"
+    return "cells"
+
+
 def _jacobians_at(X, weight, bias, next_weight, downstream):
     """W₂ (C × m), or the downstream Jacobians J(h_j) (b × C × m) at the recovered inputs' activations
     h_j = ReLU(W x_j + b): exact where x_j is, so the labels read from them are too."""
@@ -287,8 +311,7 @@ def invert_layer(grad_W, grad_b, *, batch_size=None, solver=None, weight=None, b
     batch_size, max_time, zero_tol, approximate = (checked[k] for k in ("batch_size", "max_time", "zero_tol",
                                                                         "approximate"))
     if solver is None:
-        solver = "informed" if weight is not None and bias is not None and (
-            next_weight is not None or downstream is not None) else "logcosh"
+        solver = default_solver(weight, bias, next_weight, downstream)
     start = time.perf_counter()
 
     def build(approximate):

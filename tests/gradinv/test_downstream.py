@@ -1,5 +1,5 @@
-"""The downstream network the model-aware search differentiates through (gradinv.downstream), the
-search on deep networks through attack_model, and the search's stopping rule (gradinv.bound)."""
+"""The downstream network the search knows (gradinv.downstream), the attack on deep networks through
+attack_model, and the searches' stopping rule (gradinv.bound)."""
 
 import numpy as np
 import pytest
@@ -71,14 +71,14 @@ def client(widths, b, seed):
 def test_attack_model_on_a_three_layer_network_is_exact(seed):
     net, x, y, grads = client([60, 200, 200, 5], b=8, seed=seed)
     res, layer = attack_model(net, grads, random_state=seed)  # until the search stagnates
-    assert "model-aware search" in layer.reason and res.solver == "informed"
+    assert "cell search" in layer.reason and res.solver == "cells"
     ev = evaluate(x, res.inputs, res.exact)
     assert ev["exact"] == 8 and ev["false_certificates"] == 0
     rows, cols = ev["pairs"]
     assert np.array_equal(res.labels[cols], y.numpy()[rows])  # labels from J at the recovered inputs
 
 
-def test_a_custom_forward_gets_the_gradient_only_search_and_says_why():
+def test_a_custom_forward_gets_the_cell_search_and_says_why():
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
@@ -88,7 +88,7 @@ def test_a_custom_forward_gets_the_gradient_only_search_and_says_why():
             return self.fc3(torch.relu(self.fc2(self.act(self.fc1(x)))))
 
     layer = find_attackable_layers(Net())[0]
-    assert layer.search == "logcosh" and "own forward()" in layer.reason
+    assert layer.search == "cells" and "own forward()" in layer.reason
 
 
 def test_search_bound_stops_on_stagnation_not_while_columns_come(monkeypatch):
