@@ -12,8 +12,8 @@ is attackable.  What the search may use after it depends on what the walk can pr
   (:func:`gradinv.pipeline.default_solver` says why), the network's Jacobian at the recovered
   inputs gives the labels, and the whole model certifies the batch end to end; a layer it
   cannot differentiate through per sample is named in the reason;
-* otherwise (a custom ``forward``) the downstream network is unknown to the walk and the cell
-  search runs without it; the reason says so.
+* otherwise (a custom ``forward``) the downstream network is unknown to the walk and the
+  gradient-only search runs; the reason says so.
 
 A ReLU applied functionally (``F.relu``) is invisible to this walk: name the layer explicitly
 then.  The first Linear of a model sees the client's raw inputs; a deeper one sees features,
@@ -53,8 +53,10 @@ class AttackableLayer:
     @property
     def search(self):
         """The search its knowledge allows (:func:`gradinv.pipeline.default_solver`): "informed" with the
-        classifier, "cells" with a deeper network or W and b alone."""
-        return "informed" if self.next_linear is not None else "cells"
+        classifier, "cells" with a deeper network, "logcosh" without either."""
+        if self.next_linear is not None:
+            return "informed"
+        return "cells" if self.downstream is not None else "logcosh"
 
     @property
     def reason(self):
@@ -66,7 +68,7 @@ class AttackableLayer:
                    f"({', '.join(self.downstream_names)}): cell search with W and b, labels from their Jacobian, "
                    "the batch checked end to end")
         else:
-            nxt = f"; cell search with W and b ({self.no_downstream_reason})"
+            nxt = f"; gradient-only search ({self.no_downstream_reason})"
         return f"'{self.name}' is Linear → ReLU, {what}{nxt}"
 
 
