@@ -118,12 +118,6 @@ class Downstream:
         Wt = self.weight.T.to(dtype)
         return Wt if rows is None else Wt[rows]
 
-    def logits(self, H):
-        """f(h) for each row of ``H`` (B × m)."""
-        if self.is_linear:
-            return H @ self.weight.T.to(H.dtype)
-        return self._copy(H.dtype)(H)
-
 
 def as_downstream(known, n_neurons):
     """A :class:`Downstream` from what the caller has: one already, a network (``nn.Module``) taking

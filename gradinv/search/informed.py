@@ -7,7 +7,14 @@ Beyond the gradient, the server knows every weight.  Two facts follow:
    A_k c_j + b_k ≤ 0 with A = W V known: each column's zero set is one cell of a *known*
    hyperplane arrangement in ℝ^b, fixed by only b numbers.
 2. **Next layer.**  When the attacked layer feeds a linear classifier W₂ (C × m), dL/dY_j lies
-   in the row space of W₂, so every column is g_j = mask_j ⊙ W₂ᵀ u_j with u_j ∈ ℝ^C.
+   in the row space of W₂, so every column is g_j = mask_j ⊙ W₂ᵀ u_j with u_j ∈ ℝ^C.  Behind a
+   deeper network it is g_j = mask_j ⊙ J(h_j)ᵀ u_j, J the network's Jacobian
+   (:mod:`gradinv.downstream`); the stages below then take J at each candidate in place of W₂,
+   the polish and rounding use the zeros alone (:func:`~gradinv.search.polish._polish_zeros`:
+   J at a candidate is not the sample's own) and the next-layer check is loose
+   (:data:`~gradinv.search.acceptance.DEEP_NEXT_LAYER_RTOL`).  ``attack_model`` runs the cell
+   search (:mod:`gradinv.cells`) on such networks by default: it measured better
+   (``docs/results.md``).
 
 Search (per batch of starting points c):
   a. smooth objective over c (Adam on torch autograd): with the soft active mask
