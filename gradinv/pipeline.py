@@ -95,8 +95,9 @@ class ExactRounding(GradientStep):
         kept = select_independent(W, rounded.n_zeros + passed * m)
         self.n_passed_ = int(passed.sum())
         if self.n_passed_ == 0:
+            share = f" (>= {self.min_zero_fraction:.0%} of the neurons)" if self.min_zero_fraction else ""
             raise NoExactColumnError(
-                f"no column of dL/dZ with exact zeros was found (>= {self.min_zero_fraction:.0%} of the neurons): "
+                f"no column of dL/dZ with exact zeros was found{share}: "
                 "the layer is not followed by a ReLU, the gradient is noisy (DP noise, several local steps), or the "
                 "search's time bound (max_time) ran out before it found one")
         extra = complete_basis(W[kept])[: b - len(kept)]
