@@ -265,7 +265,7 @@ def default_solver(weight, bias, next_weight=None, downstream=None):
     """
     if weight is None or bias is None or (next_weight is None and downstream is None):
         return "logcosh"
-    if next_weight is not None or as_downstream(downstream, np.shape(to_numpy(weight))[0]).is_linear:
+    if next_weight is not None or as_downstream(downstream, np.shape(weight)[0]).is_linear:
         return "informed"
     return "cells"
 
@@ -276,7 +276,7 @@ def _jacobians_at(X, weight, bias, next_weight, downstream):
     if downstream is None:
         return next_weight
     W, bias = (np.asarray(to_numpy(a), np.float64) for a in (weight, bias))
-    down = as_downstream(downstream, W.shape[0])
+    down = as_downstream(downstream, W.shape[0])  # already a Downstream from invert_layer: no copy
     if down.is_linear:
         return down.weight.numpy()
     import torch
@@ -310,6 +310,8 @@ def invert_layer(grad_W, grad_b, *, batch_size=None, solver=None, weight=None, b
         "grad_W", "grad_b", "weight", "bias", "next_weight", "next_bias_grad"))
     batch_size, max_time, zero_tol, approximate = (checked[k] for k in ("batch_size", "max_time", "zero_tol",
                                                                         "approximate"))
+    if downstream is not None:  # checked (and its copies made) once, for the search and the labels
+        downstream = as_downstream(downstream, grad_W.shape[0])
     if solver is None:
         solver = default_solver(weight, bias, next_weight, downstream)
     start = time.perf_counter()
