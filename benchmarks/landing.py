@@ -18,6 +18,7 @@ import torch
 
 from gradinv import GradientFactorization, make_victim, stack_gradient
 from gradinv.search import objective, rounding, starts
+from gradinv.search.tolerances import tolerances
 
 
 def main(argv=None):
@@ -35,7 +36,7 @@ def main(argv=None):
     A = (v.layer.weight.detach() @ V)[rows]
     bias = v.layer.bias.detach()[rows]
     W2 = v.model[-1].weight.detach().T[rows]
-    tols = rounding._tolerances(fg.zero_tol)
+    tols = tolerances(fg.zero_tol)
     C = v.inputs @ V
     Cn = C / C.norm(dim=1, keepdim=True)
     Qt = L.T @ v.grad_Z[rows]

@@ -21,6 +21,7 @@ import torch
 
 from gradinv import GradientFactorization, make_victim, stack_gradient
 from gradinv.search import acceptance, objective, polish, rounding, starts, templates
+from gradinv.search.tolerances import tolerances
 
 
 def main(argv=None):
@@ -50,7 +51,7 @@ def main(argv=None):
     Qt = L.T @ v.grad_Z[rows]
     Qt = Qt / Qt.norm(dim=0)  # the true directions, one column per input
     masks = (v.grad_Z[rows] != 0).T.to(L.dtype)  # b × m', the true ReLU masks
-    tols, rng, norm = rounding._tolerances(fg.zero_tol), np.random.RandomState(0), float(R.shape[1]) ** 0.5
+    tols, rng, norm = tolerances(fg.zero_tol), np.random.RandomState(0), float(R.shape[1]) ** 0.5
     LtL, fragile = L.T @ L, None if args.ignore_fragile_rows else rounding.fragile_rows(L)
     found_q, found, found_inputs, rounds, deviations, found_u, found_zeros = [], None, set(), [], [], [], []
     A_pinv = torch.linalg.pinv(A)
@@ -86,7 +87,7 @@ def main(argv=None):
                                         max_misfit=rounding.MAX_POLISH_MISFIT)
             if block is None:
                 continue
-            _, g, zero = rounding._refine_on_zeros(L, block[0], tols[3])
+            _, g, zero = rounding._refine_on_zeros(L, block[0], tols)
             u = acceptance._next_layer_fit(g, W2, zero)[0]
             deviations.append(templates.template_deviation(u))
             for i, q in enumerate(block):

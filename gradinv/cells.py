@@ -25,7 +25,9 @@ inside the complement of the columns found: deflation):
      A_k c + b_k < 0 on Z and > 0 off it (:func:`is_cell`, a linear program).  A sparse combination
      of columns (same-label samples of a cross-entropy client) has a zero set that is no cell.
 Rounds run until b columns are found or the search stagnates (:class:`~gradinv.bound.SearchBound`); candidates that round to a found column
-are not counted again.
+are not counted again.  Once b − 1 are found, the last column is looked for on the line its input
+must lie on (:mod:`gradinv.search.completion`); the exact tests allow for each direction's
+rounding floor (:mod:`gradinv.search.tolerances`).
 """
 
 import time
@@ -42,8 +44,10 @@ from ._step import GradientStep
 from .bound import SearchBound
 from .certificate import zero_set_kernels
 from .factorize import GradientError
-from .search.rounding import _null_space, _tolerances
+from .search.completion import scan_line
+from .search.rounding import _null_space
 from .search.starts import _cell_margin, _remaining_inputs_coords, _round_starts
+from .search.tolerances import tolerances
 
 RESOLVE_EVERY = 10
 """Descent steps between two exact resets of q to the smallest eigenvector of Lᵀ diag(w) L."""
@@ -128,7 +132,7 @@ def _round_candidate(c, q, A, bias, L, tols, found):
             rows = order[: int(frac * len(order))]
             if len(rows) < L.shape[1] - 1 + ROW_SLACK:
                 break
-            v = _null_space(L[rows], tols[0], tols[1])
+            v = _null_space(L[rows], tols.kernel, tols.unique, tols=tols)
             if v is None:
                 continue
             direction = v[0]
@@ -140,21 +144,23 @@ def _round_candidate(c, q, A, bias, L, tols, found):
 
 def cell_search(L, R, weight, bias, *, rows=None, random_state=None, max_time=None, steps=60, lr=0.05,
                 tau=(0.1, 0.02), batch=None, input_norm=None, min_zero_fraction=0.0, zero_tol=1e-9,
-                progress=False):
+                floor=None, progress=False):
     """Exact directions q (rows, k ≤ b) with L q a column of dL/dZ, and their exact-zero counts.
 
     L (m' × b, orthonormal columns), R (b × n) from the factorisation; ``weight`` (m × n) and
     ``bias`` (m,) of the attacked layer; ``rows`` (m',) the neurons L keeps (default all).  ``tau``:
     the annealing of the soft mask, relative to the median |A c + b| of typical starts.  ``max_time``
     caps the search (default None: until it stagnates, :class:`~gradinv.bound.SearchBound`); a column
-    needs ≥ b − 1 + :data:`ROW_SLACK` exact zeros and ≥ ``min_zero_fraction``·m.
+    needs ≥ b − 1 + :data:`ROW_SLACK` exact zeros and ≥ ``min_zero_fraction``·m.  ``floor``: the
+    factorisation's rounding floor (b × b, :mod:`~gradinv.search.tolerances`).  The last column
+    is looked for by :func:`~gradinv.search.completion.scan_line` first.
     """
     rng = check_random_state(random_state)
     bound = SearchBound(max_time)
-    tols = _tolerances(zero_tol)
     Lt = torch.as_tensor(to_numpy(L), dtype=torch.float64)
     m, b = Lt.shape
     Rt = torch.as_tensor(to_numpy(R), dtype=torch.float64)
+    tols = tolerances(zero_tol, floor)
     V = torch.linalg.svd(Rt, full_matrices=False)[2].T  # n × b
     RV = Rt @ V
     rows = torch.arange(len(bias)) if rows is None else torch.as_tensor(rows)
@@ -165,11 +171,36 @@ def cell_search(L, R, weight, bias, *, rows=None, random_state=None, max_time=No
     typical = _cell_margin(A, bias, RV, norm, rng)
     tau = (tau[0] * typical, tau[1] * typical)
     A_np, bias_np = A.numpy(), bias.numpy()
+    min_zeros = max(min_zero_fraction * m, b - 1 + ROW_SLACK)
     found_q, found_z = [], []
     found = None
     bar = tqdm(total=b, disable=not progress, desc="cell search", unit="column")
+
+    def accept(direction):
+        """Add ``direction`` when it passes the checks (module docstring, c.)."""
+        nonlocal found
+        g = Lt @ direction
+        zero = g.abs() <= tols.zero_at(direction) * g.abs().max()
+        if int(zero.sum()) < min_zeros or zero_set_kernels(Lt, direction[None], tols.zero_at(direction),
+                                                           max_dim=1)[0] is None or not is_cell(A_np, bias_np, zero.numpy()):
+            return
+        if found is not None and torch.linalg.svdvals(torch.cat([found, direction[None]]))[-1] < 1e-6:
+            return
+        found_q.append(direction)
+        found_z.append(int(zero.sum()))
+        found = torch.stack(found_q)
+        bound.found()
+        bar.update(1)
+
+    scanned = False
     while len(found_q) < b and not bound.expired():
         coords = _remaining_inputs_coords(found_q, RV)
+        if len(found_q) == b - 1 and not scanned:  # the last sample's input is known up to its scale
+            scanned = True
+            direction = scan_line(coords[:, 0], Lt, A, bias, tols, min_zeros, found)
+            if direction is not None:
+                accept(direction)
+            continue
         c0 = _round_starts(coords, norm, B, rng)
         basis = torch.linalg.qr(coords)[0]
         cf = _descend(c0, basis, A, bias, Lt, steps=steps, lr=lr, tau=tau, deadline=bound.deadline)
@@ -178,20 +209,8 @@ def cell_search(L, R, weight, bias, *, rows=None, random_state=None, max_time=No
             if len(found_q) >= b or bound.expired():
                 break
             direction = _round_candidate(c, q, A, bias, Lt, tols, found)
-            if direction is None:
-                continue
-            g = Lt @ direction
-            zero = g.abs() <= tols[3] * g.abs().max()
-            if int(zero.sum()) < max(min_zero_fraction * m, b - 1 + ROW_SLACK) or zero_set_kernels(Lt, direction[None], tols[3], max_dim=1)[0] \
-                    is None or not is_cell(A_np, bias_np, zero.numpy()):
-                continue
-            if found is not None and torch.linalg.svdvals(torch.cat([found, direction[None]]))[-1] < 1e-6:
-                continue
-            found_q.append(direction)
-            found_z.append(int(zero.sum()))
-            found = torch.stack(found_q)
-            bound.found()
-            bar.update(1)
+            if direction is not None:
+                accept(direction)
     bar.close()
     Q = torch.stack(found_q).numpy() if found_q else np.zeros((0, b))
     return Q, np.asarray(found_z, dtype=int)
@@ -227,6 +246,6 @@ class CellSearch(GradientStep):
         Q, zeros = cell_search(fg.L, fg.R, W, bias, rows=fg.rows, random_state=self.random_state,
                                max_time=self.max_time, input_norm=self.input_norm,
                                min_zero_fraction=self.min_zero_fraction, zero_tol=fg.zero_tol,
-                               progress=bool(self.verbose))
+                               floor=fg.floor, progress=bool(self.verbose))
         self.n_found_ = Q.shape[0]
         return fg.with_directions(Q, zeros, np.ones(len(zeros), bool))

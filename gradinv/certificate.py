@@ -20,7 +20,7 @@ Two tests, both necessary conditions that a true column g_j = L q_j of dL/dZ mee
 
 import numpy as np
 
-from sudl._array_api import array_namespace, to_numpy
+from sudl._array_api import array_namespace, device, to_numpy
 
 
 MAX_BLOCK = 3
@@ -37,12 +37,13 @@ def zero_set_kernels(L, directions, zero_tol, *, max_dim=MAX_BLOCK, max_leverage
     d = 1 for a true column: its zeros span q^⊥.  d > 1 for a *block*, columns of samples so alike
     (near-duplicate inputs) that they share their zeros: the kernel is then the span of the block.
     Robust: no single zero row carries a direction of the zeros' span alone (max leverage <
-    ``max_leverage``: the kernel survives leaving any one row out).
+    ``max_leverage``: the kernel survives leaving any one row out).  ``zero_tol``: one relative
+    zero tolerance, or one per direction (:meth:`~gradinv.factorize.FactorizedGradient.zero_tols`).
     """
     xp = array_namespace(L)
     b = L.shape[1]
-    codes = xp.abs(L @ directions.T)
-    is_zero = to_numpy(codes <= zero_tol * xp.max(codes, axis=0)[None, :])
+    codes = to_numpy(xp.abs(L @ directions.T))
+    is_zero = codes <= np.asarray(zero_tol, dtype=np.float64) * np.max(codes, axis=0)[None, :]
     Lh = to_numpy(L)
     out = [None] * is_zero.shape[1]
     for j in range(is_zero.shape[1]):
@@ -84,7 +85,8 @@ def proven_blocks(kernels, directions, *, rtol=1e-6):
 
 def relu_consistent(grad_Z, X, weight, bias, zero_tol, *, rtol=None):
     """For each sample j: does the zero pattern of column j of ``grad_Z`` (m × b) equal the ReLU
-    inactivity pattern of x_j (row j of ``X``) under the layer Z = W x + b?"""
+    inactivity pattern of x_j (row j of ``X``) under the layer Z = W x + b?  ``zero_tol``: one
+    relative zero tolerance, or one per column."""
     xp = array_namespace(X)
     weight = xp.asarray(weight, dtype=X.dtype)
     bias = xp.asarray(bias, dtype=X.dtype)
@@ -95,6 +97,8 @@ def relu_consistent(grad_Z, X, weight, bias, zero_tol, *, rtol=None):
     norms = xp.sqrt(xp.linalg.vecdot(X, X, axis=1))[:, None] * xp.sqrt(xp.linalg.vecdot(weight, weight, axis=1))[None, :]
     margin = rtol * (norms + xp.abs(bias)[None, :])
     G = xp.abs(grad_Z.T)
-    zero = G <= zero_tol * xp.max(G, axis=1, keepdims=True)
+    tol = xp.asarray(np.zeros((G.shape[0], 1)) + np.reshape(zero_tol, (-1, 1)), dtype=G.dtype,
+                     device=device(G))
+    zero = G <= tol * xp.max(G, axis=1, keepdims=True)
     wrong = (zero & (Z > margin)) | (~zero & (Z < -margin))
     return to_numpy(~xp.any(wrong, axis=1))

@@ -97,8 +97,8 @@ def _relative(a, b):
 def end_to_end_check(result, model, layer, gradients):
     """Recompute the sent gradients from ``result``'s batch and labels (see the module doc).
 
-    Returns (passed, max relative mismatch over the parameters, per-sample column mismatch (b,)
-    or None, reason); ``passed`` is None when the check cannot be made (the reason says why).
+    Returns (passed, max relative mismatch over the parameters, per sample (b,) whether the model's
+    column matches the recovered one, or None, reason); ``passed`` is None when the check cannot be made (the reason says why).
     """
     if result.approximate:
         return None, None, None, "approximate mode"
@@ -122,7 +122,7 @@ def end_to_end_check(result, model, layer, gradients):
     recovered = torch.as_tensor(np.asarray(to_numpy(result.grad_Z), dtype=np.float64)).T
     per_sample = np.array([_relative(c, r) for c, r in zip(columns, recovered)])
     reason = f"relative gradient mismatch {mismatch:.1e} (tolerance {rtol:.0e})"
-    return mismatch <= rtol, mismatch, (per_sample <= rtol) & _resolved(result, gradients, layer, mismatch), reason
+    return mismatch <= rtol, mismatch, per_sample <= rtol, reason
 
 
 def _resolved(result, gradients, layer, mismatch):
@@ -149,9 +149,10 @@ def certify_end_to_end(result, model, layer, gradients):
     """Update ``result``'s certificates (``exact``, ``certificate_reason``) with the end-to-end check
     of ``model``'s attacked ``layer`` (:class:`~gradinv.models.AttackableLayer`) against the
     ``gradients`` sent; records the check's outcome in ``result.end_to_end``.  Returns ``result``."""
-    passed, _, column_ok, reason = end_to_end_check(result, model, layer, gradients)
+    passed, mismatch, column_ok, reason = end_to_end_check(result, model, layer, gradients)
     result.end_to_end = ("passed: " if passed else "failed: " if passed is False else "not made: ") + reason
-    if passed:
+    if passed:  # the batch's match pins only the samples with a large enough share of the gradient
+        column_ok = column_ok & _resolved(result, gradients, layer, mismatch)
         result.exact = column_ok.copy()
         result.certificate_reason = np.where(column_ok, "certified: end to end", "not certified: its share of the "
                                              "gradient is too small for the end-to-end check to pin it").astype(object)

@@ -25,6 +25,12 @@ measured 1.3e-15·s₁ to 1.6e-15·s₁ (float64) and 0.9e-7·s₁ to 1.4e-7·s�
 cross-entropy clients at b = 20…100, 1.6e-14·s₁ on a two-step FedAvg update, 5e-6·s₁ and more under
 Opacus DP-SGD from σ = 1e-8 on (``docs/certificates.md``)."""
 
+FLOOR_FACTOR = 30
+"""How far above the rounding floor f(q) (:func:`rounding_floor`) the exact tests accept.  Measured
+on the true columns of five zoo clients at b = 20…100 (mlp2_trained, mlp2_trained_raw, mlp2_photos,
+conv_trained, mlp3_trained; ``benchmarks/rounding_floor.py``): σ_min of L on a column's zeros
+≤ 0.78·f(q), its zero entries ≤ 4.8·f(q) of its largest."""
+
 import warnings
 from dataclasses import dataclass, replace
 
@@ -75,6 +81,7 @@ class FactorizedGradient:
     L (m' × b), R (b × n), grad_b (m',) are restricted to the ``rows`` kept (neurons active for
     some sample).  ``exact_rank``: G = L R holds to rounding, ‖G − L R‖_F ≤ ROUNDING_LEVEL·ε·√b·s₁
     (false for noise, and for near-duplicate inputs whose small singular value was dropped).
+    ``floor`` (b × b): the rounding floor of the directions (:func:`rounding_floor`).
     Later steps fill ``directions`` (k × b, rows q with L q a candidate column
     of dL/dZ), ``n_zeros`` and ``exact``.
     """
@@ -91,16 +98,40 @@ class FactorizedGradient:
     n_zeros: np.ndarray = None
     exact: np.ndarray = None
     exact_rank: bool = True
+    floor: np.ndarray = None
 
     @property
     def batch_size(self):
         return self.L.shape[1]
+
+    def zero_tols(self, directions):
+        """(k,) the zero tolerance of each column L q (rows q of ``directions``): the larger of
+        ``zero_tol`` and FLOOR_FACTOR times its rounding floor (``floor``, :func:`rounding_floor`)."""
+        Q = np.asarray(to_numpy(directions), np.float64)
+        if self.floor is None or Q.size == 0:
+            return np.full(len(Q), self.zero_tol)
+        F = FLOOR_FACTOR * self.floor
+        return np.maximum(self.zero_tol, np.linalg.norm(Q @ F.T, axis=1) / np.linalg.norm(Q, axis=1))
 
     def with_directions(self, directions, n_zeros, exact):
         """A copy carrying candidate directions (rows; any array, moved to L's namespace and device)."""
         xp = array_namespace(self.L)
         directions = xp.asarray(directions, dtype=self.L.dtype, device=device(self.L))
         return replace(self, directions=directions, n_zeros=np.asarray(n_zeros), exact=np.asarray(exact))
+
+
+def rounding_floor(R, source_eps, n_neurons):
+    """F (b × b) with f(q) = ‖F q‖/‖q‖ = ε′ s₁ ‖(R Rᵀ)^(−½) q‖/‖q‖: how exactly L q is known once
+    dL/dW = L R is factored (in float64) from a gradient of precision ``source_eps`` with
+    ``n_neurons`` rows.  A perturbation E of dL/dW moves its left singular vector u_i by about
+    ‖E‖/s_i, so directions along the weakest singular values are the least exact; ‖E‖ is the
+    SVD's own backward error, ε₆₄ s₁, plus the gradient's rounding, entrywise of relative size
+    ``source_eps``, whose spectral norm is about source_eps·s₁·√(1/m + 1/n):
+    ε′ = ε₆₄ + source_eps·√(1/m + 1/n) (:mod:`gradinv.search.tolerances`)."""
+    U, s, _ = np.linalg.svd(np.asarray(to_numpy(R), np.float64), full_matrices=False)  # not eigh(R Rᵀ): s_b ≪ ε^½ s₁
+    s = np.maximum(s, np.finfo(np.float64).tiny)
+    eps = np.finfo(np.float64).eps + source_eps * np.sqrt(1.0 / n_neurons + 1.0 / R.shape[1])
+    return eps * s[0] * (U / s) @ U.T
 
 
 def stack_gradient(grad_W, grad_b):
@@ -297,5 +328,5 @@ class GradientFactorization(GradientStep):
         self.batch_size_, self.singular_values_, self.rows_, self.zero_tol_ = b, s, rows, zero_tol
         return FactorizedGradient(L=L, R=R, grad_b=grad_b, rows=rows, n_neurons=m,
                                   singular_values=s, zero_tol=zero_tol, source_dtype=source_dtype,
-                                  exact_rank=exact_rank)
+                                  exact_rank=exact_rank, floor=rounding_floor(R, float(source_eps), rows.size))
 

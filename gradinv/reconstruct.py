@@ -117,7 +117,7 @@ class InputReconstruction(GradientStep):
         self.inputs_ = X
         self.scales_ = s
         self.grad_Z_ = scatter_rows(G, fg.rows, fg.n_neurons)
-        zero_tol = fg.zero_tol
+        zero_tol = fg.zero_tols(fg.directions)
         sparse = np.asarray(fg.exact, dtype=bool) & (scale > 1e-12 * scale.max())
         kernels = zero_set_kernels(fg.L, fg.directions, zero_tol)
         robust = np.array([K is not None and K.shape[1] == 1 for K in kernels])
@@ -128,7 +128,7 @@ class InputReconstruction(GradientStep):
             self.reasons_ = np.array([f"not certified: {why}"] * len(scale), dtype=object)
             return X
         relu_ok = relu_consistent(self.grad_Z_, X, self.weight, self.bias, zero_tol,
-                                  rtol=1e-7 if zero_tol < 1e-7 else 1e-3)
+                                  rtol=1e-7 if fg.zero_tol < 1e-7 else 1e-3)
         column_ok = self.sparse_ & relu_ok
         in_block = sparse & proven_blocks(kernels, fg.directions)
         # x_j = dWᵀy / (yᵀ db) for any y orthogonal to the columns i ≠ j: x_j is exact iff they all are

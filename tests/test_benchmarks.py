@@ -41,6 +41,13 @@ def test_frontier_zoo_quick(tmp_path):
     assert (tmp_path / "z.png").stat().st_size > 0
 
 
+def test_rounding_floor_quick():
+    from gradinv.factorize import FLOOR_FACTOR
+
+    (row,) = load("rounding_floor").main(["--clients", "mlp2_trained:8", "--width", "120"])
+    assert row["b"] == 8 and 0 < row["sigma_over_floor"] < FLOOR_FACTOR and 0 < row["zero_over_floor"] < FLOOR_FACTOR
+
+
 def test_sudl_benchmark_quick(tmp_path):
     out = tmp_path / "sudl.md"
     load("sudl_benchmark").main(["--quick", "--out", str(out)])

@@ -11,6 +11,8 @@ What the server knows decides what each stage may use (:mod:`.knowledge`): the a
 ``polish``      labels that fit the column structure (with J, or the zeros alone),
                 alternated with the nearest cell (projection passes)
 ``rounding``    exact columns from the polished labels (null vectors)
+``tolerances``  the exact tests' thresholds, per direction (the SVD's rounding floor)
+``completion``  the last column from all the others: a scan of one line of the arrangement
 ``acceptance``  the next layer's check of a rounded column
 ``informed``    the search loop (:func:`informed_search`) and its pipeline step
 ==============  =====================================================================

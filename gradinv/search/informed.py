@@ -50,7 +50,9 @@ Search (per batch of starting points c):
   d. checks: ≥ b − 1 + :data:`ZERO_SLACK` exact zeros (and ≥ ``min_zero_fraction``·m), the active rows fit W₂ᵀu to rounding error,
      linear independence from the columns already found.
 Rounds of starts run until b columns are found, or the search stagnates or reaches ``max_time``
-(:class:`~gradinv.bound.SearchBound`).  Deflation: a sample
+(:class:`~gradinv.bound.SearchBound`); once b − 1 are found, the last sample's input is known up to
+its scale and its column is looked for on that line first (:mod:`.completion`).  Every exact test
+allows for the rounding floor of the direction it tests (:mod:`.tolerances`).  Deflation: a sample
 not yet found has x_k = (Q⁻¹)_k R with (Q⁻¹)_k orthogonal to every column found, so each round
 searches c only in that (b − found)-dimensional subspace.  **Starts** are c = Vᵀ Rᵀ n with n
 isotropic in the complement of the found q's, i.e. spread along V by the singular values S of
@@ -84,8 +86,10 @@ from .acceptance import DEEP_NEXT_LAYER_RTOL, _next_layer_fit
 from .knowledge import SearchKnowledge
 from .objective import _descend
 from .polish import PROJECTION_PASSES, _polish_projected
-from .rounding import MAX_POLISH_MISFIT, _refine_on_zeros, _round_polished, _tolerances, fragile_rows
+from .completion import scan_line
+from .rounding import MAX_POLISH_MISFIT, _refine_on_zeros, _round_polished, fragile_rows
 from .starts import _cell_margin, _remaining_inputs_coords, _round_starts, cell_point
+from .tolerances import tolerances
 from .templates import _missing_class_probabilities, _round_templates, oriented_upstream, template_deviation
 
 
@@ -99,8 +103,8 @@ were accepted in 64 s, without it all 20 in 9 s)."""
 
 def informed_search(L, R, weight, bias, downstream, *, random_state=None, max_time=None, steps=50,
                     lr=0.05, tau=(0.03, 0.001), batch=None, input_norm=None, min_zero_fraction=0.0,
-                    zero_tol=1e-9, next_layer_rtol=None, rows=None, class_templates=True, next_bias_grad=None,
-                    projection_passes=PROJECTION_PASSES, progress=False):
+                    zero_tol=1e-9, floor=None, next_layer_rtol=None, rows=None, class_templates=True,
+                    next_bias_grad=None, projection_passes=PROJECTION_PASSES, progress=False):
     """Exact directions q (rows, k ≤ b) with L q a column of dL/dZ, and their exact-zero counts.
 
     L (m' × b, orthonormal columns), R (b × n) from the factorisation; ``weight`` (m × n), ``bias`` (m,) of the attacked
@@ -114,18 +118,21 @@ def informed_search(L, R, weight, bias, downstream, *, random_state=None, max_ti
     them draw the classes still missing most often (:func:`class_probabilities`; uniform without
     it; the batch size in its counts is the rank b, the independent inputs).
     ``projection_passes``: alternations of the polish with the nearest cell before the rounding
-    (:func:`_polish_projected`; 0: the polish of the descent alone).
+    (:func:`_polish_projected`; 0: the polish of the descent alone).  ``floor``: the factorisation's
+    rounding floor (b × b), which loosens the exact tests of the directions along the weakest
+    singular values (:mod:`~gradinv.search.tolerances`; None: no floor).  When b − 1
+    columns are found, the last is looked for by :func:`~gradinv.search.completion.scan_line` first.
     """
     rng = check_random_state(random_state)
     bound = SearchBound(max_time)
-    tols = _tolerances(zero_tol)
-    next_layer_rtol = tols[2] if next_layer_rtol is None else next_layer_rtol
-    max_misfit = MAX_POLISH_MISFIT if next_layer_rtol <= tols[2] else None  # approximate mode: W₂ drifts
+    Rt = torch.as_tensor(to_numpy(R), dtype=torch.float64)
+    tols = tolerances(zero_tol, floor)
+    next_layer_rtol = tols.residual if next_layer_rtol is None else next_layer_rtol
+    max_misfit = MAX_POLISH_MISFIT if next_layer_rtol <= tols.residual else None  # approximate mode: W₂ drifts
     Lt = torch.as_tensor(to_numpy(L), dtype=torch.float64)
     m, b = Lt.shape
     LtL = Lt.T @ Lt
     fragile = fragile_rows(Lt)
-    Rt = torch.as_tensor(to_numpy(R), dtype=torch.float64)
     V = torch.linalg.svd(Rt, full_matrices=False)[2].T  # n × b, spans the inputs
     RV = Rt @ V
     rows = torch.arange(len(bias)) if rows is None else torch.as_tensor(rows)
@@ -141,12 +148,48 @@ def informed_search(L, R, weight, bias, downstream, *, random_state=None, max_ti
     B = batch or max(64, min(2 * b, 100))  # measured: small batches of short descents beat large ones
     A_pinv = torch.linalg.pinv(A)
     cell_margin = _cell_margin(A, bias, RV, norm, rng)
+    min_zeros = max(min_zero_fraction * m, b - 1 + ZERO_SLACK)
     found_q, found_z, deviations, found_u, found_zeros = [], [], [], [], []
     found = zeros = None  # torch.stack(found_q), torch.stack(found_zeros), kept up to date
     bar = tqdm(total=b, disable=not progress, desc="informed search", unit="column")
-    rounds = 0
+
+    def accept(block):
+        """Add the rounded directions ``block`` (d × b) when its first passes the checks (d.)."""
+        nonlocal found, zeros
+        q, g, zero = _refine_on_zeros(Lt, block[0], tols)
+        if int(zero.sum()) < min_zeros:
+            return
+        if zeros_only and zero_set_kernels(Lt, q[None], tols.zero_at(q), max_dim=1)[0] is None:
+            return  # a combination of near-duplicates' columns, exact on their common zeros and one row more
+        J = known.jacobians(cell_point(A, A_pinv, bias, zero[None], cell_margin) if zeros_only else None)
+        u, residual = _next_layer_fit(g, J[0] if zeros_only else J, zero)
+        if residual > max(next_layer_rtol, tols.floor_at(q)):
+            return
+        deviations.append(template_deviation(u))
+        for i, direction in enumerate([q, *block[1:]]):  # a block's other rows share the zeros of its first
+            if len(found_q) >= b:
+                break
+            if found is not None and torch.linalg.svdvals(torch.cat([found, direction[None]]))[-1] < 1e-6:
+                continue  # dependent on the columns found
+            if i == 0:  # u is q's; the block's other rows have their own
+                found_u.append(oriented_upstream(u))
+                found_zeros.append(zero)
+                zeros = torch.stack(found_zeros)
+            found_q.append(direction)
+            found = torch.stack(found_q)
+            found_z.append(int(zero.sum()))
+            bound.found()
+            bar.update(1)
+
+    rounds, scanned = 0, False
     while len(found_q) < b and not bound.expired():
         coords = _remaining_inputs_coords(found_q, RV)
+        if len(found_q) == b - 1 and not scanned:  # the last sample's input is known up to its scale
+            scanned = True
+            q = scan_line(coords[:, 0], Lt, A, bias, tols, min_zeros, found)
+            if q is not None:
+                accept(q[None])
+            continue
         c0 = _round_starts(coords, norm, B, rng)
         basis = torch.linalg.qr(coords)[0]
         class_p = _missing_class_probabilities(next_bias_grad, b, found_u, n_classes)
@@ -162,32 +205,8 @@ def informed_search(L, R, weight, bias, downstream, *, random_state=None, max_ti
                 continue
             block = _round_polished(polished, Lt, tols, found, gram=LtL, fragile=fragile,
                                     max_misfit=max_misfit, found_zeros=zeros, zeros_only=zeros_only)
-            if block is None:
-                continue
-            q, g, zero = _refine_on_zeros(Lt, block[0], tols[3])
-            if int(zero.sum()) < max(min_zero_fraction * m, b - 1 + ZERO_SLACK):
-                continue
-            if zeros_only and zero_set_kernels(Lt, q[None], tols[3], max_dim=1)[0] is None:
-                continue  # a combination of near-duplicates' columns, exact on their common zeros and one row more
-            J = polished[8] if not zeros_only else known.jacobians(cell_point(A, A_pinv, bias, zero[None], cell_margin))[0]
-            u, residual = _next_layer_fit(g, J, zero)
-            if residual > next_layer_rtol:
-                continue
-            deviations.append(template_deviation(u))
-            for i, direction in enumerate([q, *block[1:]]):  # a block's other rows share the zeros of its first
-                if len(found_q) >= b:
-                    break
-                if found is not None and torch.linalg.svdvals(torch.cat([found, direction[None]]))[-1] < 1e-6:
-                    continue  # dependent on the columns found
-                if i == 0:  # u is q's; the block's other rows have their own
-                    found_u.append(oriented_upstream(u))
-                    found_zeros.append(zero)
-                    zeros = torch.stack(found_zeros)
-                found_q.append(direction)
-                found = torch.stack(found_q)
-                found_z.append(int(zero.sum()))
-                bound.found()
-                bar.update(1)
+            if block is not None:
+                accept(block)
     bar.close()
     Q = torch.stack(found_q).numpy() if found_q else np.zeros((0, b))
     return Q, np.asarray(found_z, dtype=int)
@@ -244,7 +263,8 @@ class InformedSearch(GradientStep):
         Q, zeros = informed_search(fg.L, fg.R, W, bias, downstream, rows=fg.rows,
                                    random_state=self.random_state, max_time=self.max_time,
                                    input_norm=self.input_norm, min_zero_fraction=self.min_zero_fraction,
-                                   zero_tol=fg.zero_tol, next_layer_rtol=self.next_layer_rtol,
+                                   zero_tol=fg.zero_tol, floor=fg.floor,
+                                   next_layer_rtol=self.next_layer_rtol,
                                    next_bias_grad=next_bias_grad, progress=bool(self.verbose))
         self.n_found_ = Q.shape[0]
         return fg.with_directions(Q, zeros, np.ones(len(zeros), bool))

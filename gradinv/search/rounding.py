@@ -37,11 +37,6 @@ def fragile_rows(L):
     return torch.nonzero((L**2).sum(1) > FRAGILE_LEVERAGE)[:, 0]
 
 
-def _tolerances(zero_tol):
-    """(kernel, uniqueness, residual, zero) relative thresholds from the zero tolerance."""
-    return zero_tol / 10, zero_tol * 10, zero_tol * 10, zero_tol
-
-
 def _stacked_rows(L, J, active, rows):
     """Rows ``rows`` (boolean) of M = [L_I, 0; L_A, −W₂_A], A = ``active``: M's null vectors (q, u)
     have L_I q = 0 and L_A q = W₂_A u."""
@@ -71,11 +66,13 @@ def _may_be_singular(gram, scale, tol_kernel):
     return int(torch.linalg.cholesky_ex(gram - shift * eye)[1]) != 0
 
 
-def _null_space(M, tol_kernel, tol_unique, max_dim=1, gram=None, scale=None):
+def _null_space(M, tol_kernel, tol_unique, max_dim=1, gram=None, scale=None, tols=None):
     """Orthonormal rows (d × k) spanning the null space of M (a matrix, or a function building it), or None.
 
     Accepted when M has an exact null vector (σ_min ≤ ``tol_kernel``·σ_max) and d, the number of
     singular values below ``tol_unique``·σ_max, is at most ``max_dim``; the most exact row first.
+    ``tols`` (:class:`~gradinv.search.tolerances.Tolerances`): the thresholds of the null vector
+    found instead (its rounding floor), ``tol_kernel`` and ``tol_unique`` then ignored.
     d > 1 is a *block*: samples so alike (near-duplicate inputs) that their columns share one
     zero set, so no single column of the block is identified, only their span (the difference
     of two nearly parallel columns is a null vector only to ε/angle: measured σ ≈ 1e-9·σ_max
@@ -86,6 +83,10 @@ def _null_space(M, tol_kernel, tol_unique, max_dim=1, gram=None, scale=None):
     M's own residual on the first tells whether it is exact, at a seventh of an SVD's cost
     (m=4000, b=600); otherwise (blocks) by the SVD of M.
     """
+    if tols is not None:
+        tol_kernel = tols.kernel_max
+    kernel_at = tols.kernel_at if tols is not None else (lambda v: tol_kernel)
+    unique_at = tols.unique_at if tols is not None else (lambda v: tol_unique)
     if gram is None:
         gram = M.T @ M
         scale = float(torch.trace(gram))
@@ -93,12 +94,12 @@ def _null_space(M, tol_kernel, tol_unique, max_dim=1, gram=None, scale=None):
         return None
     M = M() if callable(M) else M
     lam, vec = torch.linalg.eigh(gram)
-    if tol_unique <= 1e-4 and lam[1] > 1e-8 * lam[-1]:
-        v = vec[:, 0]
-        return v[None] if float((M @ v).norm()) <= tol_kernel * float(lam[-1]) ** 0.5 else None
+    v = vec[:, 0]
+    if unique_at(v) <= 1e-4 and lam[1] > 1e-8 * lam[-1]:
+        return v[None] if float((M @ v).norm()) <= kernel_at(v) * float(lam[-1]) ** 0.5 else None
     _, sv, vh = torch.linalg.svd(M, full_matrices=False)
-    d = int((sv < tol_unique * sv[0]).sum())
-    if sv[-1] >= tol_kernel * sv[0] or not 1 <= d <= max_dim:
+    d = int((sv < unique_at(vh[-1]) * sv[0]).sum())
+    if sv[-1] >= kernel_at(vh[-1]) * sv[0] or not 1 <= d <= max_dim:
         return None
     return vh[-d:].flip(0)
 
@@ -129,10 +130,11 @@ def _round_on_labels(L, J, inactive, conf_i, conf_a, P, D, LtL, tols, max_block,
     keeps = [_first(I, f, inactive) | _first(Act, f, inactive) for f in fracs]
     near = False
     for keep, G in zip(keeps, _nested_grams(H, stacked, keeps)):
-        if not _may_be_singular(G, scale, max(NEAR_EXACT, tols[0])):
+        if not _may_be_singular(G, scale, max(NEAR_EXACT, tols.kernel_max)):
             continue  # not even near (nor, with loose tolerances, exact): surely not exact
         near = True
-        v = _null_space(lambda keep=keep: stacked(keep), tols[0], tols[1], max_block, gram=G, scale=scale)
+        v = _null_space(lambda keep=keep: stacked(keep), tols.kernel, tols.unique, max_block, gram=G, scale=scale,
+                        tols=tols)
         if v is not None:
             return torch.linalg.qr(v[:, :b].T)[0].T, near  # the q parts, orthonormalised, most exact first
     return None, near
@@ -218,7 +220,7 @@ def _round_on_zeros(L, order, LtL, tols, found=None, fracs=FRACS):
     like = torch.zeros(L.shape[0], dtype=torch.bool)
     keeps = [_first(order, f, like) for f in fracs]
     for keep, G in zip(keeps, _nested_grams(LtL, lambda rows: L[rows], keeps)):
-        v = _null_space(lambda keep=keep: L[keep], tols[0], tols[1], gram=G, scale=1.0)
+        v = _null_space(lambda keep=keep: L[keep], tols.kernel, tols.unique, gram=G, scale=1.0, tols=tols)
         if v is not None:
             return _unless_found(v, found)
     return None
@@ -238,10 +240,11 @@ def _first(idx, frac, like):
     return mask
 
 
-def _refine_on_zeros(L, q, zero_tol, exact_kernel=1e-6, unique=1e-4):
+def _refine_on_zeros(L, q, tols, exact_kernel=1e-6, unique=1e-4):
     """q re-fitted to its column's smallest entries alone, when they are exact zeros.
 
-    Among the rows with |L q| ≤ zero_tol·max, all, then the half, then the quarter with the
+    Among the rows with |L q| ≤ ``tols.zero_at(q)``·max (:class:`~gradinv.search.tolerances.Tolerances`),
+    all, then the half, then the quarter with the
     smallest entries are taken; if L restricted to them has an exact one-dimensional kernel
     (σ_min ≤ ``exact_kernel``·σ_max and σ_(b−1) ≥ ``unique``·σ_max), that kernel is the column.
     A no-op for an exact column; when W₂ only approximately explains the active rows (FedAvg: W₂
@@ -250,7 +253,7 @@ def _refine_on_zeros(L, q, zero_tol, exact_kernel=1e-6, unique=1e-4):
     Returns (q, L q, zero mask).
     """
     g = (L @ q).abs()
-    small = torch.nonzero(g <= zero_tol * g.max())[:, 0]
+    small = torch.nonzero(g <= tols.zero_at(q) * g.max())[:, 0]
     small = small[torch.argsort(g[small])]
     for frac in (1.0, 0.5, 0.25):
         rows = small[: int(frac * len(small))]
@@ -262,4 +265,4 @@ def _refine_on_zeros(L, q, zero_tol, exact_kernel=1e-6, unique=1e-4):
             break
     q = q / q.norm()
     g = L @ q
-    return q, g, g.abs() <= zero_tol * g.abs().max()
+    return q, g, g.abs() <= tols.zero_at(q) * g.abs().max()

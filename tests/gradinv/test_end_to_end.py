@@ -94,3 +94,16 @@ def test_clean_gradient_is_attacked_once_in_exact_mode(client, monkeypatch):
     forced = invert_layer(client.grad_W, client.grad_b, approximate=False, random_state=0, max_time=120,
                           **client.knowledge())
     assert forced.mode == "exact" and forced.mode_reason == "approximate=False given"
+
+
+def test_failed_batch_check_keeps_the_certificates_its_columns_confirm():
+    """A near-duplicate pair (one label, one ReLU mask) is recovered as a block: its two samples are
+    wrong, so the batch's gradients do not match; the other 18 keep their layer certificates,
+    each confirmed by the model's own column at its recovered input, and none is false."""
+    v = make_victim("cross_entropy", batch_size=20, width=300, random_state=0)
+    noise = torch.randn(v.inputs.shape[1], generator=torch.Generator().manual_seed(0), dtype=v.inputs.dtype)
+    v.inputs[1], v.labels[1] = v.inputs[0] + 1e-3 * v.inputs[0].norm() * noise / v.inputs.shape[1] ** 0.5, v.labels[0]
+    res, _ = attack_model(v.model, sent_gradients(v), random_state=0, max_time=120)
+    ev = evaluate(v.inputs, res.inputs, res.exact)
+    assert res.end_to_end.startswith("failed")
+    assert ev["exact"] >= 18 and ev["certified"] == 18 and ev["false_certificates"] == 0

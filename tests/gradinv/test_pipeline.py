@@ -147,7 +147,8 @@ def test_cross_entropy_b50_float32():
 
 def test_informed_rounding_skips_a_cell_without_active_neurons():
     """A start whose cell has no active neuron leaves W₂ᵀu undetermined: skipped, not an error."""
-    from gradinv.search.rounding import _polish_and_round, _tolerances
+    from gradinv.search.rounding import _polish_and_round
+    from gradinv.search.tolerances import tolerances
 
     rng = np.random.default_rng(0)
     L = torch.linalg.qr(torch.as_tensor(rng.normal(size=(60, 5))))[0]
@@ -155,7 +156,7 @@ def test_informed_rounding_skips_a_cell_without_active_neurons():
     W2 = torch.as_tensor(rng.normal(size=(60, 3)))
     bias = -10.0 * torch.ones(60, dtype=torch.float64)  # every neuron inactive at c
     c = torch.as_tensor(rng.normal(size=5)) * 0.1
-    assert _polish_and_round(c, A, bias, L, W2, _tolerances(1e-9)) is None
+    assert _polish_and_round(c, A, bias, L, W2, tolerances(1e-9)) is None
 
 
 def test_near_duplicate_pair_is_recovered_as_a_block():

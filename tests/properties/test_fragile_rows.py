@@ -15,7 +15,8 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from gradinv.search.rounding import _polish_and_round, _tolerances, fragile_rows
+from gradinv.search.rounding import _polish_and_round, fragile_rows
+from gradinv.search.tolerances import tolerances
 
 
 def planted(rng, m, b, C, delta):
@@ -48,7 +49,7 @@ def test_fragile_row_label_is_recovered(b, C, log_delta, seed):
     # (row k the most confidently inactive, so that the zeros-only fallback keeps it too)
     A, c, bias = torch.zeros(m, 1, dtype=G.dtype), torch.zeros(1, dtype=G.dtype), labels.to(G.dtype) * 2 - 1
     bias[k] = -10.0
-    tols = _tolerances(1e-9)
+    tols = tolerances(1e-9)
     truth = L.T @ G[:, j]
     truth = truth / truth.norm()
     trusted = _polish_and_round(c, A, bias, L, W2, tols)

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gradinv.search import rounding
+from gradinv.search.tolerances import tolerances
 
 
 def planted(rng, b, C):
@@ -37,7 +38,7 @@ def test_gate_keeps_every_column_within_reach(b, C, flipped, seed):
     labels = mask[:, 0].clone()
     flip = torch.as_tensor(rng.random(len(labels)) < flipped)
     labels[flip] = ~labels[flip]
-    tols = rounding._tolerances(1e-9)
+    tols = tolerances(1e-9)
     ungated = rounding._polish_and_round(*cell(labels), L, W2, tols)
     gated = rounding._polish_and_round(*cell(labels), L, W2, tols, max_misfit=rounding.MAX_POLISH_MISFIT)
     assert (gated is None) == (ungated is None)
@@ -55,7 +56,7 @@ def test_gate_skips_most_roundings_that_would_find_nothing():
         rng = np.random.default_rng(seed)
         L, W2, _, _ = planted(rng, 24, 5)
         labels = torch.as_tensor(rng.random(L.shape[0]) < 0.5)
-        tols = rounding._tolerances(1e-9)
+        tols = tolerances(1e-9)
         calls = []
         rounding._round_on_labels = lambda *a, **k: calls.append(1) or original(*a, **k)
         try:

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gradinv.search import polish, rounding
+from gradinv.search.tolerances import tolerances
 
 
 def planted_twins(rng, b, C, apart, rows_per_sample=12):
@@ -47,7 +48,7 @@ def test_twin_of_a_found_column_is_still_found(b, C, data, seed):
     apart = data.draw(st.integers(1, polish.NEAR_FOUND_ROWS))
     rng = np.random.default_rng(seed)
     L, W2, mask, G = planted_twins(rng, b, C, apart)
-    tols = rounding._tolerances(1e-9)
+    tols = tolerances(1e-9)
     found, found_zeros = unit(L, G[:, 0])[None], ~mask[:, :1].T
     twin = unit(L, G[:, 1])
     plain = rounding._polish_and_round(*cell(mask[:, 1]), L, W2, tols, found)
@@ -73,7 +74,7 @@ def test_found_column_with_mislabelled_rows_is_rounded_on_all_rows_alone():
             labels = mask[:, 0].clone()
             rows = rng.choice(len(labels), int(rng.integers(1, polish.NEAR_FOUND_ROWS + 1)), replace=False)
             labels[rows] = ~labels[rows]
-            tols = rounding._tolerances(1e-9)
+            tols = tolerances(1e-9)
             q0 = unit(L, G[:, 0])
             rounded.clear()
             without = rounding._polish_and_round(*cell(labels), L, W2, tols, q0[None])

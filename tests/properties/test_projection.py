@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gradinv.search import polish, rounding
+from gradinv.search.tolerances import tolerances
 
 
 def planted(rng, b, m, C):
@@ -54,7 +55,7 @@ def test_passes_reach_more_columns_than_the_polish_alone():
             hits = set()
             for polished in polish._polish_projected(starts, A, torch.linalg.pinv(A), bias, L, W2, margin, passes):
                 directions = None if polished is None else rounding._round_polished(
-                    polished, L, rounding._tolerances(1e-9), max_misfit=rounding.MAX_POLISH_MISFIT)
+                    polished, L, tolerances(1e-9), max_misfit=rounding.MAX_POLISH_MISFIT)
                 if directions is not None and float((directions[0] @ Q).abs().max()) > 1 - 1e-9:
                     hits.add(int((directions[0] @ Q).abs().argmax()))
             found[passes] += len(hits)

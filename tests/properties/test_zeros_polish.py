@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gradinv.search import polish, rounding
+from gradinv.search.tolerances import tolerances
 
 
 def planted(rng, b, m):
@@ -28,7 +29,7 @@ def test_zeros_polish_rounds_a_noisy_start_to_its_column(b, noise, seed):
     Q = L.T @ G
     Q = Q / Q.norm(dim=0)
     starts = coords + noise * coords.norm(dim=1, keepdim=True) * torch.as_tensor(rng.standard_normal((b, b))) / b**0.5
-    tols = rounding._tolerances(1e-9)
+    tols = tolerances(1e-9)
     hits = 0
     for j, polished in enumerate(polish._polish_zeros(starts, A, bias, L)):
         directions = rounding._round_polished(polished, L, tols, zeros_only=True)
