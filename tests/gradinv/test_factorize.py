@@ -23,3 +23,28 @@ def test_dead_neurons_are_dropped():
     fg = GradientFactorization().fit_transform(stack_gradient(v.grad_W.numpy(), v.grad_b.numpy()))
     dead = np.flatnonzero(np.all(v.grad_Z.numpy() == 0, axis=1))
     assert len(dead) > 0 and not np.isin(dead, fg.rows).any() and len(fg.rows) + len(dead) == 300
+
+
+def test_a_merged_near_duplicate_is_not_exact_rank():
+    """An exact duplicate leaves a singular value at rounding, below the rank gap: b = 7, and the
+    factors are exact_rank (the merged input is both samples).  A pair 1e-4 apart leaves one above the
+    gap (17 ε·s₁ here), dropped as a dependent input: its merged input is neither sample, so
+    exact_rank is False and nothing will be certified."""
+    import warnings
+
+    from gradinv.victims import layer_gradient, make_client
+
+    v = make_client("mlp2_raw", batch_size=8, width=200, random_state=0)
+    ranks = {}
+    for gap in (0.0, 1e-4):
+        x, y = v.inputs.clone(), v.labels.clone()
+        step = torch.randn(x.shape[1], generator=torch.Generator().manual_seed(0), dtype=x.dtype)
+        x[1], y[1] = x[0] + gap * x[0].norm() * step / step.norm(), y[0]
+        _, gW, gb, _ = layer_gradient(v.model, v.layer_name, x, y)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            factorization = GradientFactorization()
+            fg = factorization.fit_transform(stack_gradient(gW, gb))
+        assert fg.batch_size == 7  # the duplicate's value is below the gap (an estimated b = 7) or dropped
+        ranks[gap] = fg.exact_rank
+    assert ranks == {0.0: True, 1e-4: False}
