@@ -28,7 +28,7 @@ from gradinv.victims import make_client
 
 def column_exactness(fg, grad_Z):
     """(σ ratio, zero-entry ratio, floor) per true column (columns of ``grad_Z`` on the kept rows)."""
-    L, R = np.asarray(fg.L), np.asarray(fg.R)
+    L = np.asarray(fg.L)
     G = grad_Z[fg.rows]
     Q = L.T @ (G / np.linalg.norm(G, axis=0))
     F = fg.floor
