@@ -40,6 +40,14 @@ def _breakpoints(a, bias):
     return order, a[order] < 0, start
 
 
+def _zero_set(start, order, joins, k):
+    """The zero set after the first ``k`` breakpoints (:func:`_breakpoints`), from ``start`` at t → −∞."""
+    zero = start.clone()
+    zero[order[:k][joins[:k]]] = True
+    zero[order[:k][~joins[:k]]] = False
+    return zero
+
+
 def scan_line(p, L, A, bias, tols, min_zeros, found=None):
     """The exact direction q (b,) whose column L q vanishes on I(t) = {i : t (A p)_i + bias_i ≤ 0}
     for some t, with ≥ ``min_zeros`` rows and not a column of ``found``; or None (module docstring).
@@ -58,9 +66,7 @@ def scan_line(p, L, A, bias, tols, min_zeros, found=None):
     candidates = []
     for start in range(0, len(order) + 1, chunk):
         steps = order[start:start + chunk - 1]  # the flips inside this chunk
-        zero = inactive.clone()
-        zero[order[:start][joins[:start]]] = True
-        zero[order[:start][~joins[:start]]] = False
+        zero = _zero_set(inactive, order, joins, start)
         G0 = L[zero].T @ L[zero]
         rows = L[steps]
         updates = torch.cumsum(sign[start:start + len(steps), None, None] * rows[:, :, None] * rows[:, None, :], 0)
@@ -73,10 +79,7 @@ def scan_line(p, L, A, bias, tols, min_zeros, found=None):
     if not candidates:
         return None
     for k in sorted(candidates, key=lambda k: -int(counts[k])):
-        zero = inactive.clone()
-        zero[order[:k][joins[:k]]] = True
-        zero[order[:k][~joins[:k]]] = False
-        v = _null_space(L[zero], tols.kernel, tols.unique, tols=tols)
+        v = _null_space(L[_zero_set(inactive, order, joins, k)], tols.kernel, tols.unique, tols=tols)
         if v is not None and _unless_found(v, found) is not None:
             return v[0]
     return None
