@@ -8,7 +8,8 @@ c_j makes L restricted to I(c_j) = {k : A_k c_j + b_k ≤ 0} have an exactly one
 the column's q_j, whatever the network downstream computes.
 
 Search (per round of starting points c, spread by the singular values as in the informed search,
-inside the complement of the columns found: deflation):
+and after a round without a new column also isotropic in the missing inputs' span, inside the
+complement of the columns found: deflation):
   a. descent (Adam, float32) of the soft objective
      f(c, q) = Σ_k w_k (L_k q)² / (‖q‖² Σ_k w_k ‖L_k‖²),  w = 1 − sigmoid((A c + b)/τ),
      τ annealed geometrically (relative to the typical margin |A c + b|): min_q f is the smallest
@@ -46,7 +47,7 @@ from .certificate import zero_set_kernels
 from .factorize import GradientError
 from .search.completion import scan_line
 from .search.rounding import _null_space
-from .search.starts import _cell_margin, _remaining_inputs_coords, _round_starts
+from .search.starts import IDLE_BALANCED, _cell_margin, _remaining_inputs_coords, _round_starts
 from .search.tolerances import tolerances
 
 RESOLVE_EVERY = 10
@@ -192,7 +193,7 @@ def cell_search(L, R, weight, bias, *, rows=None, random_state=None, max_time=No
         bound.found()
         bar.update(1)
 
-    scanned = False
+    scanned, idle = False, False
     while len(found_q) < b and not bound.expired():
         coords = _remaining_inputs_coords(found_q, RV)
         if len(found_q) == b - 1 and not scanned:  # the last sample's input is known up to its scale
@@ -201,16 +202,18 @@ def cell_search(L, R, weight, bias, *, rows=None, random_state=None, max_time=No
             if direction is not None:
                 accept(direction)
             continue
-        c0 = _round_starts(coords, norm, B, rng)
+        c0 = _round_starts(coords, norm, B, rng, balanced=IDLE_BALANCED if idle else 0.0)
         basis = torch.linalg.qr(coords)[0]
         cf = _descend(c0, basis, A, bias, Lt, steps=steps, lr=lr, tau=tau, deadline=bound.deadline)
         qf = _exact_q((cf @ A.T + bias <= 0).to(Lt.dtype), Lt)  # the kernel-most q of each final cell
+        n_found = len(found_q)
         for c, q in zip(cf, qf):
             if len(found_q) >= b or bound.expired():
                 break
             direction = _round_candidate(c, q, A, bias, Lt, tols, found)
             if direction is not None:
                 accept(direction)
+        idle = len(found_q) == n_found
     bar.close()
     Q = torch.stack(found_q).numpy() if found_q else np.zeros((0, b))
     return Q, np.asarray(found_z, dtype=int)

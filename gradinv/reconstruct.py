@@ -36,6 +36,14 @@ def scatter_rows(A, rows, n_rows):
     return xp.take(padded, xp.asarray(position, device=device(A)), axis=0)
 
 
+def certified_samples(proved, in_block):
+    """Sample j is exact iff every column i ≠ j is proved or lies in a proved block, and j is in no
+    block: x_j = dL/dWᵀ y / (yᵀ dL/db) for any y orthogonal to the columns i ≠ j, so x_j depends on
+    their span alone (one unproved column spoils every sample but its own)."""
+    bad = ~(np.asarray(proved, bool) | in_block)
+    return (bad.sum() - bad == 0) & ~in_block
+
+
 def column_reasons(certified, in_block, failure):
     """Why each sample is certified or not, from its column's ``failure`` ("" when proved): a
     sample needs every *other* column proved, so it names the others' failures and their count."""
@@ -75,6 +83,9 @@ class InputReconstruction(GradientStep):
         (rounding gives 1e-15 in float64), nor when dL/dW is not rank b to rounding
         (``FactorizedGradient.exact_rank``: near-duplicate inputs whose small singular value was
         dropped are merged into one input that is neither)
+    proved_, in_block_ : ndarray of bool (b,), the columns proved, and those in a proved block
+    failures_ : ndarray of str (b,), how each column fails ("" when proved or in a block)
+    uncertifiable_ : str or None, why no sample can be certified (None: the columns decide)
     reasons_ : ndarray of str (b,), why each sample is certified or not: "certified: layer", or the
         other columns that fail and how ("missing column": not found exact; "fragile row": its
         zero set fails the leave-one-out test; "ReLU pattern": its input does not reproduce its
@@ -123,19 +134,18 @@ class InputReconstruction(GradientStep):
         robust = np.array([K is not None and K.shape[1] == 1 for K in kernels])
         self.sparse_ = sparse & robust
         why = self._why_nothing_is_certified(fg)
+        self.uncertifiable_ = why
         if why is not None:
-            self.exact_ = np.zeros_like(self.sparse_)
+            self.exact_ = self.proved_ = self.in_block_ = np.zeros_like(self.sparse_)
+            self.failures_ = np.array([why] * len(scale), dtype=object)
             self.reasons_ = np.array([f"not certified: {why}"] * len(scale), dtype=object)
             return X
         relu_ok = relu_consistent(self.grad_Z_, X, self.weight, self.bias, zero_tol,
                                   rtol=1e-7 if fg.zero_tol < 1e-7 else 1e-3)
-        column_ok = self.sparse_ & relu_ok
-        in_block = sparse & proven_blocks(kernels, fg.directions)
-        # x_j = dWᵀy / (yᵀ db) for any y orthogonal to the columns i ≠ j: x_j is exact iff they all are
-        # proved, or lie in a proved block (right span) that x_j is not part of.
-        bad = ~(column_ok | in_block)
-        self.exact_ = (bad.sum() - bad == 0) & ~in_block
-        status = np.where(~sparse, "missing column", np.where(~robust, "fragile row",
-                                                              np.where(~relu_ok, "ReLU pattern", "")))
-        self.reasons_ = column_reasons(self.exact_, in_block, np.where(bad, status, ""))
+        self.proved_ = self.sparse_ & relu_ok
+        self.in_block_ = sparse & proven_blocks(kernels, fg.directions)
+        self.exact_ = certified_samples(self.proved_, self.in_block_)
+        self.failures_ = np.where(self.proved_ | self.in_block_, "", np.where(
+            ~sparse, "missing column", np.where(~robust, "fragile row", np.where(~relu_ok, "ReLU pattern", ""))))
+        self.reasons_ = column_reasons(self.exact_, self.in_block_, self.failures_)
         return X

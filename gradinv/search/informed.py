@@ -61,7 +61,9 @@ axes.  Real inputs are far from isotropic in ℝ^b (natural images share a mean 
 frequencies), and isotropic starts do not reach a true cell beyond b ≈ 100: measured on the
 cross-entropy client, b=150, m=1000, the median cosine from a start to the nearest true c is
 0.85 for these starts against 0.18 for isotropic ones (``benchmarks/landing.py``), and all 150
-columns were found in 61 s against 1/150 in 300 s (``docs/results.md``).
+columns were found in 61 s against 1/150 in 300 s (``docs/results.md``).  That spread weighs each
+sample by about ‖g_j‖, so a round after one that found nothing also draws balanced starts,
+isotropic in the missing inputs' span (:func:`~.starts._round_starts`).
 
 Measured on the cross-entropy client (``docs/results.md``).  This step runs in torch whatever
 the input array type, since it needs automatic differentiation: the descents in float32 (they
@@ -88,7 +90,7 @@ from .objective import _descend
 from .polish import PROJECTION_PASSES, _polish_projected
 from .completion import scan_line
 from .rounding import MAX_POLISH_MISFIT, _refine_on_zeros, _round_polished, fragile_rows
-from .starts import _cell_margin, _remaining_inputs_coords, _round_starts, cell_point
+from .starts import IDLE_BALANCED, _cell_margin, _remaining_inputs_coords, _round_starts, cell_point
 from .tolerances import tolerances
 from .templates import _missing_class_probabilities, _round_templates, oriented_upstream, template_deviation
 
@@ -181,7 +183,7 @@ def informed_search(L, R, weight, bias, downstream, *, random_state=None, max_ti
             bound.found()
             bar.update(1)
 
-    rounds, scanned = 0, False
+    rounds, scanned, idle = 0, False, False
     while len(found_q) < b and not bound.expired():
         coords = _remaining_inputs_coords(found_q, RV)
         if len(found_q) == b - 1 and not scanned:  # the last sample's input is known up to its scale
@@ -190,13 +192,14 @@ def informed_search(L, R, weight, bias, downstream, *, random_state=None, max_ti
             if q is not None:
                 accept(q[None])
             continue
-        c0 = _round_starts(coords, norm, B, rng)
+        c0 = _round_starts(coords, norm, B, rng, balanced=IDLE_BALANCED if idle else 0.0)
         basis = torch.linalg.qr(coords)[0]
         class_p = _missing_class_probabilities(next_bias_grad, b, found_u, n_classes)
         templates = _round_templates(deviations, B, n_classes, rounds, rng, class_p) if class_templates else None
         cf = _descend(c0, basis, A, bias, Lt, known.jacobians, steps=steps, lr=lr, tau=tau, deadline=bound.deadline,
                       templates=templates)
         rounds += 1
+        n_found = len(found_q)
         for polished in _polish_projected(cf, A, A_pinv, bias, Lt, known.jacobians, cell_margin, projection_passes,
                                           found, zeros, bound.deadline, zeros_only=zeros_only):
             if len(found_q) >= b or bound.expired():
@@ -207,6 +210,7 @@ def informed_search(L, R, weight, bias, downstream, *, random_state=None, max_ti
                                     max_misfit=max_misfit, found_zeros=zeros, zeros_only=zeros_only)
             if block is not None:
                 accept(block)
+        idle = len(found_q) == n_found
     bar.close()
     Q = torch.stack(found_q).numpy() if found_q else np.zeros((0, b))
     return Q, np.asarray(found_z, dtype=int)

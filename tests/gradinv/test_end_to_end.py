@@ -107,3 +107,45 @@ def test_failed_batch_check_keeps_the_certificates_its_columns_confirm():
     ev = evaluate(v.inputs, res.inputs, res.exact)
     assert res.end_to_end.startswith("failed")
     assert ev["exact"] >= 18 and ev["certified"] == 18 and ev["false_certificates"] == 0
+
+
+def test_the_model_confirms_columns_the_layer_cannot_prove():
+    """The zoo's mlp2_windows client, b = 20: two windows 0.24 % apart share a ReLU mask (a block),
+    and a third column's zero set is fragile (one row carries a direction), so the layer certifies
+    1 sample.  The model's own column at each recovered input confirms the fragile one, and
+    every sample outside the block is certified, none falsely."""
+    from gradinv.victims import make_client
+
+    v = make_client("mlp2_windows", batch_size=20, width=1000, random_state=0)
+    res, _ = attack_model(v.model, v.gradients, random_state=0)
+    ev = evaluate(v.inputs, res.inputs, res.exact)
+    assert res.end_to_end.startswith("failed") and int(res.layer_exact.sum()) <= 2
+    assert ev["exact"] == 18 and ev["certified"] == 18 and ev["false_certificates"] == 0
+    assert "certified: its column and every other match the model" in set(res.certificate_reason)
+    assert sum(r.startswith("not certified: block") for r in res.certificate_reason) == 2
+
+
+def test_an_input_sent_twice_is_weighed_twice():
+    """The same input and label twice: one column of dL/dZ twice the size, 19 recovered samples for
+    a batch of 20.  The model weighs that sample twice, the batch's gradients then match, and all
+    19 are certified end to end."""
+    v = make_victim("cross_entropy", batch_size=20, width=300, random_state=0)
+    v.inputs[1], v.labels[1] = v.inputs[0], v.labels[0]
+    res, _ = attack_model(v.model, sent_gradients(v), random_state=0, max_time=120)
+    assert res.batch_size == 19 and res.end_to_end.startswith("passed") and "batch of 20" in res.end_to_end
+    assert res.exact.all() and set(res.certificate_reason) == {"certified: end to end"}
+    X = res.inputs.reshape(19, -1)
+    assert all(float(torch.min((X - x).norm(dim=1))) <= 1e-6 * float(x.norm()) for x in v.inputs)
+
+
+def test_sample_weights_read_the_multiplicities():
+    from gradinv.end_to_end import sample_weights
+
+    rng = np.random.default_rng(0)
+    columns = rng.standard_normal((30, 50))
+    n = np.ones(30)
+    n[[3, 7]] = [2, 3]  # a batch of 33 recovered as 30 samples
+    assert sample_weights(columns, columns * (n * 30 / 33)[:, None]) == pytest.approx(n / 33)
+    assert sample_weights(columns, columns) is None
+    scaled = sample_weights(columns, columns * 1.01)  # a scale that is no multiplicity weighs nothing twice
+    assert scaled is None or np.all(scaled == scaled[0])

@@ -62,14 +62,18 @@ def test_cell_point_passes_fix_the_first_least_squares_signs():
 
 
 @settings(max_examples=30, deadline=None)
-@given(b=st.integers(3, 40), n_starts=st.integers(1, 50), seed=st.integers(0, 2**31 - 1))
-def test_round_starts(b, n_starts, seed):
+@given(b=st.integers(3, 40), n_starts=st.integers(1, 50), seed=st.integers(0, 2**31 - 1),
+       balanced=st.sampled_from([0.0, starts.IDLE_BALANCED, 1.0]))
+def test_round_starts(b, n_starts, seed, balanced):
     rng = np.random.default_rng(seed)
     f = int(rng.integers(0, b))  # columns found: the missing inputs' coordinates span b − f dimensions
     coords = torch.as_tensor(rng.standard_normal((b, b - f)))
     norm = float(rng.uniform(1, 100))
-    c0 = starts._round_starts(coords, norm, n_starts, np.random.RandomState(seed))
-    assert torch.equal(c0, starts._round_starts(coords, norm, n_starts, np.random.RandomState(seed)))
+    c0 = starts._round_starts(coords, norm, n_starts, np.random.RandomState(seed), balanced=balanced)
+    assert torch.equal(c0, starts._round_starts(coords, norm, n_starts, np.random.RandomState(seed),
+                                                balanced=balanced))
+    n_spread = n_starts - round(balanced * n_starts)  # the S-spread rows come first, as without balanced ones
+    assert torch.allclose(c0[:n_spread], starts._round_starts(coords, norm, n_spread, np.random.RandomState(seed)))
     assert c0.shape == (n_starts, b)
     torch.testing.assert_close(c0.norm(dim=1), torch.full((n_starts,), norm, dtype=c0.dtype))
     basis = torch.linalg.qr(coords)[0]

@@ -42,3 +42,13 @@ def test_no_certified_sample_is_not_the_clients(kind, batch_size, seed, perturba
     assert row["false_certificates"] == 0, row
     if how not in LAYER_BLIND_SPOT:
         assert row["layer_false_certificates"] == 0, row
+
+
+def test_a_merged_near_duplicate_pair_is_not_counted_twice():
+    """Two inputs 1e-4 apart with one label, merged by the factorisation into their midpoint: counted
+    twice (as an input sent twice would be), that midpoint matches every gradient to second order
+    in their distance (3.6e-13 here), so the end-to-end check must not weigh samples when dL/dW
+    dropped a singular value above rounding.  The case the full fuzz found."""
+    v = make_client("mlp2_trained", batch_size=8, width=200, random_state=1)
+    row = fuzz.trial(v, "near_duplicate", 1e-4, 1, max_time=5.0)
+    assert row["n"] == 7 and row["false_certificates"] == 0 and row["certified"] == 0, row
