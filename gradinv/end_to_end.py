@@ -113,9 +113,10 @@ def sample_weights(columns, recovered, rtol=1e-6):
     over B > b̂ samples.  Against the model's columns c_i at the recovered batch (mean over b̂), a
     sample standing for n_i of the client's (same input, same label) has ĝ_i = ρ_i c_i with
     ρ_i = n_i b̂ / B.  So has a batch with a sample whose column is below rounding, which dL/dW
-    does not show (measured: zoo kind mlp3_trained, b = 100, seed 1, a column 3e-13 of the largest).  B is read off the median ρ (most samples are single), and n_i = ρ_i B / b̂
-    kept where it is an integer ≥ 1 to ``rtol`` (1 elsewhere: that sample's column then fails, as
-    that of an input sent twice with two labels does).
+    does not show (measured: zoo kind mlp3_trained, b = 100, seed 1, a column 3e-13 of the
+    largest).  B is read off the median ρ (most samples are single), and n_i = ρ_i B / b̂ kept
+    where it is an integer ≥ 1 to ``rtol`` (1 elsewhere: that sample's column then fails, as that
+    of an input sent twice with two labels does).
     """
     rho = (recovered * columns).sum(1) / np.maximum((columns * columns).sum(1), 1e-300)
     typical = float(np.median(rho))
@@ -148,11 +149,12 @@ def end_to_end_check(result, model, layer, gradients):
         return None, None, None, "a deeper layer of a model with its own forward(): the network after it is unknown"
     grads, columns = found
     recovered = torch.as_tensor(np.asarray(to_numpy(result.grad_Z), dtype=np.float64)).T
-    # an input sent more than once: the client's mean weighed it so.  Not when dL/dW dropped a singular
-    # value above rounding: a near-duplicate pair merged into its midpoint, counted twice, matches every
-    # gradient to second order in their distance (the false-certificate fuzz, near_duplicate 1e-4)
-    exact_rank = result.pipeline.named_steps["reconstruct"].uncertifiable_ is None
-    weights = sample_weights(columns.numpy(), recovered.numpy()) if exact_rank else None
+    # an input sent more than once: the client's mean weighed it so.  Not when the layer certifies
+    # nothing (e.g. dL/dW dropped a singular value above rounding: a near-duplicate pair merged into its
+    # midpoint, counted twice, matches every gradient to second order in their distance; the
+    # false-certificate fuzz, near_duplicate 1e-4)
+    certifiable = result.pipeline.named_steps["reconstruct"].uncertifiable_ is None
+    weights = sample_weights(columns.numpy(), recovered.numpy()) if certifiable else None
     if weights is not None:
         grads, columns = recompute_gradients(model, layer, result.inputs, result.labels, weights=weights)
     missing = [k for k in grads if k not in gradients]
