@@ -273,14 +273,26 @@ def plot(rows, path):
     plt.close(fig)
 
 
+def command_line(argv):
+    return " ".join(["python benchmarks/frontier.py", *(argv if argv is not None else sys.argv[1:])])
+
+
 def run_header(args, argv):
     return (f"Frontier benchmark, {datetime.date.today()}, {platform.machine()}, {os.cpu_count()} cores, "
-            f"device {args.device}, torch {torch.__version__}, float64.\n\nCommand: `python benchmarks/frontier.py "
-            + " ".join(argv if argv is not None else sys.argv[1:]) + "`")
+            f"device {args.device}, torch {torch.__version__}, float64.\n\nCommand: `{command_line(argv)}`")
+
+
+def earlier_command(earlier, path):
+    """The command of an earlier --out JSON ``earlier`` read from ``path`` (its "command", else its
+    Markdown's "Command:" line)."""
+    if "command" in earlier:
+        return earlier["command"]
+    return path.with_suffix(".md").read_text().split("Command: `")[1].split("`")[0]
 
 
 def run_zoo(args, argv):
-    """Zoo mode: every (kind, m, b, seed) through :func:`run_client`; writes JSON, Markdown, PNG."""
+    """Zoo mode: every (kind, m, b, seed) through :func:`run_client`; writes JSON, Markdown, PNG
+    (with ``--merge``, of these rows and the earlier run's rows of the other kinds)."""
     kinds = zoo_kinds(args.zoo)
     rows, skipped = [], []
     for kind in kinds:
@@ -294,10 +306,21 @@ def run_zoo(args, argv):
                     row = run_client(kind, m, b, seed, args)
                     rows.append(row)
                     print(json.dumps(row), flush=True)
-    text = zoo_markdown(rows, skipped, run_header(args, argv))
+    header, command = run_header(args, argv), command_line(argv)
+    if args.merge is not None:  # keep the other kinds' rows of an earlier run
+        earlier = json.loads(args.merge.read_text())
+        rows = [r for r in earlier["rows"] if r["victim"] not in kinds] + rows
+        skipped = [s for s in earlier["skipped"] if s["victim"] not in kinds] + skipped
+        run_now = kinds
+        kinds = [k for k in ZOO if k in {r["victim"] for r in rows} | {s["victim"] for s in skipped}]
+        before = earlier_command(earlier, args.merge)
+        header += (f"\n\nRows of the kinds other than {', '.join(run_now)} are kept from `{args.merge}`, "
+                   f"measured by: `{before}`")
+        command = f"{before}; then {command}"
+    text = zoo_markdown(rows, skipped, header)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(
-        {"worst_case": worst_case(rows), "per_kind": per_kind(rows), "rows": rows, "skipped": skipped,
+        {"command": command, "worst_case": worst_case(rows), "per_kind": per_kind(rows), "rows": rows, "skipped": skipped,
          "kinds": {k: ZOO[k].describe() for k in kinds}}, indent=1))
     args.out.with_suffix(".md").write_text(text)
     if rows:
@@ -322,6 +345,8 @@ def main(argv=None):
                    help="also measure each informed attack's peak memory in a fresh process (benchmarks/peak_memory.py)")
     p.add_argument("--zoo", nargs="*", metavar="KIND",
                    help="zoo mode: these kinds of gradinv.victims.ZOO (names or patterns; none given: all)")
+    p.add_argument("--merge", type=Path, default=None, metavar="JSON",
+                   help="zoo mode: keep the rows of the kinds not run now from this earlier --out JSON")
     p.add_argument("--quick", action="store_true", help="tiny smoke run")
     args = p.parse_args(argv)
     if args.quick and args.zoo is not None:

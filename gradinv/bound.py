@@ -4,8 +4,11 @@ A fixed time bound fails solvable batches whose search is merely slow (b = 150 t
 client and 168 s on another), so by default the informed search runs while it keeps finding
 columns: it stops once no new column has come for the *patience*, the larger of
 ``min_patience`` seconds and ``factor`` times the longest wait for a column so far (a search
-that found its columns every 20 s waits at least 40 s for the next).  ``max_time`` caps the
-whole search when the caller needs a hard bound.
+that found its columns every 20 s waits at least 40 s for the next).  A search whose rounds are
+long (the cell search at m = 4000: minutes a round) reports each round's length
+(:meth:`SearchBound.round_done`), and the patience is also at least ``factor`` times the longest
+round: a round in progress is not cut by the patience, only by ``max_time``.  ``max_time`` caps
+the whole search when the caller needs a hard bound.
 """
 
 import time
@@ -23,7 +26,7 @@ class SearchBound:
         self.start = self.last = time.perf_counter()
         self.cap = float("inf") if max_time is None else self.start + float(max_time)
         self.min_patience, self.factor = float(min_patience), float(factor)
-        self.longest = 0.0
+        self.longest = self.longest_round = 0.0
 
     def found(self):
         """Record that a new column was found now."""
@@ -31,10 +34,19 @@ class SearchBound:
         self.longest = max(self.longest, now - self.last)
         self.last = now
 
+    def round_done(self, seconds):
+        """Record that a round of the search took ``seconds``."""
+        self.longest_round = max(self.longest_round, float(seconds))
+
     @property
     def deadline(self):
         """The ``time.perf_counter()`` value at which the search stops unless it finds a column first."""
-        return min(self.cap, self.last + max(self.min_patience, self.factor * self.longest))
+        patience = max(self.min_patience, self.factor * self.longest, self.factor * self.longest_round)
+        return min(self.cap, self.last + patience)
+
+    def capped(self):
+        """Whether ``max_time`` has run out (the patience aside)."""
+        return time.perf_counter() > self.cap
 
     def expired(self):
         return time.perf_counter() > self.deadline

@@ -24,7 +24,7 @@ from sudl.rounding import round_directions
 
 from ._step import GradientStep
 from ._checks import check_layer_arguments
-from .factorize import (GradientError, GradientFactorization, NoExactColumnError, NoRankGapError, noise_evidence,
+from .factorize import (GradientFactorization, NoExactColumnError, NoRankGapError, noise_evidence,
                         stack_gradient)
 from .reconstruct import InputReconstruction
 from .downstream import as_downstream

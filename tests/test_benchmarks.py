@@ -39,6 +39,13 @@ def test_frontier_zoo_quick(tmp_path):
     text = (tmp_path / "z.md").read_text()
     assert text.index("Worst case over kinds and seeds") < text.index("Per kind") < text.index("Every row")
     assert (tmp_path / "z.png").stat().st_size > 0
+    again = load("frontier").main(["--zoo", "mlp3_photos", "--quick", "--merge", str(tmp_path / "z.json"),
+                                   "--out", str(tmp_path / "z")])
+    merged = json.loads((tmp_path / "z.json").read_text())
+    assert [r["victim"] for r in merged["rows"]] == ["mlp2_photos", "conv_photos", "mlp3_photos"]
+    assert merged["rows"][:2] == [data["rows"][0], data["rows"][2]] and merged["rows"] == json.loads(json.dumps(again))
+    assert merged["command"].count("frontier.py") == 2
+    assert "kept from" in (tmp_path / "z.md").read_text()
 
 
 def test_rounding_floor_quick():
@@ -72,3 +79,11 @@ def test_label_counts_quick():
     rows = load("label_counts").main(["--cells", "40x200", "--seeds", "1", "--known", "5"])
     assert len(rows) == 1 and sum(rows[0]["true"]) == 40
     assert 0 <= rows[0]["max_error_known_5"] < 4 and 0 <= rows[0]["max_error_uniform"] < 4  # measured 0.75, 0.82
+
+
+def test_cell_yield_quick():
+    rows = load("cell_yield").main(["--victim", "random_upstream", "--batch-size", "30", "--width", "300",
+                                    "--starts", "40", "--passes", "0", "20"])
+    assert [r["passes"] for r in rows] == [0, 20]
+    assert all(0 <= r["distinct"] <= r["exact"] <= 40 for r in rows)
+    assert rows[1]["distinct"] > rows[0]["distinct"]

@@ -105,4 +105,16 @@ def test_search_bound_stops_on_stagnation_not_while_columns_come(monkeypatch):
     assert bound.expired()
     capped = SearchBound(max_time=5.0)
     now[0] += 5.1
-    assert capped.expired()
+    assert capped.expired() and capped.capped()
+
+
+def test_search_bound_waits_for_long_rounds(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(bound_module.time, "perf_counter", lambda: now[0])
+    bound = SearchBound(max_time=500.0, min_patience=10.0, factor=2.0)
+    now[0] = 40.0  # a first round of 40 s without a column: past the 10 s patience, not the cap
+    assert bound.expired() and not bound.capped()
+    bound.round_done(40.0)
+    assert not bound.expired()  # patience max(10, 2 × 40) = 80 s
+    now[0] = 80.1
+    assert bound.expired()

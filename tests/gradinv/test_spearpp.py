@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from gradinv import GradientError, invert_layer, make_victim
+from gradinv import GradientError, GradientFactorization, cells, invert_layer, make_victim, stack_gradient
 from gradinv.cells import is_cell
 from gradinv.metrics import evaluate
 from gradinv.spearpp import l1_sphere_radam
@@ -42,6 +42,33 @@ def test_cells_on_a_three_layer_cross_entropy_client_without_downstream_knowledg
     res = invert_layer(gW, gb, solver="cells", weight=W, bias=b, batch_size=16, random_state=0, max_time=120)
     ev = evaluate(X, res.inputs, res.exact)
     assert ev["exact"] >= 15 and ev["false_certificates"] == 0
+
+
+def test_the_alternation_pulls_perturbed_cells_onto_the_columns():
+    """cells._alternate: a true (c_j, q_j) is a fixed point, and starts 30 % off c_j (37 rows of
+    their cells wrong, median) come back to it, which their own cells' kernels do not."""
+    b = 40
+    v = make_victim("random_upstream", batch_size=b, width=400, random_state=1)
+    fg = GradientFactorization().fit_transform(stack_gradient(v.grad_W, v.grad_b).numpy())
+    L, R = (torch.as_tensor(np.asarray(a)) for a in (fg.L, fg.R))
+    V = torch.linalg.svd(R, full_matrices=False)[2].T
+    A, bias = (v.layer.weight.detach().double() @ V)[fg.rows], v.layer.bias.detach().double()[fg.rows]
+    C = v.inputs.double() @ V
+    true = v.grad_Z.double()[fg.rows]
+    true = true / true.norm(dim=0)
+    noise = torch.randn(C.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    margin = 0.05 * float((C @ A.T + bias).abs().median())
+
+    def own_columns(c0, passes):
+        c, q = cells._alternate(c0, torch.eye(b, dtype=torch.float64), A, bias, L, margin=margin,
+                                deadline=float("inf"), passes=passes)
+        G = q @ L.T
+        return int((((G / G.norm(dim=1, keepdim=True)) @ true).abs().diagonal() > 1 - 1e-9).sum())
+
+    assert own_columns(C, 5) == b
+    perturbed = C + 0.3 * C.norm(dim=1, keepdim=True) * noise / b**0.5
+    assert own_columns(perturbed, 0) == 0
+    assert own_columns(perturbed, cells.ALTERNATIONS) >= 30
 
 
 def test_cells_is_reproducible(ru12):
