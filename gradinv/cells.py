@@ -100,14 +100,14 @@ def _kernel_step(inactive, q, L):
     return q
 
 
-def _cell_step(t, basis, A, bias, zero, margin):
-    """c-step (module docstring, a.): Adam on Σ_k relu(δ ∓ (A_k c + b_k)), c = t basisᵀ, − on the
-    rows ``zero`` (B × m, boolean) q makes zero and + off them, δ = ``margin``; returns t."""
-    sign = torch.where(zero, 1.0, -1.0).to(A.dtype)
+def _cell_step(t, basis, AB, bias, zero, margin):
+    """c-step (module docstring, a.): Adam on Σ_k relu(δ ∓ (A_k c + b_k)), c = t basisᵀ (AB = A
+    basis), − on the rows ``zero`` (B × m, boolean) q makes zero and + off them, δ = ``margin``;
+    returns t."""
+    sign = torch.where(zero, 1.0, -1.0).to(AB.dtype)
     scale = float((t @ basis.T).norm(dim=1).mean()) / basis.shape[1] ** 0.5
     t = t.clone().requires_grad_(True)
     opt = torch.optim.Adam([t], lr=CELL_FIT_LR * scale)
-    AB = A @ basis
     for _ in range(CELL_FIT_STEPS):
         loss = torch.relu(margin + sign * (t @ AB.T + bias)).sum()
         opt.zero_grad()
@@ -119,14 +119,13 @@ def _cell_step(t, basis, A, bias, zero, margin):
 def _alternate(c0, basis, A, bias, L, *, margin, deadline, passes=ALTERNATIONS):
     """The alternation (module docstring, a.) from each row of c0, inside span(basis): (c, q) after
     ``passes`` or at ``deadline``."""
-    t = c0 @ basis
-    c = c0
+    t, c, AB = c0 @ basis, c0, A @ basis
     q = _exact_q((c @ A.T + bias <= 0).to(L.dtype), L)
     for _ in range(passes):
         inactive = c @ A.T + bias <= 0
         q = _kernel_step(inactive, q, L)
         ranks = torch.argsort(torch.argsort((q @ L.T).abs(), 1), 1)
-        t = _cell_step(t, basis, A, bias, ranks < inactive.sum(1, keepdim=True), margin)
+        t = _cell_step(t, basis, AB, bias, ranks < inactive.sum(1, keepdim=True), margin)
         c = t @ basis.T
         if time.perf_counter() > deadline:
             break
