@@ -10,6 +10,11 @@ initialisation, width m, float64 unless said), attacked with the informed solver
 * ``float32``: the float32 client at ``--float32-batch``.
 * ``batch_size``: the batch size read from the singular-value gap, over noiseless cases.
 * ``labels``: a single-class batch and a batch with duplicated inputs (the warning, what is recovered).
+* ``zoo``: every kind of the client zoo (``gradinv.victims.ZOO``, ``--zoo`` to choose) over
+  ``--zoo-seeds`` seeds: one Opacus DP-SGD step at σ = ``--zoo-sigma`` (C = ``--max-grad-norm``)
+  and ``--zoo-steps`` full-batch FedAvg steps at η = ``--zoo-lr``, every parameter's update handed
+  to ``attack_model`` as a user would, in approximate mode; the worst mean PSNR over kinds and
+  seeds per threat is printed first.
 
 Per row: exact samples (relative error ≤ 1e-6, 1e-4 in float32), certified, false
 certificates, mean PSNR (dB, matched pairs), label accuracy, time.  Writes JSON, Markdown and a
@@ -17,6 +22,7 @@ PNG of PSNR vs σ.
 
     python benchmarks/threat_models.py --out docs/threat_models
     python benchmarks/threat_models.py --quick --out /tmp/tm
+    python benchmarks/threat_models.py --sections zoo --zoo-seeds 0 --out docs/threat_models_zoo
 """
 
 import argparse
@@ -32,9 +38,10 @@ import torch
 
 from gradinv import GradientError, invert_layer, make_victim
 from gradinv.factorize import DependentInputsWarning, GradientFactorization, stack_gradient
-from gradinv.federated import dp_sgd_gradient, fedavg_update
+from gradinv.federated import dp_sgd_gradient, dp_sgd_gradients, fedavg_pseudo_gradients, fedavg_update
 from gradinv.metrics import evaluate
-from gradinv.victims import layer_gradient
+from gradinv.models import attack_model
+from gradinv.victims import ZOO, layer_gradient, make_client
 
 
 def attack_row(victim, grad_W, grad_b, *, threat, setting, approximate, args, labels=None, dtype="float64"):
@@ -138,11 +145,71 @@ def label_rows(args):
     return out
 
 
+def zoo_rows(args):
+    """DP-SGD and FedAvg updates of every zoo client, attacked through ``attack_model`` (module doc)."""
+    out = []
+    for kind in args.zoo:
+        for seed in args.zoo_seeds:
+            v = make_client(kind, batch_size=args.batch_size, width=args.width, random_state=seed)
+            x, y = v.model_inputs, v.labels
+            updates = {
+                ("dp", f"sigma={args.zoo_sigma:g}, C={args.max_grad_norm:g}"): dp_sgd_gradients(
+                    v.model, x, y, noise_multiplier=args.zoo_sigma, max_grad_norm=args.max_grad_norm,
+                    random_state=seed),
+                ("fedavg", f"E={args.zoo_steps}, b_mini={len(x)}, lr={args.zoo_lr:g}"): fedavg_pseudo_gradients(
+                    v.model, x, y, epochs=args.zoo_steps, lr=args.zoo_lr),
+            }
+            for (threat, setting), grads in updates.items():
+                base = dict(client=kind, seed=seed, threat=threat, setting=setting, mode="approximate", b=len(x))
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", UserWarning)
+                        res, _ = attack_model(v.model, grads, batch_size=len(x), approximate=True,
+                                              max_time=args.max_time, random_state=seed)
+                except GradientError as e:
+                    row = dict(base, exact=0, certified=0, false_certificates=0, psnr=float("nan"),
+                               label_accuracy=float("nan"), time=float("nan"), solver="", error=str(e)[:80])
+                else:
+                    ev = evaluate(v.inputs, res.inputs, res.exact)
+                    rows, cols = ev["pairs"]
+                    row = dict(base, exact=ev["exact"], certified=ev["certified"],
+                               false_certificates=ev["false_certificates"], psnr=ev["psnr"],
+                               label_accuracy=float(np.mean(res.labels[cols] == v.labels.numpy()[rows])),
+                               time=res.time, solver=res.solver)
+                out.append(row)
+                print(json.dumps(row), flush=True)
+    return out
+
+
+def zoo_worst_case(rows):
+    """Per threat of the zoo rows: the worst mean PSNR over kinds and seeds (a failed attack counts as
+    −∞ dB), the kind it falls on, and how many rows reach 30 dB."""
+    out = []
+    for threat in dict.fromkeys(r["threat"] for r in rows if "client" in r and r["client"] != "cross_entropy"):
+        sub = [r for r in rows if r["threat"] == threat and r.get("client", "cross_entropy") != "cross_entropy"]
+        psnr = [r["psnr"] if np.isfinite(r["psnr"]) else -np.inf for r in sub]
+        worst = sub[int(np.argmin(psnr))]
+        out.append(dict(threat=threat, setting=worst["setting"], worst_psnr=float(min(psnr)),
+                        worst_client=f"{worst['client']} (seed {worst['seed']})",
+                        rows_over_30db=sum(p >= 30 for p in psnr), rows=len(sub)))
+    return out
+
+
 def markdown(rows, header):
-    cols = ["threat", "setting", "mode", "b", "exact", "certified", "false_certificates", "psnr", "label_accuracy",
+    worst = zoo_worst_case(rows)
+    lines = []
+    if worst:
+        lines += [header, "", "Worst case over the zoo's kinds and seeds (mean PSNR of a batch; a failed attack is −∞):",
+                  "", "| threat | setting | worst_psnr | worst_client | rows ≥ 30 dB |", "|---|---|---|---|---|"]
+        lines += [f"| {w['threat']} | {w['setting']} | {w['worst_psnr']:.3g} | {w['worst_client']} | "
+                  f"{w['rows_over_30db']} of {w['rows']} |" for w in worst]
+        lines.append("")
+        header = "Every row:"
+    cols = ["client", "seed", "threat", "setting", "mode", "b", "exact", "certified", "false_certificates", "psnr", "label_accuracy",
             "time"]
-    lines = [header, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += [header, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
+        r = {"client": "cross_entropy", "seed": 0, **r}
         lines.append("| " + " | ".join(f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
     return "\n".join(lines) + "\n"
 
@@ -165,12 +232,13 @@ def plot(rows, path):
 
 
 SECTIONS = {"dp": dp_rows, "fedavg": fedavg_rows, "float32": float32_rows, "batch_size": batch_size_rows,
-            "labels": label_rows}
+            "labels": label_rows, "zoo": zoo_rows}
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=list(SECTIONS))
+    p.add_argument("--sections", nargs="+", default=[k for k in SECTIONS if k != "zoo"], choices=list(SECTIONS),
+                   help="default: all but zoo")
     p.add_argument("--batch-size", type=int, default=20)
     p.add_argument("--width", type=int, default=1000)
     p.add_argument("--max-time", type=float, default=30.0, help="bound of one attack, seconds")
@@ -182,6 +250,11 @@ def main(argv=None):
     p.add_argument("--float32-batch", type=int, default=50)
     p.add_argument("--estimate-batches", nargs="+", type=int, default=[5, 10, 20, 50])
     p.add_argument("--estimate-seeds", type=int, default=5)
+    p.add_argument("--zoo", nargs="+", default=list(ZOO), choices=list(ZOO), help="zoo kinds of the zoo section")
+    p.add_argument("--zoo-seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--zoo-sigma", type=float, default=1e-5, help="Opacus noise multiplier of the zoo section")
+    p.add_argument("--zoo-steps", type=int, default=2, help="full-batch FedAvg steps of the zoo section")
+    p.add_argument("--zoo-lr", type=float, default=0.01, help="FedAvg learning rate of the zoo section")
     p.add_argument("--out", type=Path, default=Path("docs/threat_models"), help="output prefix (.json, .md, .png)")
     p.add_argument("--quick", action="store_true", help="tiny smoke run")
     args = p.parse_args(argv)
@@ -189,14 +262,16 @@ def main(argv=None):
         args.batch_size, args.width, args.max_time, args.float32_batch = 6, 200, 10.0, 6
         args.noise_multipliers, args.epochs, args.minibatches, args.lrs = [0.0, 1e-6], [1], [6], [0.01]
         args.estimate_batches, args.estimate_seeds = [4, 6], 1
+        args.zoo = args.zoo if len(args.zoo) < len(ZOO) else ["mlp2_photos"]
     torch.set_default_dtype(torch.float64)
     rows = [row for name in args.sections for row in SECTIONS[name](args)]
     header = (f"Threat-model benchmark, {datetime.date.today()}, {platform.machine()}, {os.cpu_count()} cores, "
-              f"torch {torch.__version__}; cross-entropy client, m={args.width}, informed solver.\n\n"
+              f"torch {torch.__version__}; m={args.width}; the cross-entropy client with the informed solver, the zoo's "
+              "clients through attack_model.\n\n"
               "Command: `python benchmarks/threat_models.py " + " ".join(argv if argv is not None else os.sys.argv[1:]) + "`")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps({"rows": rows}, indent=1))
     args.out.with_suffix(".md").write_text(markdown(rows, header))
+    args.out.with_suffix(".json").write_text(json.dumps({"rows": rows, "worst_case": zoo_worst_case(rows)}, indent=1))
     if "dp" in args.sections:
         plot(rows, args.out.with_suffix(".png"))
     print(markdown(rows, header))

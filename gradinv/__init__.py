@@ -12,7 +12,7 @@ Data flow:  grad = [dL/dW | dL/db] ─factorize─▶ (L, R) ─sudl─▶ Q̃ �
 
 from .factorize import (DependentInputsWarning, FactorizedGradient, GradientError, GradientFactorization,
                         estimate_batch_size, stack_gradient)
-from .federated import dp_sgd_gradient, fedavg_update
+from .federated import dp_sgd_gradient, dp_sgd_gradients, fedavg_pseudo_gradients, fedavg_update
 from .labels import infer_labels
 from .pipeline import ExactRounding, InversionResult, SparseDirections, invert_layer, make_spear_pipeline
 from .reconstruct import InputReconstruction
@@ -32,6 +32,8 @@ __all__ = [
     "GradientError",
     "DependentInputsWarning",
     "dp_sgd_gradient",
+    "dp_sgd_gradients",
+    "fedavg_pseudo_gradients",
     "fedavg_update",
     "infer_labels",
     "stack_gradient",

@@ -249,6 +249,10 @@ class GradientFactorization(GradientStep):
         gradient's precision (:data:`ZERO_TOL`).  Larger for noisy gradients (approximate mode).
     min_gap : float, default=100
         Smallest singular-value ratio s_b / s_(b+1) accepted as the rank gap when b is estimated.
+    noisy_zero_tol : float or None
+        The zero tolerance instead of the precision's when ``zero_tol`` is None and the factors show
+        noise (:func:`noise_evidence`): the approximate mode's, for DP noise.  An update of exact
+        rank b (FedAvg's pseudo-gradient) keeps exact zeros and the precision's tolerance.
 
     Attributes
     ----------
@@ -261,11 +265,12 @@ class GradientFactorization(GradientStep):
         noise evidence of :func:`noise_evidence`
     """
 
-    def __init__(self, batch_size=None, drop_dead_rows=True, zero_tol=None, min_gap=1e2):
+    def __init__(self, batch_size=None, drop_dead_rows=True, zero_tol=None, min_gap=1e2, noisy_zero_tol=None):
         self.batch_size = batch_size
         self.drop_dead_rows = drop_dead_rows
         self.zero_tol = zero_tol
         self.min_gap = min_gap
+        self.noisy_zero_tol = noisy_zero_tol
 
     @staticmethod
     def _factors(grad_W, rows, gram, left, b):
@@ -313,6 +318,8 @@ class GradientFactorization(GradientStep):
             residual = residual_norm(grad[:, :n], rows, L, R)
         del gram
         self.tail_, self.rank_, self.source_eps_ = residual / float(S[0]), b, float(source_eps)
+        if self.zero_tol is None and self.noisy_zero_tol is not None and noise_evidence(self) is not None:
+            zero_tol = self.noisy_zero_tol
         s[:b] = to_numpy(S)
         rank = int(np.sum(s[:b] > max(m, n) * eps(grad) * s[0]))
         self.n_dependent_inputs_ = b - rank

@@ -70,6 +70,20 @@ def test_threat_models_quick(tmp_path):
     assert (tmp_path / "t.png").stat().st_size > 0 and "| threat |" in (tmp_path / "t.md").read_text()
 
 
+def test_threat_models_zoo_quick(tmp_path):
+    rows = load("threat_models").main(["--sections", "zoo", "--zoo", "mlp2_photos", "mlp3_photos", "--quick",
+                                       "--out", str(tmp_path / "z")])
+    assert [(r["client"], r["threat"]) for r in rows] == [(k, t) for k in ("mlp2_photos", "mlp3_photos")
+                                                          for t in ("dp", "fedavg")]
+    assert all(r["certified"] == 0 and r["false_certificates"] == 0 for r in rows)
+    worst = json.loads((tmp_path / "z.json").read_text())["worst_case"]
+    assert [w["threat"] for w in worst] == ["dp", "fedavg"]
+    for w in worst:
+        psnr = [r["psnr"] for r in rows if r["threat"] == w["threat"]]
+        assert w["worst_psnr"] == min(psnr) and w["rows"] == 2
+    assert "Worst case over the zoo" in (tmp_path / "z.md").read_text()
+
+
 def test_search_yield_quick():
     rounds = load("search_yield").main(["--batch-size", "6", "--width", "80", "--starts", "8", "--max-time", "10"])
     assert rounds and rounds[-1]["found"] == sum(r["new"] for r in rounds) <= 6

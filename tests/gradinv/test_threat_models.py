@@ -117,3 +117,42 @@ def test_labels_of_a_mixed_batch_match_pairs(client):
 def test_infer_labels_checks_shapes():
     with pytest.raises(ValueError, match="next_weight must be"):
         infer_labels(np.ones((5, 2)), np.ones((3, 4)))
+
+
+def test_whole_model_updates_name_every_parameter():
+    """``dp_sgd_gradients`` and ``fedavg_pseudo_gradients`` return what the client sends, every
+    parameter by name; the one-layer functions are their attacked layer's entries."""
+    from gradinv import dp_sgd_gradients, fedavg_pseudo_gradients
+
+    model, x, labels = small_client()
+    names = [n for n, _ in model.named_parameters()]
+    dp = dp_sgd_gradients(model, x, labels, noise_multiplier=1.0, max_grad_norm=0.05, random_state=3)
+    fed = fedavg_pseudo_gradients(model, x, labels, epochs=2, lr=0.1)
+    assert list(dp) == names and list(fed) == names
+    gW, gb = dp_sgd_gradient(model, "0", x, labels, noise_multiplier=1.0, max_grad_norm=0.05, random_state=3)
+    uW, ub = fedavg_update(model, "0", x, labels, epochs=2, lr=0.1)
+    assert torch.equal(gW, dp["0.weight"]) and torch.equal(gb, dp["0.bias"])
+    assert torch.equal(uW, fed["0.weight"]) and torch.equal(ub, fed["0.bias"])
+
+
+def test_approximate_mode_keeps_exact_zeros_of_an_exact_rank_update():
+    """The approximate mode loosens the zero tolerance only where the factors show noise: a two-step
+    FedAvg pseudo-gradient has rank b to rounding and keeps the exact tolerance (with the loose one,
+    the zoo's mlp2_raw was inverted to 9 dB, ``docs/threat_models_zoo.md``); DP noise gets the loose one."""
+    from gradinv.factorize import GradientFactorization, ZERO_TOL, stack_gradient
+    from gradinv.federated import dp_sgd_gradients, fedavg_pseudo_gradients
+    from gradinv.models import attack_model
+    from gradinv.pipeline import APPROXIMATE_ZERO_TOL
+    from gradinv.victims import make_client
+
+    v = make_client("mlp2_raw", batch_size=20, width=1000, random_state=0)
+    fed = fedavg_pseudo_gradients(v.model, v.model_inputs, v.labels, epochs=2, lr=0.01)
+    dp = dp_sgd_gradients(v.model, v.model_inputs, v.labels, noise_multiplier=1e-5, max_grad_norm=1.0,
+                          random_state=0)
+    for grads, tol in ((fed, ZERO_TOL["float64"]), (dp, APPROXIMATE_ZERO_TOL)):
+        f = GradientFactorization(batch_size=20, min_gap=10.0, noisy_zero_tol=APPROXIMATE_ZERO_TOL)
+        f.fit_transform(stack_gradient(grads["0.weight"], grads["0.bias"]))
+        assert f.zero_tol_ == tol
+    res, _ = attack_model(v.model, fed, batch_size=20, approximate=True, max_time=30, random_state=0)
+    ev = evaluate(v.inputs, res.inputs, res.exact)
+    assert res.mode == "approximate" and ev["exact"] == 20 and ev["certified"] == 0
