@@ -44,21 +44,29 @@ from gradinv.models import attack_model
 from gradinv.victims import ZOO, layer_gradient, make_client
 
 
+def scored_row(base, attack, inputs, labels, dtype="float64"):
+    """``base`` with the score of ``attack()`` (an InversionResult) against the true ``inputs`` and
+    ``labels``; a :class:`GradientError` is a failed row."""
+    try:
+        res = attack()
+    except GradientError as e:
+        return dict(base, exact=0, certified=0, false_certificates=0, psnr=float("nan"), label_accuracy=float("nan"),
+                    time=float("nan"), solver="", error=str(e)[:80])
+    ev = evaluate(inputs, res.inputs, res.exact, dtype=dtype)
+    rows, cols = ev["pairs"]
+    return dict(base, exact=ev["exact"], certified=ev["certified"], false_certificates=ev["false_certificates"],
+                psnr=ev["psnr"], label_accuracy=float(np.mean(res.labels[cols] == labels.numpy()[rows])),
+                time=res.time, solver=res.solver)
+
+
 def attack_row(victim, grad_W, grad_b, *, threat, setting, approximate, args, labels=None, dtype="float64"):
     """Attack (grad_W, grad_b) with the victim's knowledge; score against the victim's inputs."""
     b = victim.batch_size
     base = dict(threat=threat, setting=setting, mode="approximate" if approximate else "exact", b=b)
-    try:
-        res = invert_layer(grad_W, grad_b, batch_size=b if approximate else None, random_state=0,
-                           max_time=args.max_time, approximate=approximate, **victim.knowledge())
-    except GradientError as e:
-        return dict(base, exact=0, certified=0, false_certificates=0, psnr=float("nan"), label_accuracy=float("nan"),
-                    time=float("nan"), error=str(e)[:80])
-    ev = evaluate(victim.inputs, res.inputs, res.exact, dtype=dtype)
-    rows, cols = ev["pairs"]
-    true_labels = (victim.labels if labels is None else labels).numpy()
-    return dict(base, exact=ev["exact"], certified=ev["certified"], false_certificates=ev["false_certificates"],
-                psnr=ev["psnr"], label_accuracy=float(np.mean(res.labels[cols] == true_labels[rows])), time=res.time)
+    return scored_row(base, lambda: invert_layer(grad_W, grad_b, batch_size=b if approximate else None, random_state=0,
+                                                 max_time=args.max_time, approximate=approximate,
+                                                 **victim.knowledge()),
+                      victim.inputs, victim.labels if labels is None else labels, dtype)
 
 
 def dp_rows(args):
@@ -161,21 +169,14 @@ def zoo_rows(args):
             }
             for (threat, setting), grads in updates.items():
                 base = dict(client=kind, seed=seed, threat=threat, setting=setting, mode="approximate", b=len(x))
-                try:
+
+                def attack(grads=grads):
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", UserWarning)
-                        res, _ = attack_model(v.model, grads, batch_size=len(x), approximate=True,
-                                              max_time=args.max_time, random_state=seed)
-                except GradientError as e:
-                    row = dict(base, exact=0, certified=0, false_certificates=0, psnr=float("nan"),
-                               label_accuracy=float("nan"), time=float("nan"), solver="", error=str(e)[:80])
-                else:
-                    ev = evaluate(v.inputs, res.inputs, res.exact)
-                    rows, cols = ev["pairs"]
-                    row = dict(base, exact=ev["exact"], certified=ev["certified"],
-                               false_certificates=ev["false_certificates"], psnr=ev["psnr"],
-                               label_accuracy=float(np.mean(res.labels[cols] == v.labels.numpy()[rows])),
-                               time=res.time, solver=res.solver)
+                        return attack_model(v.model, grads, batch_size=len(x), approximate=True,
+                                            max_time=args.max_time, random_state=seed)[0]
+
+                row = scored_row(base, attack, v.inputs, v.labels)
                 out.append(row)
                 print(json.dumps(row), flush=True)
     return out
