@@ -70,7 +70,7 @@ def parse_args(argv=None):
     p.add_argument("--nlogn", action="store_true",
                    help="n_samples = ratio × n_features × ln(n_features) instead of ratio × n_features")
     p.add_argument("--scale", action="store_true",
-                   help="the scale grid: n_features 200 and 400, n_samples = 10·n·ln n, density 0.5, 1 seed, logcosh "
+                   help="the scale grid: n_features 200 and 400, n_samples = 10·n·ln n, density 0.5, --seeds seeds, logcosh "
                         "and FastICA (default output docs/sudl_benchmark_scale.md)")
     p.add_argument("--max-seconds", type=float, default=60.0,
                    help="per-fit time bound: once a fit of a method exceeds it, that method's remaining seeds "
@@ -86,7 +86,7 @@ def parse_args(argv=None):
     if args.quick:
         args.n_features, args.ratios, args.densities, args.seeds = [8], [20.0], [0.3], 1
     if args.scale:
-        args.n_features, args.ratios, args.densities, args.seeds, args.nlogn = [200, 400], [10.0], [0.5], 1, True
+        args.n_features, args.ratios, args.densities, args.nlogn = [200, 400], [10.0], [0.5], True
         args.solvers, args.baselines = ["logcosh"], ["FastICA"]
         args.max_seconds = float("inf")
         args.out = args.out or DEFAULT_OUT.replace(".md", "_scale.md")

@@ -206,12 +206,13 @@ def markdown(rows, header):
                   f"{w['rows_over_30db']} of {w['rows']} |" for w in worst]
         lines.append("")
         header = "Every row:"
-    cols = ["client", "seed", "threat", "setting", "mode", "b", "exact", "certified", "false_certificates", "psnr", "label_accuracy",
-            "time"]
+    cols = ["client", "seed", "threat", "setting", "mode", "solver", "b", "exact", "certified", "false_certificates", "psnr",
+            "label_accuracy", "time"]
     lines += [header, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         r = {"client": "cross_entropy", "seed": 0, **r}
-        lines.append("| " + " | ".join(f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
+        lines.append("| " + " | ".join(f"{r[c]:.3g}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in cols)
+                     + " |")
     return "\n".join(lines) + "\n"
 
 

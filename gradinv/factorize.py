@@ -82,6 +82,7 @@ class FactorizedGradient:
     L (m' × b), R (b × n), grad_b (m',) are restricted to the ``rows`` kept (neurons active for
     some sample).  ``exact_rank``: G = L R holds to rounding, ‖G − L R‖_F ≤ ROUNDING_LEVEL·ε·√b·s₁
     (false for noise, and for near-duplicate inputs whose small singular value was dropped).
+    ``noisy``: the rank-b residual is above rounding (:func:`noise_evidence`: DP noise).
     ``floor`` (b × b): the rounding floor of the directions (:func:`rounding_floor`).
     Later steps fill ``directions`` (k × b, rows q with L q a candidate column
     of dL/dZ), ``n_zeros`` and ``exact``.
@@ -99,6 +100,7 @@ class FactorizedGradient:
     n_zeros: np.ndarray = None
     exact: np.ndarray = None
     exact_rank: bool = True
+    noisy: bool = False
     floor: np.ndarray = None
 
     @property
@@ -318,7 +320,8 @@ class GradientFactorization(GradientStep):
             residual = residual_norm(grad[:, :n], rows, L, R)
         del gram
         self.tail_, self.rank_, self.source_eps_ = residual / float(S[0]), b, float(source_eps)
-        if self.zero_tol is None and self.noisy_zero_tol is not None and noise_evidence(self) is not None:
+        noisy = noise_evidence(self) is not None
+        if self.zero_tol is None and self.noisy_zero_tol is not None and noisy:
             zero_tol = self.noisy_zero_tol
         s[:b] = to_numpy(S)
         rank = int(np.sum(s[:b] > max(m, n) * eps(grad) * s[0]))
@@ -339,5 +342,6 @@ class GradientFactorization(GradientStep):
         self.batch_size_, self.singular_values_, self.rows_, self.zero_tol_ = b, s, rows, zero_tol
         return FactorizedGradient(L=L, R=R, grad_b=grad_b, rows=rows, n_neurons=m,
                                   singular_values=s, zero_tol=zero_tol, source_dtype=source_dtype,
-                                  exact_rank=exact_rank, floor=rounding_floor(R, float(source_eps), rows.size))
+                                  exact_rank=exact_rank, noisy=noisy,
+                                  floor=rounding_floor(R, float(source_eps), rows.size))
 

@@ -74,23 +74,44 @@ def _chunks(k, p, n, budget=2**24):
     return [(i, min(k, i + step)) for i in range(0, k, step)]
 
 
-def _irls(Y_white, W, n_iter):
-    """Batched IRLS for min ‖Ȳ w‖₁ on the sphere, warm-started at the rows of W."""
+def _irls(Y_white, W, n_iter, *, zero_tol, active, min_zeros):
+    """Batched IRLS for min ‖Ȳ w‖₁ on the sphere, warm-started at the rows of W.
+
+    Each iteration: w ← smallest eigenvector of M = Bᵀ B, B = diag(√weights) Ȳ.  A direction
+    leaves the loop once its code y = Ȳ w is exact (≥ ``min_zeros`` exact zeros) and its
+    zero count stopped growing: its support is settled and the kernel polish makes it exact
+    (on the sudl benchmark's n = 100, density 0.5 data that happens after about 16 of the 30
+    iterations, with the zero set of the 30th).
+    """
     xp = array_namespace(Y_white)
     p, n = Y_white.shape
     out = []
     for lo, hi in _chunks(W.shape[0], p, n):
-        w = W[lo:hi, :]
-        eps = 1e-1
+        w, eps = W[lo:hi, :], 1e-1
+        running = np.arange(hi - lo)  # rows of w still iterating
+        done_rows, done_idx = [], []
+        zeros = np.full(hi - lo, -1)
         for _ in range(n_iter):
             y = xp.abs(Y_white @ w.T)  # p × c
             weights = 1.0 / xp.maximum(y, eps * xp.max(y, axis=0)[None, :])
-            M = (Y_white.T[None, :, :] * weights.T[:, None, :]) @ Y_white  # c × n × n
-            _, V = xp.linalg.eigh(M)
+            B = xp.sqrt(xp.matrix_transpose(weights))[:, :, None] * Y_white[None, :, :]  # c × p × n
+            _, V = xp.linalg.eigh(xp.matrix_transpose(B) @ B)
             w_new = V[:, :, 0]
             w = w_new * xp.sign(xp.sum(w_new * w, axis=1))[:, None]
             eps = max(eps * 0.3, 1e-14)
-        out.append(w)
+            z = to_numpy(count_zeros(Y_white @ w.T, zero_tol, active)).astype(int)
+            settled = (z >= min_zeros) & (z == zeros)
+            zeros = z
+            if settled.any():
+                done_rows.append(xp.take(w, xp.asarray(np.flatnonzero(settled), device=device(w)), axis=0))
+                done_idx.append(running[settled])
+                keep = np.flatnonzero(~settled)
+                w, running, zeros = xp.take(w, xp.asarray(keep, device=device(w)), axis=0), running[keep], zeros[keep]
+                if running.size == 0:
+                    break
+        rows = xp.concat(done_rows + [w], axis=0)
+        order = np.argsort(np.concatenate(done_idx + [running]), kind="stable")
+        out.append(xp.take(rows, xp.asarray(order, device=device(rows)), axis=0))
     return xp.concat(out, axis=0)
 
 
@@ -99,7 +120,8 @@ def _polish(Y_white, w, zero_tol, active):
 
     The zero level is the largest relative gap in the sorted |Ȳ w| (over at least n−1
     samples), so a direction that is right to a few digits becomes exact.  Returns the new
-    direction if it has more exact zeros than ``w``, else ``w``.
+    direction if it has at least as many exact zeros as ``w`` (it is the least singular
+    vector of those rows, so its zeros are the sharper), else ``w``.
     """
     xp = array_namespace(Y_white)
     n = Y_white.shape[1]
@@ -114,7 +136,7 @@ def _polish(Y_white, w, zero_tol, active):
     q = kernel_direction(xp.take(Y_white, xp.asarray(rows, device=device(Y_white)), axis=0))
     q = q * xp.sign(xp.sum(q * w))
     before, after = (to_numpy(count_zeros(Y_white @ v[:, None], zero_tol, active))[0] for v in (w, q))
-    return q if after > before else w
+    return q if after >= before else w
 
 
 def _sample_kernels(Y_white, w, *, rng, n_samples, pool_fraction, active_idx):
@@ -168,7 +190,7 @@ def round_directions(
     W = W / xp.linalg.vector_norm(W, axis=1, keepdims=True)
     given = W
     if n_irls:
-        W = _irls(Y_white, W, n_irls)
+        W = _irls(Y_white, W, n_irls, zero_tol=zero_tol, active=active, min_zeros=min_zeros)
     W = xp.stack([_polish(Y_white, W[i, :], zero_tol, active) for i in range(W.shape[0])])
     n_zeros = to_numpy(count_zeros(Y_white @ W.T, zero_tol, active)).astype(int)
 

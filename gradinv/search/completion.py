@@ -48,13 +48,15 @@ def _zero_set(start, order, joins, k):
     return zero
 
 
-def scan_line(p, L, A, bias, tols, min_zeros, found=None):
+def scan_line(p, L, A, bias, tols, min_zeros, found=None, accepts=None):
     """The exact direction q (b,) whose column L q vanishes on I(t) = {i : t (A p)_i + bias_i ≤ 0}
     for some t, with ≥ ``min_zeros`` rows and not a column of ``found``; or None (module docstring).
 
     ``p`` (b,) the coordinates' direction, L (m' × b), A (m' × b) = W V and ``bias`` on the same
     rows, ``tols`` the :class:`~gradinv.search.tolerances.Tolerances`.  Intervals are tried from the
-    largest zero set down.
+    largest zero set down; ``accepts`` (q → bool, default: any) the caller's checks, so that an
+    interval whose kernel passes the tolerances but not the checks does not end the scan (a noisy
+    update's loose kernel threshold lets zero sets with a few active rows more through).
     """
     a = A @ p
     order, joins, inactive = _breakpoints(a, bias)
@@ -80,7 +82,7 @@ def scan_line(p, L, A, bias, tols, min_zeros, found=None):
         return None
     for k in sorted(candidates, key=lambda k: -int(counts[k])):
         v = _null_space(L[_zero_set(inactive, order, joins, k)], tols.kernel, tols.unique, tols=tols)
-        if v is not None and _unless_found(v, found) is not None:
+        if v is not None and _unless_found(v, found) is not None and (accepts is None or accepts(v[0])):
             return v[0]
     return None
 

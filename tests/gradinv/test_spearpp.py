@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gradinv import GradientError, GradientFactorization, cells, invert_layer, make_victim, stack_gradient
-from gradinv.cells import is_cell
+from gradinv.cells import drifted_rows, is_cell
 from gradinv.metrics import evaluate
 from gradinv.spearpp import l1_sphere_radam
 
@@ -96,6 +96,19 @@ def test_is_cell_accepts_a_true_pattern_and_rejects_an_impossible_one():
     assert is_cell(A, bias, zero)
     both = np.vstack([A, A[:1]]), np.r_[bias, bias[:1]], np.r_[zero, ~zero[:1]]  # one row with both signs
     assert not is_cell(*both)
+
+
+def test_a_cell_short_of_a_few_rows_passes_with_that_drift_only():
+    """A local step's column vanishes on its cell less the rows a later step turned on: the zero set
+    passes with ``max_drift`` ≥ the rows taken out (:func:`drifted_rows` finds no more), not without."""
+    rng = np.random.default_rng(1)
+    A, bias = rng.standard_normal((200, 5)), rng.standard_normal(200)
+    zero = A @ rng.standard_normal(5) + bias <= 0
+    short = zero.copy()
+    short[np.flatnonzero(zero)[:3]] = False
+    assert drifted_rows(A, bias, zero) == 0 and 1 <= drifted_rows(A, bias, short) <= 3
+    assert not is_cell(A, bias, short) and is_cell(A, bias, short, max_drift=3)
+    assert not is_cell(A, bias, ~zero, max_drift=3)  # the opposite signs are no cell, short or not
 
 
 def test_l1_sphere_radam_stays_on_the_sphere_and_lowers_the_l1_loss():
