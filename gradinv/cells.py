@@ -35,10 +35,11 @@ must lie on (:mod:`gradinv.search.completion`); the exact tests allow for each d
 rounding floor (:mod:`gradinv.search.tolerances`).
 
 A noisy update (DP-SGD, :attr:`~gradinv.factorize.FactorizedGradient.noisy`; the approximate mode's
-zero tolerance t) has no exact
-zeros, only zeros at the noise level: there a kernel is exact to t, the cell test leaves free the
-rows between :data:`NOISY_SURE_ZERO`·t and t (a noisy zero and an active neuron's small gradient
-look alike there), and a direction within t of a found one is that column again.  Measured
+zero tolerance t) has no exact zeros, only zeros at the noise level: there a kernel is exact to t,
+the cell test leaves free the rows between :data:`NOISY_SURE_ZERO`·t and t (a noisy zero and an active neuron's small gradient
+look alike there), and a direction within t of a found one is that column again.  An update of
+several local steps (FedAvg) keeps exact zeros, but a column vanishes only where its sample is
+inactive at every step: its zero set may fall short of θ₀'s cell (:func:`drifted_rows`).  Measured
 (``benchmarks/threat_models.py --sections zoo``, ``docs/threat_models_zoo.md``): DP-SGD updates of
 the zoo's deep clients, whose columns the exact tests rejected every one, come back at 25–69 dB
 (mean PSNR, three seeds; 36–69 on seeds 0 and 1), their FedAvg updates exact.
