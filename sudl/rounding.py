@@ -88,25 +88,27 @@ def _irls(Y_white, W, n_iter, *, zero_tol, active, min_zeros):
     out = []
     for lo, hi in _chunks(W.shape[0], p, n):
         w, eps = W[lo:hi, :], 1e-1
+        y = xp.abs(Y_white @ w.T)  # p × c, the codes of w
         running = np.arange(hi - lo)  # rows of w still iterating
         done_rows, done_idx = [], []
         zeros = np.full(hi - lo, -1)
         for _ in range(n_iter):
-            y = xp.abs(Y_white @ w.T)  # p × c
             weights = 1.0 / xp.maximum(y, eps * xp.max(y, axis=0)[None, :])
             B = xp.sqrt(xp.matrix_transpose(weights))[:, :, None] * Y_white[None, :, :]  # c × p × n
             _, V = xp.linalg.eigh(xp.matrix_transpose(B) @ B)
             w_new = V[:, :, 0]
             w = w_new * xp.sign(xp.sum(w_new * w, axis=1))[:, None]
             eps = max(eps * 0.3, 1e-14)
-            z = to_numpy(count_zeros(Y_white @ w.T, zero_tol, active)).astype(int)
+            y = xp.abs(Y_white @ w.T)
+            z = to_numpy(count_zeros(y, zero_tol, active)).astype(int)
             settled = (z >= min_zeros) & (z == zeros)
             zeros = z
             if settled.any():
                 done_rows.append(xp.take(w, xp.asarray(np.flatnonzero(settled), device=device(w)), axis=0))
                 done_idx.append(running[settled])
-                keep = np.flatnonzero(~settled)
-                w, running, zeros = xp.take(w, xp.asarray(keep, device=device(w)), axis=0), running[keep], zeros[keep]
+                keep = xp.asarray(np.flatnonzero(~settled), device=device(w))
+                w, y = xp.take(w, keep, axis=0), xp.take(y, keep, axis=1)
+                running, zeros = running[~settled], zeros[~settled]
                 if running.size == 0:
                     break
         rows = xp.concat(done_rows + [w], axis=0)
