@@ -2,13 +2,20 @@
 
 For each (victim kind, width m, batch size b, seed) it builds the client (``gradinv.make_victim``,
 float64), then on the same gradient measures: one SVD of dL/dW, the attack (``invert_layer``
-with the solver that applies: "informed" where the loss passes through the classifier, else
-"logcosh"), and, for b ≤ ``--spear-max-b``, SPEAR's sampling baseline within ``--spear-max-time``.
+with ``--solver``, by default the library's own choice for what the victim gives: "informed" where
+the loss passes through the classifier, else "cells" with the layer's W and b), and, for
+b ≤ ``--spear-max-b``, SPEAR's sampling baseline within ``--spear-max-time``.
 Reported per row: exact fraction (relative error ≤ 1e-6), certified fraction, false
 certificates, mean PSNR, wall time, the attack/SVD time ratio, the speed-up over SPEAR, and
 with ``--memory`` the attack's peak memory over the gradient's size, measured in a fresh
-process (``benchmarks/peak_memory.py``).  Writes JSON, a Markdown table
-and a PNG plot (exact fraction vs b, a line per victim and solver).
+process (``benchmarks/peak_memory.py``), and (JSON only) when each column was found.
+
+**Resumable** (``benchmarks/_resumable.py``): each cell runs in a child process capped at
+``--cell-cap`` seconds and its row is appended to ``OUT.jsonl`` as soon as it ends; a rerun with
+the same ``--out`` skips the cells already there, so a run can be stopped at any moment and
+continued later, with other kinds, sizes or seeds added to the same file.  The tables (``OUT.json``,
+``OUT.md``, and a PNG plot of exact fraction vs b) are made from every row the file holds;
+``--report`` makes them without running anything.
 
 Zoo mode (``--zoo [KIND ...]``, default every kind of ``gradinv.victims.ZOO``; shell-style
 patterns such as ``'mlp2_*'`` select several): each client is built with
@@ -25,6 +32,7 @@ as skipped.
     python benchmarks/frontier.py --zoo --batch-sizes 20 100 --seeds 3   # every zoo kind
     python benchmarks/frontier.py --zoo 'mlp2_*' --quick                 # zoo smoke run
     python benchmarks/frontier.py --device cuda        # torch-CUDA arrays when a GPU exists
+    python benchmarks/frontier.py --zoo --out docs/zoo_m1000_b20 --report   # tables from the file only
 """
 
 import argparse
@@ -46,11 +54,8 @@ from gradinv.models import attack_model
 from gradinv.victims import ZOO, make_client
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _resumable import append_row, done_keys, read_rows, run_capped  # noqa: E402
 from peak_memory import attack_peak_memory  # noqa: E402
-
-
-def solver_for(kind):
-    return "logcosh" if kind == "random_upstream" else "informed"
 
 
 def to_device(a, device):
@@ -58,26 +63,28 @@ def to_device(a, device):
 
 
 def run_one(kind, m, b, seed, args):
+    """One row of the victims grid (run in a child process: :func:`run_grid`)."""
+    torch.set_default_dtype(torch.float64)
     v = make_victim(kind, batch_size=b, width=m, random_state=seed)
     gW, gb = to_device(v.grad_W, args.device), to_device(v.grad_b, args.device)
     knowledge = {k: to_device(t, args.device) for k, t in v.attack_kwargs().items()}
     t_svd = svd_time(gW)
-    solver = solver_for(kind)
+    solver = args.solver  # None: the library's default for what the victim gives (gradinv.knowledge)
     t0 = time.perf_counter()
     try:
         res = invert_layer(gW, gb, solver=solver, random_state=seed, max_time=args.max_time, **knowledge)
     except GradientError as err:  # e.g. no exact column found within the bound: a failed row, not a crash
         t = time.perf_counter() - t0
-        return dict(victim=kind, m=m, b=b, seed=seed, solver=solver, exact=0.0, certified=0.0, false_certificates=0,
+        return dict(victim=kind, m=m, b=b, seed=seed, solver=solver or "auto", exact=0.0, certified=0.0,
+                    false_certificates=0,
                     time=t, svd_time=t_svd, time_over_svd=t / t_svd, grad_mb=gW.numel() * gW.element_size() / 2**20,
                     error=str(err))
     ev = evaluate(v.inputs, res.inputs, res.exact)
-    row = dict(victim=kind, m=m, b=b, seed=seed, solver=solver, exact=ev["exact"] / b, certified=ev["certified"] / b,
-               false_certificates=ev["false_certificates"], psnr=ev["psnr"], time=res.time, svd_time=t_svd,
-               time_over_svd=res.time / t_svd, grad_mb=gW.numel() * gW.element_size() / 2**20,
-               columns_found=int(getattr(res.pipeline.named_steps["sudl"], "n_found_", np.sum(res.sparse))))
-    # JSON only: how far a failed search got (the informed search's own count; else the gradient-only test)
-    if args.memory and args.device == "cpu" and solver == "informed":
+    row = dict(victim=kind, m=m, b=b, seed=seed, solver=res.solver, exact=ev["exact"] / b,
+               certified=ev["certified"] / b, false_certificates=ev["false_certificates"], psnr=ev["psnr"],
+               time=res.time, svd_time=t_svd, time_over_svd=res.time / t_svd,
+               grad_mb=gW.numel() * gW.element_size() / 2**20, **search_progress(res))
+    if args.memory and args.device == "cpu" and res.solver == "informed":
         row["peak_mem_over_grad"] = attack_peak_memory(
             v.grad_W.numpy(), v.grad_b.numpy(), {k: t.numpy() for k, t in v.attack_kwargs().items()},
             max_time=args.max_time)["peak_over_grad"]
@@ -88,6 +95,16 @@ def run_one(kind, m, b, seed, args):
         row.update(spear_exact=ev_sp["exact"] / b, spear_time=sp.time,
                    spear_finished=bool(sp.time < args.spear_max_time), speedup_over_spear=sp.time / res.time)
     return row
+
+
+def search_progress(res):
+    """JSON only: how far the search got (its own count, else the gradient-only test) and when each
+    column came (seconds from the search's start; the searches that keep a bound)."""
+    step = res.pipeline.named_steps["sudl"]
+    out = dict(columns_found=int(getattr(step, "n_found_", np.sum(res.sparse))))
+    if hasattr(step, "found_times_"):
+        out["found_times"] = [round(float(t), 2) for t in step.found_times_]
+    return out
 
 
 def svd_time(gW):
@@ -120,11 +137,13 @@ def attack_client(v, seed, args, **kwargs):
     ev = evaluate(v.inputs, res.inputs, res.exact)
     b = v.batch_size
     return dict(solver=res.solver, layer=layer.name, exact=ev["exact"] / b, certified=ev["certified"] / b,
-                false_certificates=ev["false_certificates"], psnr=ev["psnr"], time=res.time)
+                false_certificates=ev["false_certificates"], psnr=ev["psnr"], time=res.time, **search_progress(res))
 
 
 def run_client(kind, m, b, seed, args):
-    """One zoo row: the client ``kind`` attacked through ``attack_model`` (and SPEAR for small b)."""
+    """One zoo row: the client ``kind`` attacked through ``attack_model`` (and SPEAR for small b); run in a
+    child process (:func:`run_grid`)."""
+    torch.set_default_dtype(torch.float64)
     v = make_client(kind, batch_size=b, width=m, random_state=seed)
     t_svd = svd_time(to_device(v.grad_W, args.device))
     row = dict(victim=kind, m=m, b=b, seed=seed, **attack_client(v, seed, args, max_time=args.max_time))
@@ -153,7 +172,8 @@ def worst_case(rows):
         entry = dict(m=m, b=b, kinds=len({r["victim"] for r in cell}), rows=len(cell), min_exact=worst["exact"],
                      worst_kind=worst["victim"], worst_seed=worst["seed"], min_certified=min(r["certified"] for r in cell),
                      false_certificates=sum(r["false_certificates"] for r in cell), max_time=slowest["time"],
-                     slowest_kind=slowest["victim"], max_time_over_svd=max(r["time_over_svd"] for r in cell),
+                     slowest_kind=slowest["victim"],
+                     max_time_over_svd=max((r["time_over_svd"] for r in cell if "time_over_svd" in r), default=None),
                      solvers="/".join(sorted({r["solver"] for r in cell})))
         spear = [r for r in cell if "spear_exact" in r]
         if spear:
@@ -161,6 +181,10 @@ def worst_case(rows):
                          min_speedup_over_spear=min(r["speedup_over_spear"] for r in spear))
         table.append(entry)
     return table
+
+
+def median(values):
+    return float(np.median(values)) if values else None
 
 
 def per_kind(rows):
@@ -172,7 +196,7 @@ def per_kind(rows):
                      min_exact=min(ex), median_exact=float(np.median(ex)), min_certified=min(ce),
                      median_certified=float(np.median(ce)), false_certificates=sum(r["false_certificates"] for r in cell),
                      median_time=float(np.median(t)), max_time=max(t),
-                     median_time_over_svd=float(np.median([r["time_over_svd"] for r in cell])),
+                     median_time_over_svd=median([r["time_over_svd"] for r in cell if "time_over_svd" in r]),
                      errors=sum("error" in r for r in cell))
         spear = [r for r in cell if "spear_exact" in r]
         if spear:
@@ -277,54 +301,89 @@ def command_line(argv):
     return " ".join(["python benchmarks/frontier.py", *(argv if argv is not None else sys.argv[1:])])
 
 
-def run_header(args, argv):
-    return (f"Frontier benchmark, {datetime.date.today()}, {platform.machine()}, {os.cpu_count()} cores, "
-            f"device {args.device}, torch {torch.__version__}, float64.\n\nCommand: `{command_line(argv)}`")
+def run_header(rows, device):
+    """Where and how the rows were measured: the machine, and every command that added to the file."""
+    commands = list(dict.fromkeys(r.get("command", "") for r in rows))
+    dates = sorted({r.get("date", "") for r in rows} - {""})
+    span = f"{dates[0]} to {dates[-1]}" if len(dates) > 1 else (dates[0] if dates else "")
+    return (f"Frontier benchmark, measured {span}, {platform.machine()}, {os.cpu_count()} cores, device {device}, "
+            f"torch {torch.__version__}, float64; one row per (kind, m, b, seed).\n\n"
+            "Command(s) that wrote the rows (a run resumes its file, skipping the cells already in it):\n\n"
+            + "\n".join(f"- `{c}`" for c in commands))
 
 
-def earlier_command(earlier, path):
-    """The command of an earlier --out JSON ``earlier`` read from ``path`` (its "command", else its
-    Markdown's "Command:" line)."""
-    if "command" in earlier:
-        return earlier["command"]
-    return path.with_suffix(".md").read_text().split("Command: `")[1].split("`")[0]
+KEY = ("victim", "m", "b", "seed", "solver_asked")
+"""A cell of the grid: a row of the file with these values is not run again."""
 
 
-def run_zoo(args, argv):
-    """Zoo mode: every (kind, m, b, seed) through :func:`run_client`; writes JSON, Markdown, PNG
-    (with ``--merge``, of these rows and the earlier run's rows of the other kinds)."""
-    kinds = zoo_kinds(args.zoo)
-    rows, skipped = [], []
+def grid(args):
+    """The requested cells (kind, m, b, seed); a zoo cell whose b exceeds the kind's inputs carries
+    the reason it is skipped, else None."""
+    cells = []
+    kinds = zoo_kinds(args.zoo) if args.zoo is not None else args.victims
     for kind in kinds:
         for m in args.widths:
             for b in args.batch_sizes:
-                if b > ZOO[kind].max_batch_size:
-                    skipped.append(dict(victim=kind, m=m, b=b, reason=f"b > {ZOO[kind].max_batch_size} "
-                                                                     f"(n = {ZOO[kind].n_inputs} inputs)"))
+                if args.zoo is not None and b > ZOO[kind].max_batch_size:
+                    reason = f"b > {ZOO[kind].max_batch_size} (n = {ZOO[kind].n_inputs} inputs)"
+                    cells.append((kind, m, b, None, reason))
                     continue
-                for seed in range(args.first_seed, args.first_seed + args.seeds):
-                    row = run_client(kind, m, b, seed, args)
-                    rows.append(row)
-                    print(json.dumps(row), flush=True)
-    header, command = run_header(args, argv), command_line(argv)
-    if args.merge is not None:  # keep the other kinds' rows of an earlier run
-        earlier = json.loads(args.merge.read_text())
-        rows = [r for r in earlier["rows"] if r["victim"] not in kinds] + rows
-        skipped = [s for s in earlier["skipped"] if s["victim"] not in kinds] + skipped
-        run_now = kinds
-        kinds = [k for k in ZOO if k in {r["victim"] for r in rows} | {s["victim"] for s in skipped}]
-        before = earlier_command(earlier, args.merge)
-        header += (f"\n\nRows of the kinds other than {', '.join(run_now)} are kept from `{args.merge}`, "
-                   f"measured by: `{before}`")
-        command = f"{before}; then {command}"
-    text = zoo_markdown(rows, skipped, header)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(
-        {"command": command, "worst_case": worst_case(rows), "per_kind": per_kind(rows), "rows": rows, "skipped": skipped,
-         "kinds": {k: ZOO[k].describe() for k in kinds}}, indent=1))
+                cells += [(kind, m, b, seed, None) for seed in range(args.first_seed, args.first_seed + args.seeds)]
+    return cells
+
+
+def cell_cap(args):
+    """Wall-clock cap of one cell: the attack's bound, SPEAR's, and room to build the client."""
+    if args.cell_cap is not None:
+        return args.cell_cap
+    return 2 * args.max_time + args.spear_max_time + 600  # 600 s: training a zoo client, the SVD, the checks
+
+
+def run_grid(args, argv):
+    """Run every cell of the grid not yet in ``--out``.jsonl, appending each row as it ends (a
+    skipped cell's row says why it was not run)."""
+    path = args.out.with_suffix(".jsonl")
+    asked = args.solver or "auto"
+    done = done_keys(path, KEY)
+    worker = "run_client" if args.zoo is not None else "run_one"
+    cells = grid(args)
+    todo = [c for c in cells if (*c[:4], asked) not in done]
+    print(f"{path}: {len(cells) - len(todo)} of {len(cells)} cells already there, {len(todo)} to run", flush=True)
+    for kind, m, b, seed, skip in todo:
+        if skip:
+            row = dict(victim=kind, m=m, b=b, seed=None, skipped=skip)
+        else:
+            status, row = run_capped(Path(__file__), worker, (kind, m, b, seed, args), cell_cap(args))
+            if status != "ok":
+                row = dict(victim=kind, m=m, b=b, seed=seed, solver=asked, exact=0.0, certified=0.0,
+                           false_certificates=0, time=cell_cap(args) if status == "capped" else None,
+                           error=f"cell cap {cell_cap(args):.0f} s reached" if status == "capped" else row)
+        row.update(solver_asked=asked, mode="zoo" if args.zoo is not None else "victims",
+                   command=command_line(argv), date=str(datetime.date.today()))
+        append_row(path, row)
+        print(json.dumps(row), flush=True)
+
+
+def report(args):
+    """Write ``--out``.json / .md / .png from every row of ``--out``.jsonl; returns the rows measured."""
+    every = read_rows(args.out.with_suffix(".jsonl"))
+    rows = [r for r in every if "skipped" not in r]
+    skipped = [dict(victim=r["victim"], m=r["m"], b=r["b"], reason=r["skipped"]) for r in every if "skipped" in r]
+    header = run_header(every, args.device)
+    zoo = any(r.get("mode") == "zoo" for r in every)
+    if zoo:
+        kinds = [k for k in ZOO if k in {r["victim"] for r in every}]
+        text = zoo_markdown(rows, skipped, header)
+        data = {"worst_case": worst_case(rows), "per_kind": per_kind(rows), "rows": rows, "skipped": skipped,
+                "kinds": {k: ZOO[k].describe() for k in kinds}}
+    else:
+        exps = growth_exponents(rows)
+        text = markdown(rows, exps, header)
+        data = {"rows": rows, "growth_exponents": exps}
+    args.out.with_suffix(".json").write_text(json.dumps(data, indent=1))
     args.out.with_suffix(".md").write_text(text)
     if rows:
-        zoo_plot(rows, args.out.with_suffix(".png"))
+        (zoo_plot if zoo else plot)(rows, args.out.with_suffix(".png"))
     print(text)
     return rows
 
@@ -332,21 +391,26 @@ def run_zoo(args, argv):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--victims", nargs="+", default=["cross_entropy", "cross_entropy_raw", "trained", "random_upstream"])
+    p.add_argument("--solver", default=None,
+                   help="the search (default: the library's own choice for what the client gives, gradinv.knowledge)")
     p.add_argument("--widths", nargs="+", type=int, default=[1000])
     p.add_argument("--batch-sizes", nargs="+", type=int, default=[10, 20, 50, 100])
     p.add_argument("--seeds", type=int, default=1, help="number of seeds per cell")
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--max-time", type=float, default=300.0, help="bound of one attack, seconds")
+    p.add_argument("--cell-cap", type=float, default=None,
+                   help="wall-clock cap of one cell, seconds (default 2·max-time + spear-max-time + 600); "
+                        "a capped cell is recorded as failed")
     p.add_argument("--spear-max-b", type=int, default=20)
     p.add_argument("--spear-max-time", type=float, default=120.0)
     p.add_argument("--device", default="cpu", help="cpu, or cuda (torch-CUDA arrays) when a GPU exists")
-    p.add_argument("--out", type=Path, default=Path("docs/frontier"), help="output prefix (.json, .md, .png)")
+    p.add_argument("--out", type=Path, default=Path("docs/frontier"),
+                   help="output prefix: rows in .jsonl (resumed), tables in .json, .md, .png")
+    p.add_argument("--report", action="store_true", help="only write the tables from the rows already in --out.jsonl")
     p.add_argument("--memory", action="store_true",
                    help="also measure each informed attack's peak memory in a fresh process (benchmarks/peak_memory.py)")
     p.add_argument("--zoo", nargs="*", metavar="KIND",
                    help="zoo mode: these kinds of gradinv.victims.ZOO (names or patterns; none given: all)")
-    p.add_argument("--merge", type=Path, default=None, metavar="JSON",
-                   help="zoo mode: keep the rows of the kinds not run now from this earlier --out JSON")
     p.add_argument("--quick", action="store_true", help="tiny smoke run")
     args = p.parse_args(argv)
     if args.quick and args.zoo is not None:
@@ -356,24 +420,9 @@ def main(argv=None):
         args.victims, args.widths, args.batch_sizes = ["random_upstream", "cross_entropy"], [200], [4, 6]
         args.max_time, args.spear_max_b, args.spear_max_time = 20.0, 6, 10.0
     torch.set_default_dtype(torch.float64)
-    if args.zoo is not None:
-        return run_zoo(args, argv)
-    rows = []
-    for kind in args.victims:
-        for m in args.widths:
-            for b in args.batch_sizes:
-                for seed in range(args.first_seed, args.first_seed + args.seeds):
-                    row = run_one(kind, m, b, seed, args)
-                    rows.append(row)
-                    print(json.dumps(row), flush=True)
-    exps = growth_exponents(rows)
-    header = run_header(args, argv)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps({"rows": rows, "growth_exponents": exps}, indent=1))
-    args.out.with_suffix(".md").write_text(markdown(rows, exps, header))
-    plot(rows, args.out.with_suffix(".png"))
-    print(markdown(rows, exps, header))
-    return rows
+    if not args.report:
+        run_grid(args, argv)
+    return report(args)
 
 
 if __name__ == "__main__":

@@ -102,6 +102,11 @@ def check_layer_arguments(grad_W, grad_b, *, weight=None, bias=None, next_weight
     returns them as a dict of the same names."""
     grad_W = check_array(grad_W, "grad_W", ndim=2)
     m, n = grad_W.shape
+    grad_b = check_array(grad_b, "grad_b", ndim=1)
+    weight_shape = getattr(weight, "shape", None)
+    if m != n and grad_b.shape[0] == n and (weight_shape is None or tuple(weight_shape) == (n, m)):
+        raise GradientError(f"grad_W looks transposed: shape {(m, n)}, but grad_b has {n} entries, one per column "
+                            f"of grad_W; pass dL/dW as (neurons × inputs), shape {(n, m)}")
     out = dict(grad_W=grad_W, grad_b=check_array(grad_b, "grad_b", ndim=1, shape=(m,)))
     out["weight"] = check_optional_array(weight, "weight", ndim=2, shape=(m, n))
     out["bias"] = check_optional_array(bias, "bias", ndim=1, shape=(m,))

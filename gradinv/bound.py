@@ -27,12 +27,14 @@ class SearchBound:
         self.cap = float("inf") if max_time is None else self.start + float(max_time)
         self.min_patience, self.factor = float(min_patience), float(factor)
         self.longest = self.longest_round = 0.0
+        self.found_at = []  # seconds from the start at which each column was found
 
     def found(self):
         """Record that a new column was found now."""
         now = time.perf_counter()
         self.longest = max(self.longest, now - self.last)
         self.last = now
+        self.found_at.append(now - self.start)
 
     def round_done(self, seconds):
         """Record that a round of the search took ``seconds``."""

@@ -53,7 +53,7 @@ from scipy.optimize import linprog
 from sklearn.utils import check_random_state
 from tqdm.auto import tqdm
 
-from sudl._array_api import to_numpy
+from sudl._array_api import svd, to_numpy
 
 from ._step import GradientStep
 from .bound import SearchBound
@@ -231,12 +231,13 @@ def _round_candidate(c, q, A, bias, L, tols, found, same=1e-8):
 
 def cell_search(L, R, weight, bias, *, rows=None, random_state=None, max_time=None, batch=None,
                 input_norm=None, min_zero_fraction=0.0, zero_tol=1e-9, floor=None, noisy=False, drift=0.0,
-                progress=False):
+                progress=False, bound=None):
     """Exact directions q (rows, k ≤ b) with L q a column of dL/dZ, and their exact-zero counts.
 
     L (m' × b, orthonormal columns), R (b × n) from the factorisation; ``weight`` (m × n) and
     ``bias`` (m,) of the attacked layer; ``rows`` (m',) the neurons L keeps (default all).  ``max_time``
-    caps the search (default None: until it stagnates, :class:`~gradinv.bound.SearchBound`); a column
+    caps the search (default None: until it stagnates, :class:`~gradinv.bound.SearchBound`; or pass
+    ``bound``, one to read its ``found_at`` after); a column
     needs ≥ b − 1 + :data:`ROW_SLACK` exact zeros and ≥ ``min_zero_fraction``·m.  ``floor``: the
     factorisation's rounding floor (b × b, :mod:`~gradinv.search.tolerances`).  The last column
     is looked for by :func:`~gradinv.search.completion.scan_line` first.  ``noisy`` (a noisy
@@ -247,12 +248,12 @@ def cell_search(L, R, weight, bias, *, rows=None, random_state=None, max_time=No
     has it inactive with at most ``drift``·|zero set| rows more (:func:`drifted_rows`).
     """
     rng = check_random_state(random_state)
-    bound = SearchBound(max_time)
+    bound = SearchBound(max_time) if bound is None else bound
     Lt = torch.as_tensor(to_numpy(L), dtype=torch.float64)
     m, b = Lt.shape
     Rt = torch.as_tensor(to_numpy(R), dtype=torch.float64)
     tols = tolerances(zero_tol, floor, noisy)
-    V = torch.linalg.svd(Rt, full_matrices=False)[2].T  # n × b
+    V = svd(Rt)[2].T  # n × b
     RV = Rt @ V
     rows = torch.arange(len(bias)) if rows is None else torch.as_tensor(rows)
     A = (torch.as_tensor(np.asarray(weight, np.float64)) @ V)[rows]
@@ -333,6 +334,9 @@ class CellSearch(GradientStep):
     drift : fraction of a zero set that may be short of its cell (:func:`drifted_rows`; the
         approximate mode's :data:`APPROXIMATE_DRIFT`) in an update of local steps; a noisy one
         (DP-SGD, one step) has none
+
+    Fitted: ``n_found_`` (columns found), ``found_times_`` (seconds from the search's start at which
+    each came).
     """
 
     def __init__(self, weight=None, bias=None, max_time=None, input_norm=None, min_zero_fraction=0.0,
@@ -353,10 +357,12 @@ class CellSearch(GradientStep):
         if W.shape != (fg.n_neurons, fg.R.shape[1]) or bias.shape != (fg.n_neurons,):
             raise GradientError(f"weight {W.shape} and bias {bias.shape} do not match a layer with "
                                 f"{fg.n_neurons} neurons and {fg.R.shape[1]} inputs")
+        bound = SearchBound(self.max_time)
         Q, zeros = cell_search(fg.L, fg.R, W, bias, rows=fg.rows, random_state=self.random_state,
                                max_time=self.max_time, input_norm=self.input_norm,
                                min_zero_fraction=self.min_zero_fraction, zero_tol=fg.zero_tol,
                                floor=fg.floor, noisy=fg.noisy, drift=0.0 if fg.noisy else self.drift,
-                               progress=bool(self.verbose))
+                               progress=bool(self.verbose), bound=bound)
         self.n_found_ = Q.shape[0]
+        self.found_times_ = np.asarray(bound.found_at)
         return fg.with_directions(Q, zeros, np.ones(len(zeros), bool))

@@ -20,7 +20,7 @@ Two tests, both necessary conditions that a true column g_j = L q_j of dL/dZ mee
 
 import numpy as np
 
-from sudl._array_api import array_namespace, device, to_numpy
+from sudl._array_api import array_namespace, device, svd, to_numpy
 
 
 MAX_BLOCK = 3
@@ -52,7 +52,7 @@ def zero_set_kernels(L, directions, zero_tol, *, max_dim=MAX_BLOCK, max_leverage
         if rows.shape[0] < b:
             continue
         rows = rows / np.linalg.norm(rows, axis=1, keepdims=True)
-        U, s, Vh = np.linalg.svd(rows, full_matrices=False)
+        U, s, Vh = svd(rows)
         # q itself is in the kernel; a tiny row scaled to unit norm can hide that, so at most b − 1
         rank = min(int(np.sum(s > 1e-6 * s[0])), b - 1)
         if b - rank > max_dim:

@@ -8,17 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ._table import print_table
 from .pipeline import SOLVERS, invert_layer
 from .victims import KINDS
-
-
-def _print_table(rows, header):
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = "  ".join(str(h).ljust(w) for h, w in zip(header, widths))
-    print(line)
-    print("-" * len(line))
-    for r in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
 
 
 def save_grid(path, originals, reconstructions, *, n_show=10, title=""):
@@ -63,28 +55,13 @@ def cmd_demo(args):
         recon, originals = recon * std + mean, originals * std + mean
     save_grid(args.output, originals, recon,
               title=f"{args.victim}, b={args.batch_size}, m={args.width}: {ev['exact']}/{ev['n']} exact")
-    _print_table(
+    print_table(
         [[args.victim, args.batch_size, args.width, res.solver, f"{ev['exact']}/{ev['n']}",
           f"{ev['certified']}/{ev['n']}", f"{ev['psnr']:.1f}", f"{ev['ssim']:.3f}", f"{res.time:.1f}"]],
         ["victim", "b", "m", "solver", "exact", "certified", "PSNR dB", "SSIM", "time s"],
     )
     print(f"wrote {args.output} (top: originals, bottom: reconstructions); total {time.perf_counter() - t0:.1f} s")
     return 0
-
-
-def _build_model(factory, state_path):
-    """The user's architecture from ``module:function`` and its parameters from a weights-only file."""
-    import importlib
-
-    import torch
-
-    from .io import load_tensors
-
-    module_name, _, func = factory.partition(":")
-    model = getattr(importlib.import_module(module_name), func)()
-    state = {k: torch.as_tensor(v) for k, v in load_tensors(state_path).items()}
-    model.load_state_dict(state)
-    return model
 
 
 def _invert_files(args):
@@ -97,6 +74,7 @@ def _invert_files(args):
     if args.model or args.model_factory:
         import torch
 
+        from .factory import build_model
         from .models import attack_model, attack_state_dict
 
         grads = {k: torch.as_tensor(v) for k, v in load_tensors(args.grads).items()}
@@ -106,7 +84,8 @@ def _invert_files(args):
             state_path = args.state or args.model
             if not state_path:
                 raise ValueError("--model-factory needs --state (the model's parameters)")
-            res, layer = attack_model(_build_model(args.model_factory, state_path), grads, **options)
+            model = build_model(args.model_factory, load_tensors(state_path))
+            res, layer = attack_model(model, grads, **options)
             description = layer.reason
         else:
             state = {k: torch.as_tensor(v) for k, v in load_tensors(args.model).items()}
@@ -132,6 +111,7 @@ def cmd_attack(args):
     from .io import save_batch
 
     res = _invert_files(args)
+    print(f"search: {res.search_reason}")
     extra = {} if res.labels is None else dict(labels=res.labels, label_margin=res.label_margin)
     save_batch(args.output, res.inputs, res.exact, sparse=res.sparse, grad_Z=res.grad_Z, **extra)
     mode = f" (approximate mode, nothing is certified: {res.mode_reason})" if res.approximate else ""
@@ -151,7 +131,8 @@ def build_parser():
 
     def common(sp):
         sp.add_argument("--solver", choices=SOLVERS, default=None,
-                        help="direction search (default: informed when the weights are known, else logcosh)")
+                        help="direction search (default: the strongest for what is known: informed with the classifier, "
+                             "cells with the layer's weights, logcosh from the gradient alone)")
         sp.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
         sp.add_argument("--max-time", type=float, default=None,
                         help="cap on the search, seconds (default: the informed search runs until no new column "

@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from sudl._array_api import array_namespace, device, eps, random_normal, to_numpy
+from sudl._array_api import array_namespace, device, eps, random_normal, svd, to_numpy
 from sudl._validation import check_matrix
 
 from ._step import GradientStep
@@ -131,7 +131,7 @@ def rounding_floor(R, source_eps, n_neurons):
     SVD's own backward error, ε₆₄ s₁, plus the gradient's rounding, entrywise of relative size
     ``source_eps``, whose spectral norm is about source_eps·s₁·√(1/m + 1/n):
     ε′ = ε₆₄ + source_eps·√(1/m + 1/n) (:mod:`gradinv.search.tolerances`)."""
-    U, s, _ = np.linalg.svd(np.asarray(to_numpy(R), np.float64), full_matrices=False)  # not eigh(R Rᵀ): s_b ≪ ε^½ s₁
+    U, s, _ = svd(np.asarray(to_numpy(R), np.float64))  # not eigh(R Rᵀ): s_b ≪ ε^½ s₁
     s = np.maximum(s, np.finfo(np.float64).tiny)
     eps = np.finfo(np.float64).eps + source_eps * np.sqrt(1.0 / n_neurons + 1.0 / R.shape[1])
     return eps * s[0] * (U / s) @ U.T
@@ -192,7 +192,7 @@ def leading_factors(grad_W, rows, top_vectors, left):
     xp = array_namespace(grad_W)
     idx = xp.asarray(rows, dtype=xp.int64, device=device(grad_W))
     L0 = top_vectors if left else xp.linalg.qr(grad_W @ top_vectors)[0]  # m × b, ~0 on dead rows
-    _, S, Vh = xp.linalg.svd(L0.T @ grad_W, full_matrices=False)
+    _, S, Vh = svd(L0.T @ grad_W)
     GV = xp.take(grad_W @ Vh.T, idx, axis=0)  # = U_b S_b on the kept rows, to a direct SVD's accuracy
     L = xp.linalg.qr(GV)[0]  # the same span, orthonormal to rounding
     return L, S, (L.T @ GV) @ Vh

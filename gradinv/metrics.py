@@ -8,6 +8,9 @@ is cheapest next to the largest input and pulls that input's exact copy onto ano
 A sample counts as **exact** when ‖x̂ − x‖ / ‖x‖ ≤ 1e-6 for float64 gradients and ≤ 1e-4 for
 float32 gradients (:data:`EXACT_RTOL`): a few orders of magnitude above each precision's
 rounding error after the SVD and two b × b solves, far below any visible difference.
+
+PSNR is taken over the **batch's** data range (max − min over every input of the batch), so that a
+blank (constant) image, whose own range is 0, gets a finite figure like any other.
 """
 
 import numpy as np
@@ -38,9 +41,15 @@ def exact_mask(relative_error, dtype="float64"):
 
 
 def psnr(x_true, x_hat, data_range=None, cap=PSNR_CAP_DB):
-    """Peak signal-to-noise ratio in dB, capped at ``cap`` (an exact reconstruction has MSE ≈ 0)."""
+    """Peak signal-to-noise ratio in dB, capped at ``cap`` (an exact reconstruction has MSE ≈ 0).
+
+    ``data_range``: default the range of ``x_true``; where that is 0 (a constant image) its
+    largest magnitude, and 1 for an all-zero one, so that the figure is always finite."""
     x_true, x_hat = np.asarray(x_true, dtype=np.float64), np.asarray(x_hat, dtype=np.float64)
-    data_range = np.ptp(x_true) if data_range is None else data_range
+    if data_range is None:
+        data_range = np.ptp(x_true)
+    if not data_range > 0:
+        data_range = float(np.abs(x_true).max()) or 1.0
     mse = np.mean((x_true - x_hat) ** 2)
     if mse == 0:
         return cap
@@ -60,21 +69,21 @@ def evaluate(X_true, X_hat, certified, *, image_shape=None, dtype="float64"):
     """Summary of a reconstruction against the truth.
 
     Returns a dict: n, exact (count), exact_rate, certified, false_certificates (certified but
-    not exact: must be 0), psnr (mean dB), ssim (mean, when ``image_shape`` is given), and the
+    not exact: must be 0), psnr (mean dB, over the batch's data range), ssim (mean, when ``image_shape`` is given), and the
     per-sample arrays ``relative_error`` and ``pairs``.
     """
     rows, cols, err = match_inputs(X_true, X_hat)
     exact = exact_mask(err, dtype)
     certified = np.asarray(certified, dtype=bool)[cols]
     Xt = np.asarray(to_numpy(X_true), np.float64)[rows]
-    Xh = np.asarray(to_numpy(X_hat), np.float64)[cols]
+    Xh = np.nan_to_num(np.asarray(to_numpy(X_hat), np.float64)[cols], nan=0.0, posinf=0.0, neginf=0.0)
     out = {
         "n": len(rows),
         "exact": int(exact.sum()),
         "exact_rate": float(exact.mean()),
         "certified": int(certified.sum()),
         "false_certificates": int((certified & ~exact).sum()),
-        "psnr": float(np.mean([psnr(a, b) for a, b in zip(Xt, Xh)])),
+        "psnr": float(np.mean([psnr(a, b, data_range=np.ptp(Xt)) for a, b in zip(Xt, Xh)])),
         "relative_error": err,
         "pairs": (rows, cols),
     }

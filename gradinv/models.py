@@ -9,11 +9,11 @@ is attackable.  What the search may use after it depends on what the walk can pr
 * the model is built of ``nn.Sequential`` containers only, so that its forward pass *is* the
   chain of its leaves: the leaves after the ReLU are the downstream network
   (:mod:`gradinv.downstream`); the cell search finds the columns from W and b
-  (:func:`gradinv.pipeline.default_solver` says why), the network's Jacobian at the recovered
+  (:meth:`gradinv.knowledge.Knowledge.default_search` says why), the network's Jacobian at the recovered
   inputs gives the labels, and the whole model certifies the batch end to end; a layer it
   cannot differentiate through per sample is named in the reason;
-* otherwise (a custom ``forward``) the downstream network is unknown to the walk and the
-  gradient-only search runs; the reason says so.
+* otherwise (a custom ``forward``) the downstream network is unknown to the walk and the cell
+  search runs with the layer's W and b alone; the reason says so.
 
 A ReLU applied functionally (``F.relu``) is invisible to this walk: name the layer explicitly
 then.  The first Linear of a model sees the client's raw inputs; a deeper one sees features,
@@ -28,6 +28,7 @@ from ._checks import check_model_arguments
 from .downstream import Downstream, DownstreamError
 from .end_to_end import certify_end_to_end, is_leaf_chain
 from .factorize import GradientError
+from .knowledge import Knowledge
 from .pipeline import invert_layer
 
 
@@ -52,11 +53,15 @@ class AttackableLayer:
 
     @property
     def search(self):
-        """The search its knowledge allows (:func:`gradinv.pipeline.default_solver`): "informed" with the
-        classifier, "cells" with a deeper network, "logcosh" without either."""
-        if self.next_linear is not None:
-            return "informed"
-        return "cells" if self.downstream is not None else "logcosh"
+        """The search its knowledge allows (:meth:`gradinv.knowledge.Knowledge.default_search`)."""
+        return self.knowledge.default_search()
+
+    @property
+    def knowledge(self):
+        """What the server knows of this layer (:class:`~gradinv.knowledge.Knowledge`): its W and b, and
+        the classifier or the network after its ReLU."""
+        return Knowledge(self.linear.weight.detach(), self.linear.bias.detach(),
+                         None if self.next_linear is None else self.next_linear.weight.detach(), self.downstream)
 
     @property
     def reason(self):
@@ -68,7 +73,7 @@ class AttackableLayer:
                    f"({', '.join(self.downstream_names)}): cell search with W and b, labels from their Jacobian, "
                    "the batch checked end to end")
         else:
-            nxt = f"; gradient-only search ({self.no_downstream_reason})"
+            nxt = f"; cell search with W and b alone ({self.no_downstream_reason})"
         return f"'{self.name}' is Linear → ReLU, {what}{nxt}"
 
 
@@ -172,13 +177,18 @@ def attack_state_dict(state, gradients, *, layer=None, **kwargs):
             raise GradientError(f"layer {layer!r} is not a Linear-shaped entry of the state_dict (found {names})")
         target = layer
     else:
-        target = next((n for n in names if f"{n}.weight" in gradients and f"{n}.bias" in gradients), None)
+        # the first layer with a gradient; one that lacks half of it is an error, not a reason to move on
+        target = next((n for n in names if f"{n}.weight" in gradients or f"{n}.bias" in gradients), None)
         if target is None:
             raise GradientError(f"no Linear-shaped layer of the state_dict has gradients (layers {names})")
     for key in (f"{target}.weight", f"{target}.bias"):
         if key not in gradients:
             raise GradientError(f"gradients lack {key!r}")
     known = dict(weight=state[f"{target}.weight"], bias=state[f"{target}.bias"])
+    for key, value in zip((f"{target}.weight", f"{target}.bias"), known.values()):
+        if tuple(value.shape) != tuple(gradients[key].shape):
+            raise GradientError(f"the state_dict's {key!r} has shape {tuple(value.shape)} and its gradient "
+                                f"{tuple(gradients[key].shape)}: they do not match (another model's state_dict?)")
     i = names.index(target)
     what = _what_it_recovers(i == 0)
     desc = f"'{target}' (Linear-shaped; ReLU after it assumed), {what}"

@@ -29,6 +29,7 @@ from .factorize import (GradientFactorization, NoExactColumnError, NoRankGapErro
 from .reconstruct import InputReconstruction
 from .downstream import as_downstream
 from .search import InformedSearch
+from .knowledge import Knowledge
 from .labels import infer_labels
 from .spear import SpearSearch
 from .cells import APPROXIMATE_DRIFT, CellSearch
@@ -196,7 +197,8 @@ class InversionResult:
     labels, label_margin : (b,) labels read from the columns (:mod:`gradinv.labels`) and how
         clearly each is singled out; None without ``next_weight``
     approximate : bool, the approximate mode was used (no certificates)
-    solver : the direction search used
+    solver : the direction search used; ``search_reason`` says why (given, or chosen by what the
+        server knows: :meth:`~gradinv.knowledge.Knowledge.search_reason`)
     time : seconds
     mode : "exact" or "approximate"; ``mode_reason`` says why (given, or what the update showed)
     certificate_reason : (b,) str, why each sample is or is not certified: "certified: layer",
@@ -224,6 +226,7 @@ class InversionResult:
     certificate_reason: np.ndarray = None
     end_to_end: str = "not made: invert_layer alone (attack_model checks the model's gradients)"
     layer_exact: np.ndarray = None
+    search_reason: str = ""
 
 
 def _fit_detecting_noise(build, grad, approximate):
@@ -278,23 +281,8 @@ FedAvg rows the cell search was better on two and worse on two."""
 
 
 def default_solver(weight, bias, next_weight=None, downstream=None):
-    """The search for what the server knows: "informed" when the layer's ReLU feeds the classifier
-    W₂ (``next_weight``, or a linear ``downstream``); "cells" when it feeds a known deeper network;
-    otherwise "logcosh" (a gradient-only ``sudl`` solver; the cell search, which W and b allow, still
-    misses the merged column of an exactly duplicated input, ``tests/gradinv/test_pipeline.py``).
-
-    For a deeper network, J(h) differs from one candidate to the next (2 % of noise on a sample's
-    input coordinates changes J by 9 % on a 3-layer client), and the cell search, which uses the
-    zeros alone, measured as well or better on every deep kind of the zoo at m = 1000 (b = 20:
-    mlp3_photos 20/20 in 4.5 s against 20/20 in 4 s, mlp3_trained 20/20 in 3.6 s against 5.5 s,
-    mlp6_photos 20/20 in 6.7 s against 0/20 in 79 s; mlp6_photos b = 50: 50/50 in 17 s); the
-    network still gives the labels and the end-to-end certificate.
-    """
-    if weight is None or bias is None or (next_weight is None and downstream is None):
-        return "logcosh"
-    if next_weight is not None or as_downstream(downstream, np.shape(weight)[0]).is_linear:
-        return "informed"
-    return "cells"
+    """The search for what the server knows: :meth:`gradinv.knowledge.Knowledge.default_search`."""
+    return Knowledge(weight, bias, next_weight, downstream).default_search()
 
 
 def _jacobians_at(X, weight, bias, next_weight, downstream):
@@ -342,7 +330,10 @@ def invert_layer(grad_W, grad_b, *, batch_size=None, solver=None, weight=None, b
         downstream = as_downstream(downstream, grad_W.shape[0])
     chosen = solver is None
     if chosen:
-        solver = default_solver(weight, bias, next_weight, downstream)
+        knowledge = Knowledge(weight, bias, next_weight, downstream)
+        solver, search_reason = knowledge.default_search(), f"chosen by what is known: {knowledge.search_reason()}"
+    else:
+        search_reason = f"solver={solver!r} given"
     noisy_solver = NOISY_SEARCH if chosen and solver in EXACT_SEARCHES else solver
     start = time.perf_counter()
 
@@ -357,6 +348,7 @@ def invert_layer(grad_W, grad_b, *, batch_size=None, solver=None, weight=None, b
     if noisy and noisy_solver != solver:
         solver = noisy_solver
         mode_reason += f"; a noisy update: {noisy_solver} search (its zeros alone)"
+        search_reason += f"; {noisy_solver} instead on a noisy update (its zeros alone)"
     rec, factorize = pipe.named_steps["reconstruct"], pipe.named_steps["factorize"]
     labels = margin = None
     if next_weight is not None or (downstream is not None and weight is not None and bias is not None):
@@ -367,4 +359,4 @@ def invert_layer(grad_W, grad_b, *, batch_size=None, solver=None, weight=None, b
                            label_margin=margin, n_dependent_inputs=factorize.n_dependent_inputs_,
                            approximate=approximate, solver=solver, time=time.perf_counter() - start, pipeline=pipe,
                            mode="approximate" if approximate else "exact", mode_reason=mode_reason,
-                           certificate_reason=rec.reasons_, layer_exact=rec.exact_.copy())
+                           certificate_reason=rec.reasons_, layer_exact=rec.exact_.copy(), search_reason=search_reason)

@@ -8,7 +8,9 @@ here:
   ``random_state`` gives the same numbers on every backend) and moved to the
   data's device with ``xp.asarray(..., device=...)``;
 * host transfer for the CPU-only steps (SciPy's LP solver, Hungarian matching):
-  :func:`to_numpy`.
+  :func:`to_numpy`;
+* an SVD that does not converge: :func:`svd` retries with LAPACK's slower, more robust
+  ``gesvd`` driver (the default ``gesdd`` fails on some ill-conditioned matrices).
 """
 
 import numpy as np
@@ -27,6 +29,7 @@ __all__ = [
     "to_numpy",
     "random_normal",
     "polar",
+    "svd",
     "eps",
     "is_numpy_array",
 ]
@@ -50,6 +53,22 @@ def random_normal(rng, shape, like):
     """Standard normal draws from NumPy's ``rng``, as an array of ``like``'s namespace, dtype and device."""
     xp = array_namespace(like)
     return xp.asarray(rng.standard_normal(shape), dtype=like.dtype, device=device(like))
+
+
+def svd(M, full_matrices=False):
+    """(U, S, Vh) of ``M`` in its namespace; where the backend's SVD does not converge, SciPy's
+    ``gesvd`` on the host instead.  A matrix with NaN or infinite entries is refused (ValueError)."""
+    xp = array_namespace(M)
+    try:
+        return xp.linalg.svd(M, full_matrices=full_matrices)
+    except (np.linalg.LinAlgError, RuntimeError) as e:  # torch's LinAlgError is a RuntimeError
+        host = np.asarray(to_numpy(M))
+        if not np.all(np.isfinite(host)):
+            raise ValueError("SVD of a matrix with NaN or infinite entries") from e
+        import scipy.linalg
+
+        parts = scipy.linalg.svd(host, full_matrices=full_matrices, lapack_driver="gesvd")
+        return tuple(xp.asarray(a, dtype=M.dtype, device=device(M)) for a in parts)
 
 
 def polar(M):

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,13 +40,28 @@ def test_frontier_zoo_quick(tmp_path):
     text = (tmp_path / "z.md").read_text()
     assert text.index("Worst case over kinds and seeds") < text.index("Per kind") < text.index("Every row")
     assert (tmp_path / "z.png").stat().st_size > 0
-    again = load("frontier").main(["--zoo", "mlp3_photos", "--quick", "--merge", str(tmp_path / "z.json"),
-                                   "--out", str(tmp_path / "z")])
-    merged = json.loads((tmp_path / "z.json").read_text())
-    assert [r["victim"] for r in merged["rows"]] == ["mlp2_photos", "conv_photos", "mlp3_photos"]
-    assert merged["rows"][:2] == [data["rows"][0], data["rows"][2]] and merged["rows"] == json.loads(json.dumps(again))
-    assert merged["command"].count("frontier.py") == 2
-    assert "kept from" in (tmp_path / "z.md").read_text()
+    assert all(len(r["found_times"]) == r["columns_found"] for r in rows if "found_times" in r)
+    # resumed: the cells already in z.jsonl are not run again; a new kind is added to the same file
+    again = load("frontier").main(["--zoo", "mlp3_photos", "mlp2_grey28", "--quick", "--out", str(tmp_path / "z")])
+    assert [r["victim"] for r in again] == [*kinds, "mlp2_grey28"] and again[:3] == rows
+    assert len((tmp_path / "z.jsonl").read_text().splitlines()) == 4
+    assert load("frontier").main(["--zoo", "--report", "--out", str(tmp_path / "z")]) == again
+
+
+def test_a_cell_past_its_cap_is_recorded_as_failed(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # as the benchmarks import it: the spawned cell re-imports it
+    import _resumable as resumable
+    script = tmp_path / "slow.py"
+    script.write_text("import time\n\ndef cell(t):\n    time.sleep(t)\n    return {'slept': t}\n")
+    assert resumable.run_capped(script, "cell", (0.1,), cap=60) == ("ok", {"slept": 0.1})
+    assert resumable.run_capped(script, "cell", (60,), cap=2) == ("capped", None)
+    status, text = resumable.run_capped(script, "cell", ("x",), cap=60)
+    assert status == "error" and "TypeError" in text
+    path = tmp_path / "rows.jsonl"
+    resumable.append_row(path, {"a": 1, "b": 2})
+    with path.open("a") as f:
+        f.write('{"a": 2, "b"')  # a run killed while writing its last line
+    assert resumable.read_rows(path) == [{"a": 1, "b": 2}] and resumable.done_keys(path, ("a",)) == {(1,)}
 
 
 def test_rounding_floor_quick():

@@ -18,7 +18,6 @@ size b known to the server.  Everything a worker needs arrives as plain values (
 """
 
 import copy
-import importlib
 import time
 import warnings
 from dataclasses import asdict, dataclass, replace
@@ -28,6 +27,7 @@ import torch
 from torch import nn
 
 from ..factorize import GradientError
+from ..factory import build_model as factory_model
 from ..federated import dp_sgd_gradient, fedavg_update
 from ..metrics import evaluate, exact_mask
 from ..models import attack_model, find_attackable_layers
@@ -78,33 +78,12 @@ class ClientSettings:
         return asdict(self)
 
 
-def factory_function(spec):
-    """The callable named by ``module:function``, with a clear error when it cannot be found."""
-    module_name, sep, func = spec.partition(":")
-    if not sep or not module_name or not func:
-        raise AuditError(f"--model-factory must be MODULE:FUNCTION, got {spec!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise AuditError(f"cannot import the model factory's module {module_name!r}: {e}") from e
-    fn = getattr(module, func, None)
-    if not callable(fn):
-        raise AuditError(f"module {module_name!r} has no function {func!r}")
-    return fn
-
-
 def build_model(factory, state=None):
-    """``factory()`` with the parameters ``state`` (name → array) loaded, in eval mode."""
-    model = factory_function(factory)()
-    if not isinstance(model, nn.Module):
-        raise AuditError(f"{factory} returned a {type(model).__name__}, not a torch.nn.Module")
-    if state is not None:
-        try:
-            model.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})
-        except RuntimeError as e:
-            detail = " ".join(str(e).split())  # torch's message spans lines; the CLI's error is one
-            raise AuditError(f"the state does not fit the model built by {factory}: {detail}") from e
-    return model
+    """``factory()`` with the parameters ``state`` (name → array) loaded (:func:`gradinv.factory.build_model`)."""
+    try:
+        return factory_model(factory, state)
+    except ValueError as e:
+        raise AuditError(str(e)) from e
 
 
 def attacked_layer(model, layer=None):

@@ -1,6 +1,5 @@
 """``gradinv audit``: the command line of :func:`gradinv.audit.run_audit`."""
 
-import os
 import sys
 from pathlib import Path
 
@@ -37,8 +36,6 @@ def add_parser(sub):
 def cmd_audit(args):
     from .run import run_audit
 
-    if os.getcwd() not in sys.path:  # like `python -m`: a factory module in the current folder is importable
-        sys.path.insert(0, os.getcwd())
     s = run_audit(args.model_factory, args.data, args.out, batch_sizes=args.batch_sizes,
                   noise_multipliers=args.noise_multipliers, local_steps=args.local_steps, n_seeds=args.seeds,
                   state=args.state, layer=args.layer, max_grad_norm=args.max_grad_norm, lr=args.lr,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .run import CELLS, RESULTS, SETTINGS, read_results
+from .files import CELLS, RESULTS, SETTINGS, read_results
 
 CAVEAT = ("A cell this attack does not break is <b>not recovered by this attack within its bound</b> "
           "(max_time = {max_time:g} s per cell): that is not evidence that the setting protects the data. "

@@ -24,11 +24,9 @@ import torch
 
 from ..io import load_tensors
 from .cells import AuditError, ClientSettings, attacked_layer, build_model, make_grid, run_cell, warm_up
+from .files import CELLS, FIELDS, RESULTS, SETTINGS, cell_key, read_results
+from .report import write_report
 
-FIELDS = ["batch_size", "noise_multiplier", "local_steps", "seed", "status", "exact_fraction", "certified_fraction",
-          "psnr_db", "time_s", "attack_time_s", "approximate", "false_certificates", "solver", "layer",
-          "first_layer", "reason", "finished_at"]
-RESULTS, SETTINGS, CELLS = "results.csv", "audit.json", "cells"
 
 
 @dataclass
@@ -93,27 +91,6 @@ def _sha256(path):
     return None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def _cell_key(row):
-    return (int(row["batch_size"]), float(row["noise_multiplier"]), int(row["local_steps"]), int(row["seed"]))
-
-
-def read_results(path):
-    """The complete rows of a results.csv (a line cut by an interruption is dropped)."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    rows = []
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            try:
-                _cell_key(row)
-            except (TypeError, ValueError):
-                continue
-            if row.get("finished_at"):
-                rows.append(row)
-    return rows
-
-
 def _prepare_out_dir(out_dir, settings_record):
     """Create DIR, check its settings match, rewrite results.csv with its complete rows; return them."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -174,7 +151,7 @@ def run_audit(model_factory, data, out_dir, *, batch_sizes, noise_multipliers=(0
     record = dict(settings.to_dict(), state=None if state is None else str(state), state_sha256=_sha256(state),
                   data=str(data), data_sha256=_sha256(data), sample_shape=list(x.shape[1:]),
                   reason=target.reason)
-    done = {_cell_key(r) for r in _prepare_out_dir(out_dir, record)}
+    done = {cell_key(r) for r in _prepare_out_dir(out_dir, record)}
     grid = make_grid(batch_sizes, noise_multipliers, local_steps, n_seeds)
     todo = [c for c in grid if c.key not in done]
     errors = []
@@ -183,7 +160,6 @@ def run_audit(model_factory, data, out_dir, *, batch_sizes, noise_multipliers=(0
     summary = AuditSummary(out_dir, len(grid), len(todo) - len(errors), len(grid) - len(todo), errors,
                            time.perf_counter() - start)
     if report:
-        from .report import write_report
 
         summary.report = write_report(out_dir)
     return summary

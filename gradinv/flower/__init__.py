@@ -10,16 +10,9 @@
 Needs the ``flower`` extra: ``pip install spearkit[flower]``.
 """
 
-FLWR_MISSING = "the Flower audit needs flwr: pip install 'spearkit[flower]'"
+from ._flwr import FLWR_MISSING, require_flwr
 
-
-def require_flwr():
-    """Import flwr or raise an ImportError that says how to install it."""
-    try:
-        import flwr
-    except ImportError as e:  # pragma: no cover - the test extra installs flwr
-        raise ImportError(FLWR_MISSING) from e
-    return flwr
+__all__ = ["FLWR_MISSING", "LeakageAudit", "require_flwr"]
 
 
 def __getattr__(name):

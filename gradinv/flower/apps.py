@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import require_flwr
+from ._flwr import require_flwr
 
 require_flwr()
 

@@ -11,6 +11,8 @@ import shutil
 import time
 from pathlib import Path
 
+from .._table import print_table as print_rows
+
 EXACT_BATCH = 0.9  # a batch counts as recovered exactly when at least 90 % of its samples are
 
 
@@ -63,8 +65,6 @@ def check_arguments(args, x, y):
 
 def print_table(records):
     """One row per client update, then which batches were recovered exactly."""
-    from ..cli import _print_table
-
     rows = []
     for r in records:
         if r["inverted"]:
@@ -76,7 +76,7 @@ def print_table(records):
         else:
             rows.append([r["round"], r["node_id"], r["batch_size"] or "-", r["local_steps"] or "-",
                          "not inverted: " + r["reason"], "-", "-", "-", "-", "-"])
-    _print_table(rows, ["round", "node id", "b", "E", "mode", "exact", "certified", "PSNR dB", "labels", "time s"])
+    print_rows(rows, ["round", "node id", "b", "E", "mode", "exact", "certified", "PSNR dB", "labels", "time s"])
     exact = [r for r in records if r["inverted"] and r["exact_fraction"] >= EXACT_BATCH]
     nodes = sorted({r["node_id"] for r in exact})
     print(f"{len(exact)} of {len(records)} client updates recovered exactly (≥ {EXACT_BATCH:.0%} of the batch), "
@@ -86,7 +86,7 @@ def print_table(records):
 
 def run_demo(args):
     """Run the federation; returns (records, timings in seconds).  Raises on a failed or timed-out run."""
-    from . import require_flwr
+    from ._flwr import require_flwr
 
     require_flwr()
     from tqdm import tqdm

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import require_flwr
+from ._flwr import require_flwr
 
 require_flwr()
 

@@ -77,7 +77,7 @@ import torch
 from sklearn.utils import check_random_state
 from tqdm.auto import tqdm
 
-from sudl._array_api import to_numpy
+from sudl._array_api import svd, to_numpy
 
 from .._step import GradientStep
 from ..bound import SearchBound
@@ -106,7 +106,7 @@ were accepted in 64 s, without it all 20 in 9 s)."""
 def informed_search(L, R, weight, bias, downstream, *, random_state=None, max_time=None, steps=50,
                     lr=0.05, tau=(0.03, 0.001), batch=None, input_norm=None, min_zero_fraction=0.0,
                     zero_tol=1e-9, floor=None, next_layer_rtol=None, rows=None, class_templates=True,
-                    next_bias_grad=None, projection_passes=PROJECTION_PASSES, progress=False):
+                    next_bias_grad=None, projection_passes=PROJECTION_PASSES, progress=False, bound=None):
     """Exact directions q (rows, k ≤ b) with L q a column of dL/dZ, and their exact-zero counts.
 
     L (m' × b, orthonormal columns), R (b × n) from the factorisation; ``weight`` (m × n), ``bias`` (m,) of the attacked
@@ -124,9 +124,11 @@ def informed_search(L, R, weight, bias, downstream, *, random_state=None, max_ti
     rounding floor (b × b), which loosens the exact tests of the directions along the weakest
     singular values (:mod:`~gradinv.search.tolerances`; None: no floor).  When b − 1
     columns are found, the last is looked for by :func:`~gradinv.search.completion.scan_line` first.
+    ``bound``: the :class:`~gradinv.bound.SearchBound` to use instead of one from ``max_time`` (its
+    ``found_at`` then tells when each column came).
     """
     rng = check_random_state(random_state)
-    bound = SearchBound(max_time)
+    bound = SearchBound(max_time) if bound is None else bound
     Rt = torch.as_tensor(to_numpy(R), dtype=torch.float64)
     tols = tolerances(zero_tol, floor)
     next_layer_rtol = tols.residual if next_layer_rtol is None else next_layer_rtol
@@ -135,7 +137,7 @@ def informed_search(L, R, weight, bias, downstream, *, random_state=None, max_ti
     m, b = Lt.shape
     LtL = Lt.T @ Lt
     fragile = fragile_rows(Lt)
-    V = torch.linalg.svd(Rt, full_matrices=False)[2].T  # n × b, spans the inputs
+    V = svd(Rt)[2].T  # n × b, spans the inputs
     RV = Rt @ V
     rows = torch.arange(len(bias)) if rows is None else torch.as_tensor(rows)
     downstream = as_downstream(downstream, len(bias))
@@ -231,6 +233,9 @@ class InformedSearch(GradientStep):
         the approximate mode loosens it, since FedAvg's W₂ drifts: measured residuals 0.1–0.3)
     next_bias_grad : (C,), the gradient of the classifier's bias, which the client shares with the
         rest: class templates then favour the classes with more samples still missing
+
+    Fitted: ``n_found_`` (columns found), ``found_times_`` (seconds from the search's start at which
+    each came).
     """
 
     def __init__(self, weight=None, bias=None, next_weight=None, downstream=None, max_time=None, input_norm=None,
@@ -264,11 +269,13 @@ class InformedSearch(GradientStep):
                                 "network after the attacked layer")
         if next_bias_grad is not None and not np.all(np.isfinite(next_bias_grad)):
             raise GradientError("next_bias_grad has NaN or infinite entries")
+        bound = SearchBound(self.max_time)
         Q, zeros = informed_search(fg.L, fg.R, W, bias, downstream, rows=fg.rows,
                                    random_state=self.random_state, max_time=self.max_time,
                                    input_norm=self.input_norm, min_zero_fraction=self.min_zero_fraction,
                                    zero_tol=fg.zero_tol, floor=fg.floor,
                                    next_layer_rtol=self.next_layer_rtol,
-                                   next_bias_grad=next_bias_grad, progress=bool(self.verbose))
+                                   next_bias_grad=next_bias_grad, progress=bool(self.verbose), bound=bound)
         self.n_found_ = Q.shape[0]
+        self.found_times_ = np.asarray(bound.found_at)
         return fg.with_directions(Q, zeros, np.ones(len(zeros), bool))

@@ -2,6 +2,8 @@
 
 import torch
 
+from sudl._array_api import svd
+
 from ..certificate import MAX_BLOCK
 from .polish import NEAR_FOUND_ROWS, _active_products, _misfit, _polish, _rows_from_found
 
@@ -97,7 +99,7 @@ def _null_space(M, tol_kernel, tol_unique, max_dim=1, gram=None, scale=None, tol
     v = vec[:, 0]
     if unique_at(v) <= 1e-4 and lam[1] > 1e-8 * lam[-1]:
         return v[None] if float((M @ v).norm()) <= kernel_at(v) * float(lam[-1]) ** 0.5 else None
-    _, sv, vh = torch.linalg.svd(M, full_matrices=False)
+    _, sv, vh = svd(M)
     d = int((sv < unique_at(vh[-1]) * sv[0]).sum())
     if sv[-1] >= kernel_at(vh[-1]) * sv[0] or not 1 <= d <= max_dim:
         return None

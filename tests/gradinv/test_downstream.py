@@ -78,7 +78,7 @@ def test_attack_model_on_a_three_layer_network_is_exact(seed):
     assert np.array_equal(res.labels[cols], y.numpy()[rows])  # labels from J at the recovered inputs
 
 
-def test_a_custom_forward_gets_the_gradient_only_search_and_says_why():
+def test_a_custom_forward_gets_the_cell_search_with_w_and_b_alone_and_says_why():
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
@@ -88,7 +88,7 @@ def test_a_custom_forward_gets_the_gradient_only_search_and_says_why():
             return self.fc3(torch.relu(self.fc2(self.act(self.fc1(x)))))
 
     layer = find_attackable_layers(Net())[0]
-    assert layer.search == "logcosh" and "own forward()" in layer.reason
+    assert layer.search == "cells" and layer.knowledge.level == "layer" and "own forward()" in layer.reason
 
 
 def test_search_bound_stops_on_stagnation_not_while_columns_come(monkeypatch):

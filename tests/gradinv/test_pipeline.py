@@ -104,18 +104,29 @@ def test_bad_gradients_raise(grad_W, grad_b, kwargs, message):
 
 
 def test_duplicate_inputs_are_reported(ru10):
-    """Two identical samples make dL/dW rank b-1: the attack warns, reports one dependent input and
-    recovers the b-1 distinct inputs exactly; without b the gap gives b-1 directly."""
+    """Two identical samples (one ReLU mask, so one merged column g₀ + g₁) make dL/dW rank b-1: the
+    attack warns, reports one dependent input and recovers the b-1 distinct inputs exactly and
+    certified; without b the gap gives b-1 directly."""
     X = ru10.inputs.numpy().copy()
     X[1] = X[0]
-    G = ru10.grad_Z.numpy()
+    W, bias = ru10.layer.weight.detach().numpy(), ru10.layer.bias.detach().numpy()
+    upstream = np.random.default_rng(0).normal(size=(W.shape[0], 10))
+    G = upstream * (W @ X.T + bias[:, None] > 0)  # dL/dZ of the duplicated batch under ⟨R, ReLU(Z)⟩
     with pytest.warns(DependentInputsWarning, match="1 input"):
-        res = invert_layer(G @ X, G.sum(1), batch_size=10, weight=ru10.layer.weight.detach().numpy(),
-                           bias=ru10.layer.bias.detach().numpy(), random_state=0)
-    assert res.batch_size == 9 and res.n_dependent_inputs == 1
-    ev = evaluate(np.delete(X, 1, axis=0), res.inputs, res.exact)
+        res = invert_layer(G @ X, G.sum(1), batch_size=10, weight=W, bias=bias, random_state=0)
+    assert res.batch_size == 9 and res.n_dependent_inputs == 1 and res.solver == "cells"
+    ev = evaluate(np.delete(X, 1, axis=0), res.inputs, res.layer_exact)
     assert ev["exact"] == 9 and ev["false_certificates"] == 0
     assert invert_layer(G @ X, G.sum(1)).batch_size == 9
+
+
+def test_layer_knowledge_picks_the_cell_search(ru10):
+    """W and b known, nothing downstream: the cell search (every column here), not a gradient-only solver."""
+    res = invert_layer(ru10.grad_W, ru10.grad_b, weight=ru10.layer.weight.detach(), bias=ru10.layer.bias.detach(),
+                       random_state=0)
+    assert res.solver == "cells"
+    ev = evaluate(ru10.inputs, res.inputs, res.exact)
+    assert ev["exact"] == 10 and ev["certified"] == 10 and ev["false_certificates"] == 0
 
 
 def test_layer_without_relu_is_refused(ru10):
@@ -197,3 +208,22 @@ def test_classifier_bias_gradient_is_checked_and_used(ce20, monkeypatch):
     assert np.allclose(drawn[0], templates.class_probabilities(counts, [], 10))
     ev = evaluate(ce20.inputs, res.inputs, res.exact)
     assert ev["exact"] >= 18 and ev["certified"] >= 18 and ev["false_certificates"] == 0
+
+
+@pytest.mark.parametrize("known, level, search", [
+    ({}, "gradient", "logcosh"),
+    ({"weight": np.ones((4, 3)), "bias": np.zeros(4)}, "layer", "cells"),
+    ({"weight": np.ones((4, 3)), "bias": np.zeros(4), "next_weight": np.ones((2, 4))}, "classifier", "informed"),
+    ({"weight": np.ones((4, 3)), "bias": np.zeros(4), "downstream": torch.nn.Linear(4, 2)}, "classifier", "informed"),
+    ({"weight": np.ones((4, 3)), "bias": np.zeros(4),
+      "downstream": torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2))}, "network", "cells"),
+    ({"next_weight": np.ones((2, 4))}, "gradient", "logcosh"),  # no W, b: no cell, no certificate
+])
+def test_each_knowledge_level_picks_its_strongest_search(known, level, search):
+    from gradinv.knowledge import Knowledge
+    from gradinv.pipeline import default_solver
+
+    k = Knowledge(**known)
+    assert k.level == level and k.default_search() == search
+    assert default_solver(known.get("weight"), known.get("bias"), known.get("next_weight"),
+                          known.get("downstream")) == search

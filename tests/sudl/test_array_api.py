@@ -63,3 +63,19 @@ def test_strict_nan_message():
     Y = to_strict(np.array([[np.nan, 1.0], [1.0, 2.0], [3.0, 4.0]]))
     with pytest.raises(ValueError, match="NaN"):
         SparselyUsedDictionaryLearning().fit(Y)
+
+
+def test_svd_falls_back_to_gesvd_where_the_default_does_not_converge(monkeypatch):
+    from sudl._array_api import svd
+
+    M = np.random.default_rng(0).normal(size=(6, 4))
+
+    def no_convergence(*args, **kwargs):
+        raise np.linalg.LinAlgError("SVD did not converge")
+
+    monkeypatch.setattr(np.linalg, "svd", no_convergence)
+    U, s, Vh = svd(M)
+    assert np.allclose((U * s) @ Vh, M) and U.shape == (6, 4)
+    M[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        svd(M)

@@ -1,0 +1,31 @@
+"""The audit's directory: its file names and the reading of ``results.csv`` (one row per finished cell)."""
+
+import csv
+from pathlib import Path
+
+FIELDS = ["batch_size", "noise_multiplier", "local_steps", "seed", "status", "exact_fraction", "certified_fraction",
+          "psnr_db", "time_s", "attack_time_s", "approximate", "false_certificates", "solver", "layer",
+          "first_layer", "reason", "finished_at"]
+RESULTS, SETTINGS, CELLS = "results.csv", "audit.json", "cells"
+
+
+def cell_key(row):
+    """The grid cell (b, σ, E, seed) of a results row."""
+    return (int(row["batch_size"]), float(row["noise_multiplier"]), int(row["local_steps"]), int(row["seed"]))
+
+
+def read_results(path):
+    """The complete rows of a results.csv (a line cut by an interruption is dropped)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    rows = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            try:
+                cell_key(row)
+            except (TypeError, ValueError):
+                continue
+            if row.get("finished_at"):
+                rows.append(row)
+    return rows
