@@ -4,7 +4,7 @@ A long benchmark appends each cell's row to ``PREFIX.jsonl`` as soon as the cell
 can be stopped at any moment and continued later: a rerun with the same file skips the cells
 already in it (:func:`done_keys`) and its tables are made from every row the file holds.  Each
 cell runs in a child process (spawned, so that no thread state of the parent is copied) and is
-killed at its cap; the row then says so (``error``), and counts as a finished cell that failed.
+killed at its cap (the caller's row then says so, and the cell counts as finished and failed).
 """
 
 import importlib.util

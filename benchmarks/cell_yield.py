@@ -1,10 +1,10 @@
-"""Yield of one round of the gradient-only cell search (``gradinv.cells``): how many of its starts
+"""Yield of one round of the gradient-only cell search (``gradinv.search.arrangement``): how many of its starts
 round to exact columns of dL/dZ, and how many distinct ones.
 
 The true columns are known to this script (not to the attack).  One round: ``--starts`` starts
 spread by the singular values (``gradinv.search.starts._round_starts``), the cell–kernel
-alternation (``gradinv.cells._alternate``, ``--passes`` passes), then the exact rounding of each
-(``gradinv.cells._round_candidate``), without the acceptance checks.
+alternation (``gradinv.search.arrangement._alternate``, ``--passes`` passes), then the exact rounding of each
+(``gradinv.search.arrangement._round_candidate``), without the acceptance checks.
 
     OMP_NUM_THREADS=1 python benchmarks/cell_yield.py --victim random_upstream --batch-size 150 --passes 8 20
 """
@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
-from gradinv import GradientFactorization, cells, make_victim, stack_gradient
+from gradinv import GradientFactorization, make_victim, stack_gradient
+from gradinv.search import arrangement as cells
 from gradinv.search.starts import _cell_margin, _remaining_inputs_coords, _round_starts
 from gradinv.search.tolerances import tolerances
 from gradinv.victims import make_client

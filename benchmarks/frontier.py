@@ -11,7 +11,8 @@ with ``--memory`` the attack's peak memory over the gradient's size, measured in
 process (``benchmarks/peak_memory.py``), and (JSON only) when each column was found.
 
 **Resumable** (``benchmarks/_resumable.py``): each cell runs in a child process capped at
-``--cell-cap`` seconds and its row is appended to ``OUT.jsonl`` as soon as it ends; a rerun with
+``--cell-cap`` seconds (a capped cell's row says so and counts as failed; a cell whose process
+crashed is not written) and its row is appended to ``OUT.jsonl`` as soon as it ends; a rerun with
 the same ``--out`` skips the cells already there, so a run can be stopped at any moment and
 continued later, with other kinds, sizes or seeds added to the same file.  The tables (``OUT.json``,
 ``OUT.md``, and a PNG plot of exact fraction vs b) are made from every row the file holds;
@@ -100,7 +101,7 @@ def run_one(kind, m, b, seed, args):
 def search_progress(res):
     """JSON only: how far the search got (its own count, else the gradient-only test) and when each
     column came (seconds from the search's start; the searches that keep a bound)."""
-    step = res.pipeline.named_steps["sudl"]
+    step = res.pipeline.named_steps["search"]
     out = dict(columns_found=int(getattr(step, "n_found_", np.sum(res.sparse))))
     if hasattr(step, "found_times_"):
         out["found_times"] = [round(float(t), 2) for t in step.found_times_]
@@ -354,10 +355,12 @@ def run_grid(args, argv):
             row = dict(victim=kind, m=m, b=b, seed=None, skipped=skip)
         else:
             status, row = run_capped(Path(__file__), worker, (kind, m, b, seed, args), cell_cap(args))
-            if status != "ok":
+            if status == "error":  # a crash is not a measurement: not written, so a rerun retries the cell
+                print(f"cell {kind} m={m} b={b} seed={seed} failed (not written): {row}", file=sys.stderr, flush=True)
+                continue
+            if status == "capped":
                 row = dict(victim=kind, m=m, b=b, seed=seed, solver=asked, exact=0.0, certified=0.0,
-                           false_certificates=0, time=cell_cap(args) if status == "capped" else None,
-                           error=f"cell cap {cell_cap(args):.0f} s reached" if status == "capped" else row)
+                           false_certificates=0, time=cell_cap(args), error=f"cell cap {cell_cap(args):.0f} s reached")
         row.update(solver_asked=asked, mode="zoo" if args.zoo is not None else "victims",
                    command=command_line(argv), date=str(datetime.date.today()))
         append_row(path, row)

@@ -14,19 +14,24 @@ from .factorize import (DependentInputsWarning, FactorizedGradient, GradientErro
                         estimate_batch_size, stack_gradient)
 from .federated import dp_sgd_gradient, dp_sgd_gradients, fedavg_pseudo_gradients, fedavg_update
 from .labels import infer_labels
-from .pipeline import ExactRounding, InversionResult, SparseDirections, invert_layer, make_spear_pipeline
+from .knowledge import Knowledge
+from .pipeline import ExactRounding, InversionResult, invert_layer, make_pipeline
 from .reconstruct import InputReconstruction
-from .spear import SpearSearch, spear_search
+from .search import SEARCHES, SearchResult, SearchStep, run_search
+from .search.spear import spear_search
 from .victims import KINDS, Victim, make_victim
 
 __all__ = [
     "invert_layer",
-    "make_spear_pipeline",
+    "make_pipeline",
+    "Knowledge",
+    "SEARCHES",
+    "SearchResult",
+    "SearchStep",
+    "run_search",
     "InversionResult",
     "GradientFactorization",
-    "SparseDirections",
     "ExactRounding",
-    "SpearSearch",
     "InputReconstruction",
     "FactorizedGradient",
     "GradientError",

@@ -6,7 +6,7 @@ Levels of knowledge, weakest first, and the search each allows (:meth:`Knowledge
 level            the server has                              default search
 ===============  ==========================================  ==============================
 ``gradient``     dL/dW and dL/db only                        ``"logcosh"`` (a ``sudl`` solver on L)
-``layer``        also the layer's W and b                    ``"cells"`` (:mod:`gradinv.cells`)
+``layer``        also the layer's W and b                    ``"cells"`` (:mod:`gradinv.search.arrangement`)
 ``network``      also a deeper network after the ReLU        ``"cells"`` (the network gives labels
                                                              and the end-to-end certificate)
 ``classifier``   also the classifier W₂ the ReLU feeds       ``"informed"`` (:mod:`gradinv.search`)

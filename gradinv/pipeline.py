@@ -2,8 +2,8 @@
 
 Steps (named):
   "factorize"    :class:`~gradinv.factorize.GradientFactorization`   dL/dW = L R
-  "sudl"         :class:`SparseDirections` (wraps :class:`sudl.SparselyUsedDictionaryLearning`),
-                 or :class:`~gradinv.spear.SpearSearch` when ``solver="spear"``
+  "search"       :class:`~gradinv.search.SearchStep`   the columns' directions Q̃, by the search
+                 named (:data:`gradinv.search.SEARCHES`) or chosen from what the server knows
   "rounding"     :class:`ExactRounding`   sampling rounding, sparsity filter, greedy selection
   "reconstruct"  :class:`~gradinv.reconstruct.InputReconstruction`   scales from dL/db, X = Q⁻¹R
 
@@ -15,10 +15,9 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
-from sudl import SparselyUsedDictionaryLearning, complete_basis, select_independent
+from sudl import complete_basis, select_independent
 from sudl._array_api import array_namespace, device, to_numpy
 from sudl.rounding import round_directions
 
@@ -28,41 +27,12 @@ from .factorize import (GradientFactorization, NoExactColumnError, NoRankGapErro
                         stack_gradient)
 from .reconstruct import InputReconstruction
 from .downstream import as_downstream
-from .search import InformedSearch
+from .search import EXACT_SEARCHES, SEARCHES, SearchStep
 from .knowledge import Knowledge
 from .labels import infer_labels
-from .spear import SpearSearch
-from .cells import APPROXIMATE_DRIFT, CellSearch
-from .spearpp import SpearPPSearch
+from .search.arrangement import APPROXIMATE_DRIFT
 
-SOLVERS = ("informed", "logcosh", "l1", "l4", "spear", "spear++", "cells")
-
-
-def default_learner(solver="logcosh", random_state=None):
-    """The SUDL estimator the pipeline uses (with its own rounding and restarts; the pipeline's
-    rounding step then filters and selects).
-
-    log-cosh uses the sharper surrogate α = 4 that ReLU-gradient data need (``shared/research/sudl.md`` §4.5).
-    """
-    options = {"alpha": 4.0} if solver == "logcosh" else None
-    return SparselyUsedDictionaryLearning(solver=solver, solver_options=options,
-                                          random_state=random_state)
-
-
-class SparseDirections(GradientStep):
-    """Pipeline step: approximate directions q with L q sparse, from a ``sudl`` estimator fitted on L.
-
-    L (m' × b) is the data (samples = neurons, features = b); code = L @ unmixing_.T, so the
-    rows of ``unmixing_`` are the directions.
-    """
-
-    def __init__(self, learner=None):
-        self.learner = learner
-
-    def fit_transform(self, fg, y=None):
-        self.learner_ = clone(self.learner if self.learner is not None else default_learner())
-        self.learner_.fit(fg.L)
-        return fg.with_directions(self.learner_.unmixing_, self.learner_.n_zeros_, self.learner_.exact_)
+SOLVERS = tuple(SEARCHES)
 
 
 class ExactRounding(GradientStep):
@@ -109,9 +79,6 @@ class ExactRounding(GradientStep):
         return fg.with_directions(D, self.n_zeros_, self.exact_)
 
 
-EXACT_SEARCHES = ("informed", "cells")
-"""Searches whose columns pass exact tests of their own (a unique null vector on ≥ b − 1 + 10 zero rows,
-robust, checked): no sparsity filter, and by default they run until they stagnate (:mod:`gradinv.bound`)."""
 SPARSITY_FILTER = 0.3
 """Fraction of the neurons a candidate column must vanish on (SPEAR's filter) in the searches that
 sample candidates; :data:`EXACT_SEARCHES` do not need it."""
@@ -126,12 +93,13 @@ APPROXIMATE_NEXT_LAYER_RTOL = 0.35
 """How loosely W₂ᵀu must fit a column in the approximate mode (FedAvg's W₂ drifts: residuals 0.1–0.3 measured)."""
 
 
-def make_spear_pipeline(*, solver="logcosh", batch_size=None, random_state=None, max_time=None,
-                        min_zero_fraction=None, weight=None, bias=None, next_weight=None, downstream=None,
-                        next_bias_grad=None, zero_tol=None, approximate=False, verbose=0):
+def make_pipeline(method=None, *, batch_size=None, random_state=None, max_time=None, min_zero_fraction=None,
+                  weight=None, bias=None, next_weight=None, downstream=None, next_bias_grad=None, zero_tol=None,
+                  approximate=False, verbose=0):
     """Build the attack pipeline; ``Pipeline.fit_transform(stack_gradient(grad_W, grad_b))`` → X.
 
-    solver: "informed" (needs ``weight``, ``bias`` and ``next_weight`` or ``downstream``: the attacked
+    method: a name of :data:`gradinv.search.SEARCHES`, or None (default) for the strongest search
+    what is given allows (:meth:`gradinv.knowledge.Knowledge.default_search`): "informed" (needs ``weight``, ``bias`` and ``next_weight`` or ``downstream``: the attacked
     layer's parameters and the classifier or network its ReLU feeds, all known to the server;
     :mod:`gradinv.search`, :mod:`gradinv.downstream`;
     ``next_bias_grad``, the classifier's bias gradient, optionally steers it to the classes missing),
@@ -147,35 +115,27 @@ def make_spear_pipeline(*, solver="logcosh", batch_size=None, random_state=None,
     :data:`APPROXIMATE_NEXT_LAYER_RTOL`, the batch size is read from a smaller singular-value gap
     (10 instead of 100), and no sample is certified.
     """
+    knowledge = Knowledge(weight, bias, next_weight, downstream, next_bias_grad)
+    solver = knowledge.default_search() if method is None else method
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
     if max_time is None and solver not in EXACT_SEARCHES:
         max_time = DEFAULT_MAX_TIME
     if min_zero_fraction is None:  # the sparsity filter of the searches that sample candidates
         min_zero_fraction = 0.0 if solver in EXACT_SEARCHES else SPARSITY_FILTER
-    if solver == "informed":
-        search = InformedSearch(weight=weight, bias=bias, next_weight=next_weight, downstream=downstream,
-                                next_bias_grad=next_bias_grad,
-                                max_time=max_time,
-                                min_zero_fraction=min_zero_fraction, random_state=random_state, verbose=verbose,
-                                next_layer_rtol=APPROXIMATE_NEXT_LAYER_RTOL if approximate else None)
-    elif solver == "spear":
-        search = SpearSearch(max_time=max_time, min_zero_fraction=min_zero_fraction, random_state=random_state,
-                             verbose=verbose)
-    elif solver == "spear++":
-        search = SpearPPSearch(max_time=max_time, min_zero_fraction=min_zero_fraction, random_state=random_state,
-                               verbose=verbose)
-    elif solver == "cells":
-        search = CellSearch(weight=weight, bias=bias, max_time=max_time, min_zero_fraction=min_zero_fraction,
-                            drift=APPROXIMATE_DRIFT if approximate else 0.0, random_state=random_state,
-                            verbose=verbose)
-    else:
-        search = SparseDirections(default_learner(solver, random_state))
+    options = {}
+    if solver in ("informed", "cells", "spear", "spear++"):
+        options["min_zero_fraction"] = min_zero_fraction
+    if solver == "informed" and approximate:
+        options["next_layer_rtol"] = APPROXIMATE_NEXT_LAYER_RTOL
+    if solver == "cells" and approximate:
+        options["drift"] = APPROXIMATE_DRIFT
+    search = SearchStep(solver, knowledge, options, random_state=random_state, max_time=max_time, verbose=verbose)
     return Pipeline([
         ("factorize", GradientFactorization(batch_size=batch_size, zero_tol=zero_tol,
                                             min_gap=10.0 if approximate else 100.0,
                                             noisy_zero_tol=APPROXIMATE_ZERO_TOL if approximate else None)),
-        ("sudl", search),
+        ("search", search),
         ("rounding", ExactRounding(min_zero_fraction=min_zero_fraction, random_state=random_state)),
         ("reconstruct", InputReconstruction(weight=weight, bias=bias, certify=not approximate)),
     ])
@@ -271,7 +231,7 @@ def _fit_detecting_noise(build, grad, approximate):
 NOISY_SEARCH = "cells"
 """The default search of a noisy update (a residual beyond rank b: DP-SGD noise; also FedAvg through a
 conv front end, whose features move between local steps, so that the update has rank E·b) in the
-approximate mode, where the layer's W and b are known: the zeros alone (:mod:`gradinv.cells`), not
+approximate mode, where the layer's W and b are known: the zeros alone (:mod:`gradinv.search.arrangement`), not
 the next layer's fit, whose residual the noise spoils.  Measured, DP-SGD σ = 1e-5, C = 1, b = 20, m = 1000
 (``benchmarks/threat_models.py --sections zoo``, ``docs/threat_models_zoo.md``): ≥ 30 dB on 32 of the
 zoo's 36 rows (18 kinds, seeds 0 and 1; 45 of 54 with seed 2), against 15 with the informed search on the 2-layer kinds and no
@@ -314,7 +274,7 @@ def invert_layer(grad_W, grad_b, *, batch_size=None, solver=None, weight=None, b
     not for DP-SGD or FedAvg updates).  ``solver`` defaults to :func:`default_solver`'s, and in the
     approximate mode a noisy update (DP-SGD) gets :data:`NOISY_SEARCH` instead, where the layer's W
     and b are known (``mode_reason`` says so); ``approximate`` for DP-SGD or FedAvg updates (see
-    :func:`make_spear_pipeline`): None (default) detects them from the update itself
+    :func:`make_pipeline`): None (default) detects them from the update itself
     (:func:`_fit_detecting_noise`), True or False forces the mode.  Arrays in, the same array type
     out (NumPy, torch, CuPy).  Bad arguments raise ``TypeError`` or ``ValueError`` naming them
     (:mod:`gradinv._checks`).
@@ -338,7 +298,7 @@ def invert_layer(grad_W, grad_b, *, batch_size=None, solver=None, weight=None, b
     start = time.perf_counter()
 
     def build(approximate, noisy=False):
-        return make_spear_pipeline(solver=noisy_solver if noisy else solver, batch_size=batch_size,
+        return make_pipeline(noisy_solver if noisy else solver, batch_size=batch_size,
                                    random_state=random_state, max_time=max_time, weight=weight, bias=bias,
                                    next_weight=next_weight, downstream=downstream, next_bias_grad=next_bias_grad,
                                    zero_tol=zero_tol, approximate=approximate, verbose=verbose)

@@ -13,7 +13,7 @@ Beyond the gradient, the server knows every weight.  Two facts follow:
    the polish and rounding use the zeros alone (:func:`~gradinv.search.polish._polish_zeros`:
    J at a candidate is not the sample's own) and the next-layer check is loose
    (:data:`~gradinv.search.acceptance.DEEP_NEXT_LAYER_RTOL`).  ``attack_model`` runs the cell
-   search (:mod:`gradinv.cells`) on such networks by default: it measured better
+   search (:mod:`gradinv.search.arrangement`) on such networks by default: it measured better
    (``docs/results.md``).
 
 Search (per batch of starting points c):
@@ -72,6 +72,8 @@ the time), the polish and the exact rounding in float64; results go back to the 
 namespace.  Developed from probe B (``shared/research/realistic-victims.md``).
 """
 
+import time
+
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
@@ -79,11 +81,12 @@ from tqdm.auto import tqdm
 
 from sudl._array_api import svd, to_numpy
 
-from .._step import GradientStep
 from ..bound import SearchBound
 from ..certificate import zero_set_kernels
 from ..downstream import as_downstream
 from ..factorize import GradientError
+from ._layer import layer_parameters
+from ._result import SearchResult, bounded_stop_reason
 from .acceptance import DEEP_NEXT_LAYER_RTOL, _next_layer_fit
 from .knowledge import SearchKnowledge
 from .objective import _descend
@@ -218,64 +221,37 @@ def informed_search(L, R, weight, bias, downstream, *, random_state=None, max_ti
     return Q, np.asarray(found_z, dtype=int)
 
 
-class InformedSearch(GradientStep):
-    """Pipeline step (``solver="informed"``): :func:`informed_search` with the server's knowledge.
-
-    Parameters
-    ----------
-    weight, bias : the attacked layer's parameters, (m × n) and (m,)
-    next_weight : (C × m), the classifier the attacked layer's ReLU feeds, when it feeds it directly
-    downstream : the network the attacked layer's ReLU feeds, any depth (an ``nn.Module`` taking
-        h (B × m) to logits, or a :class:`~gradinv.downstream.Downstream`); instead of ``next_weight``
-    max_time : seconds cap of the search (default None: it stops when it stagnates, :mod:`gradinv.bound`)
-    input_norm : typical ‖x‖ of an input (default √n, standardised inputs)
-    next_layer_rtol : how well Jᵀu must fit a column's active rows (default: rounding level;
-        the approximate mode loosens it, since FedAvg's W₂ drifts: measured residuals 0.1–0.3)
-    next_bias_grad : (C,), the gradient of the classifier's bias, which the client shares with the
-        rest: class templates then favour the classes with more samples still missing
-
-    Fitted: ``n_found_`` (columns found), ``found_times_`` (seconds from the search's start at which
-    each came).
+def search(factors, knowledge, *, random_state=None, max_time=None, verbose=0, input_norm=None,
+           min_zero_fraction=0.0, next_layer_rtol=None):
+    """The registry's entry (``"informed"``): :func:`informed_search` with the server's knowledge —
+    the layer's W and b and the network its ReLU feeds (``knowledge.next_weight``, the classifier
+    W₂, or ``knowledge.downstream``, any depth), and optionally the classifier's bias gradient
+    ``knowledge.next_bias_grad`` (class templates then favour the classes with more samples still
+    missing).  ``input_norm``: typical ‖x‖ of an input (default √n, standardised inputs);
+    ``next_layer_rtol``: how well Jᵀu must fit a column's active rows (default: rounding level;
+    the approximate mode loosens it, since FedAvg's W₂ drifts: measured residuals 0.1–0.3).
     """
-
-    def __init__(self, weight=None, bias=None, next_weight=None, downstream=None, max_time=None, input_norm=None,
-                 min_zero_fraction=0.0, next_layer_rtol=None, next_bias_grad=None, random_state=None, verbose=0):
-        self.weight = weight
-        self.bias = bias
-        self.next_weight = next_weight
-        self.downstream = downstream
-        self.next_bias_grad = next_bias_grad
-        self.max_time = max_time
-        self.input_norm = input_norm
-        self.min_zero_fraction = min_zero_fraction
-        self.next_layer_rtol = next_layer_rtol
-        self.random_state = random_state
-        self.verbose = verbose
-
-    def fit_transform(self, fg, y=None):
-        if self.weight is None or self.bias is None or (self.next_weight is None and self.downstream is None):
-            raise GradientError("solver='informed' needs the layer's weight and bias and the network its ReLU feeds "
-                                "(next_weight or downstream)")
-        W, bias = (np.asarray(to_numpy(a), np.float64) for a in (self.weight, self.bias))
-        if W.shape[0] != fg.n_neurons or bias.shape != (fg.n_neurons,):
-            raise GradientError(f"weight {W.shape} and bias {bias.shape} do not match a layer with "
-                                f"{fg.n_neurons} neurons and {fg.R.shape[1]} inputs")
-        downstream = as_downstream(self.downstream if self.downstream is not None else self.next_weight,
-                                   fg.n_neurons)
-        n_classes = downstream.n_classes
-        next_bias_grad = None if self.next_bias_grad is None else np.asarray(to_numpy(self.next_bias_grad), np.float64)
-        if next_bias_grad is not None and next_bias_grad.shape != (n_classes,):
-            raise GradientError(f"next_bias_grad {next_bias_grad.shape} does not match the {n_classes} classes of the "
-                                "network after the attacked layer")
-        if next_bias_grad is not None and not np.all(np.isfinite(next_bias_grad)):
+    if knowledge.next_weight is None and knowledge.downstream is None:
+        raise GradientError("solver='informed' needs the layer's weight and bias and the network its ReLU feeds "
+                            "(next_weight or downstream)")
+    W, bias = layer_parameters(knowledge, factors, "informed")
+    downstream = as_downstream(knowledge.downstream if knowledge.downstream is not None else knowledge.next_weight,
+                               factors.n_neurons)
+    n_classes = downstream.n_classes
+    next_bias_grad = knowledge.next_bias_grad
+    if next_bias_grad is not None:
+        next_bias_grad = np.asarray(to_numpy(next_bias_grad), np.float64)
+        if next_bias_grad.shape != (n_classes,):
+            raise GradientError(f"next_bias_grad {next_bias_grad.shape} does not match the {n_classes} classes of "
+                                "the network after the attacked layer")
+        if not np.all(np.isfinite(next_bias_grad)):
             raise GradientError("next_bias_grad has NaN or infinite entries")
-        bound = SearchBound(self.max_time)
-        Q, zeros = informed_search(fg.L, fg.R, W, bias, downstream, rows=fg.rows,
-                                   random_state=self.random_state, max_time=self.max_time,
-                                   input_norm=self.input_norm, min_zero_fraction=self.min_zero_fraction,
-                                   zero_tol=fg.zero_tol, floor=fg.floor,
-                                   next_layer_rtol=self.next_layer_rtol,
-                                   next_bias_grad=next_bias_grad, progress=bool(self.verbose), bound=bound)
-        self.n_found_ = Q.shape[0]
-        self.found_times_ = np.asarray(bound.found_at)
-        return fg.with_directions(Q, zeros, np.ones(len(zeros), bool))
+    start, bound = time.perf_counter(), SearchBound(max_time)
+    Q, zeros = informed_search(factors.L, factors.R, W, bias, downstream, rows=factors.rows,
+                               random_state=random_state, max_time=max_time, input_norm=input_norm,
+                               min_zero_fraction=min_zero_fraction, zero_tol=factors.zero_tol, floor=factors.floor,
+                               next_layer_rtol=next_layer_rtol, next_bias_grad=next_bias_grad,
+                               progress=bool(verbose), bound=bound)
+    return SearchResult(Q, zeros, np.ones(len(zeros), bool), "informed",
+                        bounded_stop_reason(len(zeros), factors.L.shape[1], bound, max_time),
+                        time.perf_counter() - start, np.asarray(bound.found_at))

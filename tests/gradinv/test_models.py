@@ -77,6 +77,6 @@ def test_attack_model_passes_the_classifier_bias_gradient():
     grads = {n: p.grad for n, p in v.model.named_parameters()}
     res, layer = attack_model(v.model, grads, random_state=0, max_time=600)
     assert layer.next_name == "2" and res.exact.sum() == 8
-    assert torch.equal(torch.as_tensor(res.pipeline.named_steps["sudl"].next_bias_grad), grads["2.bias"])
+    assert torch.equal(torch.as_tensor(res.pipeline.named_steps["search"].knowledge.next_bias_grad), grads["2.bias"])
     res, _ = attack_model(v.model, grads, random_state=0, max_time=600, next_bias_grad=None)  # the caller decides
-    assert res.pipeline.named_steps["sudl"].next_bias_grad is None and res.exact.sum() == 8
+    assert res.pipeline.named_steps["search"].knowledge.next_bias_grad is None and res.exact.sum() == 8

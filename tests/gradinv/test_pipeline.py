@@ -3,16 +3,16 @@ import pytest
 import torch
 from sklearn.pipeline import Pipeline
 
-from gradinv import DependentInputsWarning, GradientError, invert_layer, make_spear_pipeline, make_victim, stack_gradient
+from gradinv import DependentInputsWarning, GradientError, invert_layer, make_pipeline, make_victim, stack_gradient
 from gradinv.search import informed as informed_search_module, templates
 from gradinv.labels import label_counts
 from gradinv.metrics import evaluate
 
 
 def test_pipeline_has_named_steps_and_fit_transform_returns_batch(ru10):
-    pipe = make_spear_pipeline(random_state=0)
+    pipe = make_pipeline(random_state=0)
     assert isinstance(pipe, Pipeline)
-    assert list(pipe.named_steps) == ["factorize", "sudl", "rounding", "reconstruct"]
+    assert list(pipe.named_steps) == ["factorize", "search", "rounding", "reconstruct"]
     X = pipe.fit_transform(stack_gradient(ru10.grad_W.numpy(), ru10.grad_b.numpy()))
     assert X.shape == tuple(ru10.inputs.shape)
     assert evaluate(ru10.inputs.numpy(), X, np.ones(10, bool))["exact"] == 10
@@ -90,7 +90,8 @@ def test_perturbed_gradients_get_no_false_certificate(ce20, perturb):
     "grad_W, grad_b, kwargs, message",
     [
         (np.ones(5), np.ones(5), {}, "2-D"),
-        (np.ones((5, 4)), np.ones(4), {}, "grad_b must have shape"),
+        (np.ones((5, 4)), np.ones(3), {}, "grad_b must have shape"),
+        (np.ones((5, 4)), np.ones(4), {}, "grad_W looks transposed"),
         (np.zeros((6, 4)), np.zeros(6), {}, "zero"),
         (np.full((6, 4), np.nan), np.ones(6), {}, "NaN"),
         (np.random.default_rng(0).normal(size=(6, 4)), np.ones(6), {"batch_size": 5}, "b <= min"),

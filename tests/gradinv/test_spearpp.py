@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from gradinv import GradientError, GradientFactorization, cells, invert_layer, make_victim, stack_gradient
-from gradinv.cells import drifted_rows, is_cell
+from gradinv import GradientError, GradientFactorization, invert_layer, make_victim, stack_gradient
+from gradinv.search import arrangement as cells
+from gradinv.search.arrangement import drifted_rows, is_cell
 from gradinv.metrics import evaluate
-from gradinv.spearpp import l1_sphere_radam
+from gradinv.search.spearpp import l1_sphere_radam
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -55,14 +55,14 @@ from tqdm.auto import tqdm
 
 from sudl._array_api import svd, to_numpy
 
-from ._step import GradientStep
-from .bound import SearchBound
-from .certificate import zero_set_kernels
-from .factorize import GradientError
-from .search.completion import scan_line
-from .search.rounding import _null_space
-from .search.starts import IDLE_BALANCED, _cell_margin, _remaining_inputs_coords, _round_starts
-from .search.tolerances import tolerances
+from ..bound import SearchBound
+from ..certificate import zero_set_kernels
+from ._layer import layer_parameters
+from ._result import SearchResult, bounded_stop_reason
+from .completion import scan_line
+from .rounding import _null_space
+from .starts import IDLE_BALANCED, _cell_margin, _remaining_inputs_coords, _round_starts
+from .tolerances import tolerances
 
 ALTERNATIONS = 20
 """Passes of the alternation per round.  Measured by ``benchmarks/cell_yield.py --batch-size 150
@@ -323,46 +323,20 @@ def cell_search(L, R, weight, bias, *, rows=None, random_state=None, max_time=No
     return Q, np.asarray(found_z, dtype=int)
 
 
-class CellSearch(GradientStep):
-    """Pipeline step (``solver="cells"``): :func:`cell_search` with the gradient and the layer's W, b only.
+def search(factors, knowledge, *, random_state=None, max_time=None, verbose=0, input_norm=None,
+           min_zero_fraction=0.0, drift=0.0):
+    """The registry's entry (``"cells"``): :func:`cell_search` with the gradient and the layer's W, b only.
 
-    Parameters
-    ----------
-    weight, bias : the attacked layer's parameters, (m × n) and (m,)
-    max_time : seconds cap of the search (default None: until it stagnates, :mod:`gradinv.bound`)
-    input_norm : typical ‖x‖ of an input (default √n, standardised inputs)
-    drift : fraction of a zero set that may be short of its cell (:func:`drifted_rows`; the
-        approximate mode's :data:`APPROXIMATE_DRIFT`) in an update of local steps; a noisy one
-        (DP-SGD, one step) has none
-
-    Fitted: ``n_found_`` (columns found), ``found_times_`` (seconds from the search's start at which
-    each came).
+    ``input_norm``: typical ‖x‖ of an input (default √n, standardised inputs); ``drift``: fraction of
+    a zero set that may be short of its cell (:func:`drifted_rows`; the approximate mode's
+    :data:`APPROXIMATE_DRIFT`) in an update of local steps; a noisy one (DP-SGD, one step) has none.
     """
-
-    def __init__(self, weight=None, bias=None, max_time=None, input_norm=None, min_zero_fraction=0.0,
-                 drift=0.0, random_state=None, verbose=0):
-        self.weight = weight
-        self.drift = drift
-        self.bias = bias
-        self.max_time = max_time
-        self.input_norm = input_norm
-        self.min_zero_fraction = min_zero_fraction
-        self.random_state = random_state
-        self.verbose = verbose
-
-    def fit_transform(self, fg, y=None):
-        if self.weight is None or self.bias is None:
-            raise GradientError("solver='cells' needs the layer's weight and bias")
-        W, bias = (np.asarray(to_numpy(a), np.float64) for a in (self.weight, self.bias))
-        if W.shape != (fg.n_neurons, fg.R.shape[1]) or bias.shape != (fg.n_neurons,):
-            raise GradientError(f"weight {W.shape} and bias {bias.shape} do not match a layer with "
-                                f"{fg.n_neurons} neurons and {fg.R.shape[1]} inputs")
-        bound = SearchBound(self.max_time)
-        Q, zeros = cell_search(fg.L, fg.R, W, bias, rows=fg.rows, random_state=self.random_state,
-                               max_time=self.max_time, input_norm=self.input_norm,
-                               min_zero_fraction=self.min_zero_fraction, zero_tol=fg.zero_tol,
-                               floor=fg.floor, noisy=fg.noisy, drift=0.0 if fg.noisy else self.drift,
-                               progress=bool(self.verbose), bound=bound)
-        self.n_found_ = Q.shape[0]
-        self.found_times_ = np.asarray(bound.found_at)
-        return fg.with_directions(Q, zeros, np.ones(len(zeros), bool))
+    W, bias = layer_parameters(knowledge, factors, "cells")
+    start, bound = time.perf_counter(), SearchBound(max_time)
+    Q, zeros = cell_search(factors.L, factors.R, W, bias, rows=factors.rows, random_state=random_state,
+                           max_time=max_time, input_norm=input_norm, min_zero_fraction=min_zero_fraction,
+                           zero_tol=factors.zero_tol, floor=factors.floor, noisy=factors.noisy,
+                           drift=0.0 if factors.noisy else drift, progress=bool(verbose), bound=bound)
+    return SearchResult(Q, zeros, np.ones(len(zeros), bool), "cells",
+                        bounded_stop_reason(len(zeros), factors.L.shape[1], bound, max_time),
+                        time.perf_counter() - start, np.asarray(bound.found_at))

@@ -18,7 +18,7 @@ from sudl import select_independent
 from sudl._array_api import array_namespace, device, to_numpy
 from sudl.rounding import count_zeros, default_zero_tol, kernel_direction
 
-from ._step import GradientStep
+from ._result import SearchResult
 
 
 def spear_search(L, *, random_state=None, max_time=60.0, max_proposals=10**8, batch=4096,
@@ -62,26 +62,19 @@ def spear_search(L, *, random_state=None, max_time=60.0, max_proposals=10**8, ba
     return found, zeros, n_prop
 
 
-class SpearSearch(GradientStep):
-    """Pipeline step: SPEAR's sampling search for exact directions (replaces SUDL + rounding).
-
-    Attributes: ``n_proposals_`` (sampled subsets), ``directions_`` (candidates passing the filter).
-    """
-
-    def __init__(self, max_time=60.0, max_proposals=10**8, batch=4096, min_zero_fraction=0.3,
-                 random_state=None, verbose=0):
-        self.max_time = max_time
-        self.max_proposals = max_proposals
-        self.batch = batch
-        self.min_zero_fraction = min_zero_fraction
-        self.random_state = random_state
-        self.verbose = verbose
-
-    def fit_transform(self, fg, y=None):
-        found, zeros, n_prop = spear_search(
-            fg.L, random_state=self.random_state, max_time=self.max_time, max_proposals=self.max_proposals,
-            batch=self.batch, min_zero_fraction=self.min_zero_fraction, zero_tol=fg.zero_tol,
-            progress=bool(self.verbose))
-        self.n_proposals_ = n_prop
-        self.directions_ = found
-        return fg.with_directions(found, zeros, np.ones(len(zeros), bool))
+def search(factors, knowledge, *, random_state=None, max_time=60.0, verbose=0, max_proposals=10**8, batch=4096,
+           min_zero_fraction=0.3):
+    """The registry's entry (``"spear"``): :func:`spear_search` on L (the gradient alone; ``knowledge``
+    unused).  ``extra``: ``n_proposals`` (subsets sampled)."""
+    start = time.perf_counter()
+    found, zeros, n_prop = spear_search(factors.L, random_state=random_state, max_time=max_time,
+                                        max_proposals=max_proposals, batch=batch,
+                                        min_zero_fraction=min_zero_fraction, zero_tol=factors.zero_tol,
+                                        progress=bool(verbose))
+    spent = time.perf_counter() - start
+    b = factors.L.shape[1]
+    reason = ("b independent directions proposed twice each" if len(zeros) >= b and spent < max_time
+              else f"max_proposals={max_proposals} sampled" if n_prop >= max_proposals
+              else f"max_time={max_time:g} s reached")
+    return SearchResult(found, zeros, np.ones(len(zeros), bool), "spear", reason, spent,
+                        extra={"n_proposals": n_prop})

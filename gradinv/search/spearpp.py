@@ -35,8 +35,8 @@ from sudl import complete_basis
 from sudl._array_api import to_numpy
 from sudl.rounding import round_directions
 
-from ._step import GradientStep
-from .certificate import zero_set_kernels
+from ..certificate import zero_set_kernels
+from ._result import SearchResult
 
 N_STARTS = 256
 """Restarts per round (batched)."""
@@ -115,24 +115,13 @@ def spearpp_search(L, *, random_state=None, max_time=60.0, n_starts=N_STARTS, st
     return found, np.asarray(zeros, dtype=int)
 
 
-class SpearPPSearch(GradientStep):
-    """Pipeline step (``solver="spear++"``): :func:`spearpp_search` on the factorised gradient.
-
-    Attributes: ``n_found_`` (directions passing the filter).
-    """
-
-    def __init__(self, max_time=60.0, n_starts=N_STARTS, steps=STEPS, min_zero_fraction=0.3, random_state=None,
-                 verbose=0):
-        self.max_time = max_time
-        self.n_starts = n_starts
-        self.steps = steps
-        self.min_zero_fraction = min_zero_fraction
-        self.random_state = random_state
-        self.verbose = verbose
-
-    def fit_transform(self, fg, y=None):
-        Q, zeros = spearpp_search(fg.L, random_state=self.random_state, max_time=self.max_time,
-                                  n_starts=self.n_starts, steps=self.steps, min_zero_fraction=self.min_zero_fraction,
-                                  zero_tol=fg.zero_tol, progress=bool(self.verbose))
-        self.n_found_ = Q.shape[0]
-        return fg.with_directions(Q, zeros, np.ones(len(zeros), bool))
+def search(factors, knowledge, *, random_state=None, max_time=60.0, verbose=0, n_starts=N_STARTS, steps=STEPS,
+           min_zero_fraction=0.3):
+    """The registry's entry (``"spear++"``): :func:`spearpp_search` on L (the gradient alone;
+    ``knowledge`` unused)."""
+    start = time.perf_counter()
+    Q, zeros = spearpp_search(factors.L, random_state=random_state, max_time=max_time, n_starts=n_starts,
+                              steps=steps, min_zero_fraction=min_zero_fraction, zero_tol=factors.zero_tol,
+                              progress=bool(verbose))
+    reason = "every column found" if len(zeros) >= factors.L.shape[1] else f"max_time={max_time:g} s reached"
+    return SearchResult(Q, zeros, np.ones(len(zeros), bool), "spear++", reason, time.perf_counter() - start)

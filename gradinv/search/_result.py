@@ -1,0 +1,44 @@
+"""The one result type of every search (:func:`gradinv.search.run_search`)."""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class SearchResult:
+    """Directions q (rows, k ≤ b) whose columns L q the search proposes as columns of dL/dZ.
+
+    directions : (k × b) array (the factors' namespace, or NumPy)
+    n_zeros : (k,) exact zeros of each column L q
+    exact : (k,) bool, the column passed the search's own exact test (the pipeline's rounding
+        step rounds the others)
+    method : the search's name in :data:`gradinv.search.SEARCHES`
+    stop_reason : why it stopped (every column found, stagnation, ``max_time``, …)
+    time : seconds
+    found_times : seconds from the start at which each column came (searches that keep a
+        :class:`~gradinv.bound.SearchBound`; empty for the others)
+    extra : what one method reports beyond this (SPEAR's proposal count, the fitted ``sudl`` estimator)
+    """
+
+    directions: object
+    n_zeros: np.ndarray
+    exact: np.ndarray
+    method: str
+    stop_reason: str
+    time: float
+    found_times: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def n_found(self):
+        return len(self.n_zeros)
+
+
+def bounded_stop_reason(n_found, b, bound, max_time):
+    """Why a search under a :class:`~gradinv.bound.SearchBound` stopped."""
+    if n_found >= b:
+        return "every column found"
+    if bound.capped():
+        return f"max_time={max_time:g} s reached"
+    return "stagnated: no new column within the patience (gradinv.bound)"
