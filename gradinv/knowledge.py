@@ -12,8 +12,7 @@ level            the server has                              default search
 ``classifier``   also the classifier W₂ the ReLU feeds       ``"informed"`` (:mod:`gradinv.search`)
 ===============  ==========================================  ==============================
 
-Measured for ``layer`` (``python benchmarks/frontier.py --victims random_upstream``, m = 1000,
-three seeds; ``docs/frontier_random_upstream_default.md``): see :meth:`Knowledge.default_search`.
+Measured for ``layer``: see :meth:`Knowledge.default_search`.
 """
 
 from dataclasses import dataclass
@@ -51,9 +50,11 @@ class Knowledge:
         """The strongest search this knowledge allows: the only place a default search is chosen.
 
         With W and b the cell search needs nothing downstream, and it is what the layer's
-        parameters allow beyond the gradient: on random-upstream clients (m = 1000, b = 20 and 50)
-        log-cosh left a quarter of the batch (b = 20: 17 of 20 exact on seed 0 in 0.8 s) where the cell search
-        found every column (20 of 20 in 4.9 s); figures over three seeds in the module doc's benchmark.
+        parameters allow beyond the gradient.  On random-upstream clients (m = 1000, seeds 0–2,
+        ``python benchmarks/frontier.py --victims random_upstream --batch-sizes 20 50 --seeds 3
+        --spear-max-b 0 [--solver logcosh] --out docs/frontier_random_upstream_default``) the cell
+        search recovered and certified every input (b = 20 in 2.4–2.7 s, b = 50 in 8.5–9.0 s),
+        log-cosh 85–95 % at b = 20 and 72–82 % at b = 50 (none certified there).
         For a deeper network J(h) differs from one candidate to the next (2 % of noise on a
         sample's input coordinates changes J by 9 % on a 3-layer client), and the cell search,
         which uses the zeros alone, measured as well or better on every deep kind of the zoo at
