@@ -8,7 +8,7 @@ Two tests, both necessary conditions that a true column g_j = L q_j of dL/dZ mee
   :data:`MAX_LEVERAGE` = 1 − 1e-9; a leverage of 1 means that row alone carries a direction).  A true column vanishes on ~m/2 rows in general position;
   a combination of columns inside a common flat gets its last dimensions from one or two rows.
   This rejects most combinations but not all (on cross-entropy clients at b ≥ 50, exactly
-  sparse combinations of ≥ 10 columns exist; ``shared/research/realistic-victims.md``).
+  sparse combinations of ≥ 10 columns exist).
   Near-duplicate inputs give *blocks* of columns sharing their zeros; :func:`proven_blocks`
   then proves the block's span, not its columns.
 
@@ -24,7 +24,8 @@ from sudl._array_api import array_namespace, device, svd, to_numpy
 
 
 MAX_BLOCK = 3
-"""Largest block of samples sharing one zero set (near-duplicate inputs) found and proved as a span."""
+"""Largest block of samples sharing one zero set (near-duplicate inputs) found and proved as a span
+(arbitrary, not measured: the proof's cost grows with the block's size)."""
 MAX_LEVERAGE = 1 - 1e-9
 """Leave-one-out test of a zero set: a row of leverage h leaves, when dropped, the kernel one-dimensional
 with a gap √(1 − h) ≥ 3e-5 (``docs/certificates.md``: no false certificate in the fuzz with it)."""

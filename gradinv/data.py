@@ -96,11 +96,6 @@ def crops(source, n_images, size=32, *, crop="random", random_state=None):
     return out, labels
 
 
-def random_crops(n_images, size=32, *, random_state=None):
-    """``n_images`` random-scale crops of the bundled colour photographs ("photos"), (n, size, size, 3)."""
-    return crops("photos", n_images, size, crop="random", random_state=random_state)
-
-
 def digits(n_images, *, random_state=None):
     """``n_images`` distinct handwritten digits in [0, 1], shape (n, 8, 8, 1), and their labels."""
     from sklearn.datasets import load_digits

@@ -3,7 +3,7 @@
 * :func:`dp_sgd_gradients` — one DP-SGD step through **Opacus** (``PrivacyEngine``, not a copy):
   per-sample clipping of the whole model's gradient to ``max_grad_norm`` C, Gaussian noise of
   std ``noise_multiplier``·C added to the sum, division by the batch size B (Opacus'
-  convention, ``shared/research/ecosystem.md`` §5.3: std σC/B on the mean).  Clipping rescales
+  convention: std σC/B on the mean).  Clipping rescales
   each column of dL/dZ but keeps its zeros; the noise destroys exact zeros and the rank gap.
 * :func:`fedavg_pseudo_gradients` — E local epochs of plain SGD (learning rate η, mini-batches of
   ``minibatch_size``) on the client's batch; the client sends θ₀ − θ_E and the server inverts

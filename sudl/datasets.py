@@ -45,7 +45,7 @@ def make_relu_gradient_signal(n_samples=1000, n_features=100, *, n_inputs=200, r
     [0, 1]^n_inputs (Gaussian W, bias centring the pre-activations), a Gaussian upstream
     gradient, code = dL/dZ = upstream ⊙ [Z > 0] (≈ half exact zeros).  With the thin SVD
     dL/dW = U S Vᵀ, Y = U[:, :n_features] = code @ dictionary for the square dictionary
-    (Uᵀ code)⁻¹.  As in ``shared/research/sudl_bench/spearpp_proto.py``.
+    (Uᵀ code)⁻¹.
 
     Returns (Y, code, dictionary) like :func:`make_sparsely_used_signal`.
     """

@@ -19,7 +19,7 @@ complement of the columns found: deflation):
      cell is 100–250 rows off the nearest zero set ends within 20 rows of it one time in six
      (random_upstream, b = 150, m = 1000);
   b. exact rounding: the kernel of L on the rows most confidently inactive under the final c
-     (the fractions :data:`FRACS` of them, most negative margin first), or on the rows where |L q|
+     (the fractions :data:`CELL_ROW_FRACTIONS` of them, most negative margin first), or on the rows where |L q|
      is smallest, or on the inactive rows first in both orders, accepted only when exactly one-dimensional
      (:func:`~gradinv.search._null_space`);
   c. checks: ≥ ``min_zero_fraction``·m exact zeros (``zero_tol``, the factorisation's), not a column
@@ -71,21 +71,22 @@ columns; random_upstream, m = 1000, seed 0): 2 / 8 / 10 / 11 / 15 / 16 / 20 dist
 in 1.4 / 5.9 / 8.9 / 11.5 / 15.5 / 33 / 56 s (the soft-mask descent this replaced: 1); over a whole
 search (``benchmarks/gradient_only.py``, b = 150) 4 passes stagnated at 80 columns, 20 found all 150."""
 IRLS_STEPS = 3
-"""Reweighted inverse iterations per q-step."""
+"""Reweighted inverse iterations per q-step (arbitrary, not measured; the passes, :data:`ALTERNATIONS`, are)."""
 IRLS_FLOOR = 1e-3
 """Weights 1/max(|L_k q|, IRLS_FLOOR · mean_I |L_k q|): the rows already zero weigh at most 1000× the mean."""
 CELL_FIT_STEPS = 50
 """Adam steps per c-step (150 measured no better at b = 150)."""
 CELL_FIT_LR = 0.05
-"""Adam's step per c-step, relative to ‖c‖/√b."""
+"""Adam's step per c-step, relative to ‖c‖/√b (arbitrary, not measured)."""
 CELL_FIT_MARGIN = 0.05
-"""δ of the c-step's hinge, relative to the typical margin |A c + b| of a start."""
-FRACS = (1.0, 0.85, 0.7, 0.5, 0.35, 0.25, 0.18)
+"""δ of the c-step's hinge, relative to the typical margin |A c + b| of a start (arbitrary, not measured)."""
+CELL_ROW_FRACTIONS = (1.0, 0.85, 0.7, 0.5, 0.35, 0.25, 0.18)
 """Fractions of the most confident inactive rows the exact rounding keeps, in turn (while ≥ b + ROW_SLACK rows)."""
 ROW_SLACK = 10
 """Rows beyond b − 1 a rounding needs: any b − 1 rows have a kernel, b − 1 + ROW_SLACK exact ones are no accident."""
 CELL_SLACK = 1e-9
-"""Relative margin (of max |A c + b|) the LP of :func:`is_cell` must clear for a zero set to be a cell."""
+"""Relative margin (of max |A c + b|) the LP of :func:`is_cell` must clear for a zero set to be a cell
+(arbitrary: far above the LP solver's tolerance, far below any margin of a true cell)."""
 APPROXIMATE_DRIFT = 0.1
 """Fraction of a zero set that may be short of its cell in the approximate mode (:func:`drifted_rows`).
 Measured on the true columns of two-step FedAvg updates (η = 0.01, b = 20, seed 1): mlp3_photos
@@ -215,7 +216,7 @@ def _round_candidate(c, q, A, bias, L, tols, found, same=1e-8):
     both = by_margin[torch.argsort(torch.maximum(torch.arange(len(by_margin)), rank[by_margin]))]
     orders = [by_margin, by_residual[: len(inactive)], both]
     for order in orders:
-        for frac in FRACS:
+        for frac in CELL_ROW_FRACTIONS:
             rows = order[: int(frac * len(order))]
             if len(rows) < L.shape[1] - 1 + ROW_SLACK:
                 break

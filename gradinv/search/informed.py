@@ -69,7 +69,7 @@ Measured on the cross-entropy client (``docs/results.md``).  This step runs in t
 the input array type, since it needs automatic differentiation: the descents in float32 (they
 only have to land in a cell; measured: as many columns per round as in float64, at 0.55–0.7 of
 the time), the polish and the exact rounding in float64; results go back to the caller's
-namespace.  Developed from probe B (``shared/research/realistic-victims.md``).
+namespace.
 """
 
 import time

@@ -6,7 +6,8 @@ import torch
 
 
 JACOBIAN_REFRESH = 10
-"""Descent steps between evaluations of the downstream Jacobian J at the candidates (deep networks)."""
+"""Descent steps between evaluations of the downstream Jacobian J at the candidates (deep networks;
+arbitrary, not measured)."""
 
 
 def _project(M, Y):

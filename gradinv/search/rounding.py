@@ -8,7 +8,7 @@ from ..certificate import MAX_BLOCK
 from .polish import NEAR_FOUND_ROWS, _active_products, _misfit, _polish, _rows_from_found
 
 
-FRACS = (1.0, 0.95, 0.85, 0.7, 0.5)
+ROUNDING_ROW_FRACTIONS = (1.0, 0.95, 0.85, 0.7, 0.5)
 """Fractions of the most confident rows the exact rounding keeps, in turn."""
 FRAGILE_LEVERAGE = 0.99
 """Rows of L with leverage ‖L_k‖² above this are fragile: see :func:`fragile_rows`."""
@@ -111,7 +111,7 @@ def _gram_scale(J):
     return float(torch.linalg.matrix_norm(J.T @ J, 2)) + 1.0
 
 
-def _round_on_labels(L, J, inactive, conf_i, conf_a, P, D, LtL, tols, max_block, fracs=FRACS):
+def _round_on_labels(L, J, inactive, conf_i, conf_a, P, D, LtL, tols, max_block, fracs=ROUNDING_ROW_FRACTIONS):
     """(directions, near): exact directions (d × b) from the row labels ``inactive`` (with (P, D) =
     :func:`_active_products` of the active rows), or None: M = [L_I, 0; L_A, −W₂_A] loses its
     least confident rows (``conf_i``, ``conf_a``: residual ratios, small = sure; ``fracs`` of each
@@ -177,7 +177,7 @@ def _round_polished(polished, L, tols, found=None, max_block=MAX_BLOCK, gram=Non
         return _round_on_zeros(L, I[torch.argsort(conf_i[I])], LtL, tols, found)
     rows_from_found = _rows_from_found(inactive, found_zeros)
     near_found = rows_from_found <= NEAR_FOUND_ROWS
-    fracs = FRACS[:1] if near_found else FRACS
+    fracs = ROUNDING_ROW_FRACTIONS[:1] if near_found else ROUNDING_ROW_FRACTIONS
     near = True
     if rows_from_found > 0:  # labels that are a found column's zeros would only give it again
         directions, near = _round_on_labels(L, J, inactive, conf_i, conf_a, P, D, LtL, tols, max_block, fracs)
@@ -215,7 +215,7 @@ def _polish_and_round(c, A, bias, L, J, tols, found=None, iters=15, **kwargs):
     return None if polished is None else _round_polished(polished, L, tols, found, **kwargs)
 
 
-def _round_on_zeros(L, order, LtL, tols, found=None, fracs=FRACS):
+def _round_on_zeros(L, order, LtL, tols, found=None, fracs=ROUNDING_ROW_FRACTIONS):
     """The exact direction (1 × b) that vanishes on the first ``fracs`` of the rows ``order`` (most
     confidently inactive first), in turn, or None: SPEAR's rounding, from the zeros alone (the
     null space of L on those rows, :func:`_null_space`, exactly one-dimensional)."""

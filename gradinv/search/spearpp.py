@@ -18,7 +18,7 @@ Figure 1 ("ℓ1 loss and RAdam") describe it, each round
      zeros, ~m/2 rows, and one more) and that are not a column already found;
 and the pipeline's rounding step then selects b independent ones greedily, most zeros first.
 
-Our choices where the paper's text available to us is silent (``shared/research/spearpp.md``):
+Our choices where the paper's text is silent:
 starts uniform on the sphere of the complement of the columns found (deflation), rounds repeated
 until b columns are found or ``max_time`` ends, :data:`STEPS` steps at learning rate :data:`LR`
 decayed geometrically to :data:`LR_FINAL`, :data:`N_STARTS` starts per round, 64 rounding samples.

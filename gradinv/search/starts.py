@@ -24,7 +24,8 @@ def _remaining_inputs_coords(found_q, RV):
 
 
 IDLE_BALANCED = 0.5
-"""Share of balanced starts (:func:`_round_starts`) in a round that follows one without a new column."""
+"""Share of balanced starts (:func:`_round_starts`) in a round that follows one without a new column
+(arbitrary, not measured: half, so that the size-spread starts keep their share)."""
 
 
 def _round_starts(coords, norm, n_starts, rng, balanced=0.0):

@@ -11,9 +11,10 @@ TEMPLATE_DEVIATION = 0.2
 """Descents fix u to a class template once the columns found are within this (median
 :func:`template_deviation`) of theirs: :func:`_round_templates`."""
 TEMPLATE_EVIDENCE = 10
-"""Columns found before the class templates are trusted."""
+"""Columns found before the class templates are trusted (arbitrary, not measured)."""
 GENERIC_EVERY = 4
-"""With class templates in use, every GENERIC_EVERY-th round still runs the general descent."""
+"""With class templates in use, every GENERIC_EVERY-th round still runs the general descent
+(arbitrary, not measured)."""
 
 
 def _deviation_from_template(v):

@@ -3,7 +3,7 @@
     W ← polar( ((Ȳ Wᵀ)^∘3)ᵀ Ȳ )
 
 One SVD per iteration, locally cubic convergence; needs more samples than log-cosh at
-density 0.5 (``shared/research/sudl.md`` §4.2) but is the textbook whole-dictionary baseline.
+density 0.5 (``docs/sudl_benchmark.md``) but is the textbook whole-dictionary baseline.
 """
 
 from .._array_api import array_namespace, polar, random_normal

@@ -65,7 +65,7 @@ def test_found_column_with_mislabelled_rows_is_rounded_on_all_rows_alone():
     the full label set alone; it never returns the found column."""
     rounded = []
     original = rounding._round_on_labels
-    rounding._round_on_labels = lambda *a, **k: rounded.append((a[2], a[10] if len(a) > 10 else k.get("fracs", rounding.FRACS))) or original(*a, **k)
+    rounding._round_on_labels = lambda *a, **k: rounded.append((a[2], a[10] if len(a) > 10 else k.get("fracs", rounding.ROUNDING_ROW_FRACTIONS))) or original(*a, **k)
     again_without = 0
     try:
         for seed in range(20):
@@ -79,12 +79,12 @@ def test_found_column_with_mislabelled_rows_is_rounded_on_all_rows_alone():
             rounded.clear()
             without = rounding._polish_and_round(*cell(labels), L, W2, tols, q0[None])
             near = bool(rounded) and int((rounded[0][0] != ~mask[:, 0]).sum()) <= polish.NEAR_FOUND_ROWS
-            again_without += near and rounded[0][1] == rounding.FRACS and without is None
+            again_without += near and rounded[0][1] == rounding.ROUNDING_ROW_FRACTIONS and without is None
             rounded.clear()
             got = rounding._polish_and_round(*cell(labels), L, W2, tols, q0[None], found_zeros=~mask[:, [0]].T)
             assert got is None or float((got[0] @ q0).abs()) < 1 - 1e-9
             if near:  # the polish ended next to the found column: its full label set alone is rounded
-                assert rounded[0][1] == rounding.FRACS[:1]
+                assert rounded[0][1] == rounding.ROUNDING_ROW_FRACTIONS[:1]
     finally:
         rounding._round_on_labels = original
     assert again_without >= 3  # the rounding the shortcut skips
