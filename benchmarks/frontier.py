@@ -99,12 +99,13 @@ def run_one(kind, m, b, seed, args):
 
 
 def search_progress(res):
-    """JSON only: how far the search got (its own count, else the gradient-only test) and when each
-    column came (seconds from the search's start; the searches that keep a bound)."""
-    step = res.pipeline.named_steps["search"]
-    out = dict(columns_found=int(getattr(step, "n_found_", np.sum(res.sparse))))
-    if hasattr(step, "found_times_"):
-        out["found_times"] = [round(float(t), 2) for t in step.found_times_]
+    """JSON only: how far the search got, why it stopped, and when each column came (seconds from the
+    search's start, and the round: the searches that keep a bound)."""
+    found = res.pipeline.named_steps["search"].result_
+    out = dict(columns_found=found.n_found, stop_reason=found.stop_reason, rounds=found.n_rounds)
+    if len(found.found_times):
+        out["found_times"] = [round(float(t), 2) for t in found.found_times]
+        out["found_rounds"] = [int(r) for r in found.found_rounds]
     return out
 
 

@@ -28,6 +28,8 @@ class SearchBound:
         self.min_patience, self.factor = float(min_patience), float(factor)
         self.longest = self.longest_round = 0.0
         self.found_at = []  # seconds from the start at which each column was found
+        self.rounds = 0  # rounds completed (:meth:`round_done`)
+        self.found_in_round = []  # the round (0-based) in which each column was found
 
     def found(self):
         """Record that a new column was found now."""
@@ -35,10 +37,14 @@ class SearchBound:
         self.longest = max(self.longest, now - self.last)
         self.last = now
         self.found_at.append(now - self.start)
+        self.found_in_round.append(self.rounds)
 
-    def round_done(self, seconds):
-        """Record that a round of the search took ``seconds``."""
-        self.longest_round = max(self.longest_round, float(seconds))
+    def round_done(self, seconds=None):
+        """Record that a round of the search ended (and took ``seconds``: the patience then also
+        covers twice the longest round)."""
+        self.rounds += 1
+        if seconds is not None:
+            self.longest_round = max(self.longest_round, float(seconds))
 
     @property
     def deadline(self):

@@ -237,6 +237,19 @@ def estimate_batch_size(singular_values, *, min_gap=1e2, signal_floor=ROUNDING_L
     return int(signal[-1] if signal.size else gaps[np.argmax(ratios[gaps])]) + 1
 
 
+def noise_edge_rank(singular_values, shape):
+    """The signal's rank in a matrix of ``shape`` (m × n) with white noise: the count of singular
+    values above Gavish and Donoho's optimal hard threshold for an unknown noise level,
+    ω(β)·median(s) with β = min(m, n)/max(m, n) and ω(β) ≈ 0.56β³ − 0.95β² + 1.82β + 1.43 (IEEE
+    Trans. Inf. Theory 60(8), 2014): the median singular value measures the noise, whose largest
+    singular value sits near the Marchenko–Pastur edge.  DP-SGD adds such noise (i.i.d. Gaussian,
+    std σC/B, on every entry); a sample whose column is below the threshold is lost in it."""
+    s = np.asarray(singular_values, dtype=np.float64)
+    beta = min(shape) / max(shape)
+    omega = 0.56 * beta**3 - 0.95 * beta**2 + 1.82 * beta + 1.43
+    return int(np.sum(s > omega * np.median(s[: min(shape)])))
+
+
 class GradientFactorization(GradientStep):
     """dL/dW = L R by thin SVD; batch size b from the rank gap unless given.
 
@@ -255,6 +268,10 @@ class GradientFactorization(GradientStep):
         The zero tolerance instead of the precision's when ``zero_tol`` is None and the factors show
         noise (:func:`noise_evidence`): the approximate mode's, for DP noise.  An update of exact
         rank b (FedAvg's pseudo-gradient) keeps exact zeros and the precision's tolerance.
+    noise_rank : bool, default=False
+        Where no gap of ``min_gap`` exists, read b from the noise edge (:func:`noise_edge_rank`)
+        instead of raising :class:`NoRankGapError` (the approximate mode).  ``batch_size_source_``
+        says which was used: "given", "rank gap" or "noise edge".
 
     Attributes
     ----------
@@ -267,12 +284,14 @@ class GradientFactorization(GradientStep):
         noise evidence of :func:`noise_evidence`
     """
 
-    def __init__(self, batch_size=None, drop_dead_rows=True, zero_tol=None, min_gap=1e2, noisy_zero_tol=None):
+    def __init__(self, batch_size=None, drop_dead_rows=True, zero_tol=None, min_gap=1e2, noisy_zero_tol=None,
+                 noise_rank=False):
         self.batch_size = batch_size
         self.drop_dead_rows = drop_dead_rows
         self.zero_tol = zero_tol
         self.min_gap = min_gap
         self.noisy_zero_tol = noisy_zero_tol
+        self.noise_rank = noise_rank
 
     @staticmethod
     def _factors(grad_W, rows, gram, left, b):
@@ -300,6 +319,7 @@ class GradientFactorization(GradientStep):
         rows = np.flatnonzero(keep)
         s, gram, left = gram_spectrum(grad[:, :n])
         b = self.batch_size
+        source = "given" if b is not None else "rank gap"
         rounding = ROUNDING_LEVEL * source_eps  # singular values above rounding·s₁ are signal
         if b is None:
             try:
@@ -315,7 +335,12 @@ class GradientFactorization(GradientStep):
             # inputs): read the rank from the singular values themselves
             idx = xp.asarray(rows, dtype=xp.int64, device=device(grad))
             s = to_numpy(xp.linalg.svdvals(xp.take(grad[:, :n], idx, axis=0))).astype(np.float64)
-            b = estimate_batch_size(s, min_gap=self.min_gap, signal_floor=rounding)
+            try:
+                b = estimate_batch_size(s, min_gap=self.min_gap, signal_floor=rounding)
+            except NoRankGapError:
+                if not self.noise_rank or noise_edge_rank(s, (rows.size, n)) < 1:
+                    raise
+                b, source = noise_edge_rank(s, (rows.size, n)), "noise edge"
             L, S, R = self._factors(grad[:, :n], rows, gram, left, b)
             residual = residual_norm(grad[:, :n], rows, L, R)
         del gram
@@ -340,6 +365,7 @@ class GradientFactorization(GradientStep):
         exact_rank = kept_residual <= rounding * np.sqrt(b) and rank == self.rank_
         grad_b = xp.take(grad[:, n], xp.asarray(rows, dtype=xp.int64, device=device(grad)), axis=0)
         self.batch_size_, self.singular_values_, self.rows_, self.zero_tol_ = b, s, rows, zero_tol
+        self.batch_size_source_ = source
         return FactorizedGradient(L=L, R=R, grad_b=grad_b, rows=rows, n_neurons=m,
                                   singular_values=s, zero_tol=zero_tol, source_dtype=source_dtype,
                                   exact_rank=exact_rank, noisy=noisy,

@@ -113,7 +113,8 @@ def make_pipeline(method=None, *, batch_size=None, random_state=None, max_time=N
     classifier drifted (FedAvg): the zero tolerance becomes :data:`APPROXIMATE_ZERO_TOL` where the
     factors show noise (unless ``zero_tol`` is given), the informed search's next-layer check
     :data:`APPROXIMATE_NEXT_LAYER_RTOL`, the batch size is read from a smaller singular-value gap
-    (10 instead of 100), and no sample is certified.
+    (10 instead of 100) or, without one, from the noise edge (:func:`~gradinv.factorize.noise_edge_rank`),
+    and no sample is certified.
     """
     knowledge = Knowledge(weight, bias, next_weight, downstream, next_bias_grad)
     solver = knowledge.default_search() if method is None else method
@@ -134,7 +135,8 @@ def make_pipeline(method=None, *, batch_size=None, random_state=None, max_time=N
     return Pipeline([
         ("factorize", GradientFactorization(batch_size=batch_size, zero_tol=zero_tol,
                                             min_gap=10.0 if approximate else 100.0,
-                                            noisy_zero_tol=APPROXIMATE_ZERO_TOL if approximate else None)),
+                                            noisy_zero_tol=APPROXIMATE_ZERO_TOL if approximate else None,
+                                            noise_rank=approximate)),
         ("search", search),
         ("rounding", ExactRounding(min_zero_fraction=min_zero_fraction, random_state=random_state)),
         ("reconstruct", InputReconstruction(weight=weight, bias=bias, certify=not approximate)),
@@ -310,6 +312,9 @@ def invert_layer(grad_W, grad_b, *, batch_size=None, solver=None, weight=None, b
         mode_reason += f"; a noisy update: {noisy_solver} search (its zeros alone)"
         search_reason += f"; {noisy_solver} instead on a noisy update (its zeros alone)"
     rec, factorize = pipe.named_steps["reconstruct"], pipe.named_steps["factorize"]
+    if factorize.batch_size_source_ == "noise edge":
+        mode_reason += (f"; batch size {factorize.batch_size_} read from the noise edge of the singular values "
+                        "(no rank gap; gradinv.factorize.noise_edge_rank)")
     labels = margin = None
     if next_weight is not None or (downstream is not None and weight is not None and bias is not None):
         labels, margin = infer_labels(rec.grad_Z_, _jacobians_at(X, weight, bias, next_weight, downstream),

@@ -18,6 +18,8 @@ class SearchResult:
     time : seconds
     found_times : seconds from the start at which each column came (searches that keep a
         :class:`~gradinv.bound.SearchBound`; empty for the others)
+    found_rounds : the round (0-based) in which each column came, and ``n_rounds`` the rounds run
+        (the same searches): the search's work, independent of the machine's speed
     extra : what one method reports beyond this (SPEAR's proposal count, the fitted ``sudl`` estimator)
     """
 
@@ -28,6 +30,8 @@ class SearchResult:
     stop_reason: str
     time: float
     found_times: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    found_rounds: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    n_rounds: int = 0
     extra: dict = field(default_factory=dict)
 
     @property

@@ -340,4 +340,5 @@ def search(factors, knowledge, *, random_state=None, max_time=None, verbose=0, i
                            drift=0.0 if factors.noisy else drift, progress=bool(verbose), bound=bound)
     return SearchResult(Q, zeros, np.ones(len(zeros), bool), "cells",
                         bounded_stop_reason(len(zeros), factors.L.shape[1], bound, max_time),
-                        time.perf_counter() - start, np.asarray(bound.found_at))
+                        time.perf_counter() - start, np.asarray(bound.found_at), np.asarray(bound.found_in_round, int),
+                        bound.rounds)

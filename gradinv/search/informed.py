@@ -215,6 +215,7 @@ def informed_search(L, R, weight, bias, downstream, *, random_state=None, max_ti
                                     max_misfit=max_misfit, found_zeros=zeros, zeros_only=zeros_only)
             if block is not None:
                 accept(block)
+        bound.round_done()  # counted only: the informed search's patience is not stretched by its rounds
         idle = len(found_q) == n_found
     bar.close()
     Q = torch.stack(found_q).numpy() if found_q else np.zeros((0, b))
@@ -254,4 +255,5 @@ def search(factors, knowledge, *, random_state=None, max_time=None, verbose=0, i
                                progress=bool(verbose), bound=bound)
     return SearchResult(Q, zeros, np.ones(len(zeros), bool), "informed",
                         bounded_stop_reason(len(zeros), factors.L.shape[1], bound, max_time),
-                        time.perf_counter() - start, np.asarray(bound.found_at))
+                        time.perf_counter() - start, np.asarray(bound.found_at), np.asarray(bound.found_in_round, int),
+                        bound.rounds)

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from gradinv import GradientFactorization, make_victim, stack_gradient
@@ -48,3 +49,24 @@ def test_a_merged_near_duplicate_is_not_exact_rank():
         assert fg.batch_size == 7  # the duplicate's value is below the gap (an estimated b = 7) or dropped
         ranks[gap] = fg.exact_rank
     assert ranks == {0.0: True, 1e-4: False}
+
+
+def test_without_a_rank_gap_the_noise_edge_gives_the_batch_size():
+    """Signal singular values 1 … 0.05 (no ratio ≥ 10) over white noise whose edge is ~4× below the
+    smallest: the approximate mode reads b from the noise edge; the exact one refuses."""
+    from gradinv.factorize import GradientFactorization, NoRankGapError, noise_edge_rank, stack_gradient
+
+    rng = np.random.default_rng(0)
+    m, n, b = 400, 300, 10
+    U = np.linalg.qr(rng.normal(size=(m, b)))[0]
+    V = np.linalg.qr(rng.normal(size=(n, b)))[0]
+    signal = (U * np.geomspace(1.0, 0.05, b)) @ V.T
+    tau = 0.05 / 4 / (np.sqrt(m) + np.sqrt(n))  # noise edge τ(√m + √n) a quarter of the weakest signal
+    grad_W = signal + tau * rng.normal(size=(m, n))
+    assert noise_edge_rank(np.linalg.svd(grad_W, compute_uv=False), grad_W.shape) == b
+    grad = stack_gradient(grad_W, rng.normal(size=m))
+    with pytest.raises(NoRankGapError):
+        GradientFactorization(min_gap=10.0).fit_transform(grad)
+    f = GradientFactorization(min_gap=10.0, noise_rank=True)
+    f.fit_transform(grad)
+    assert f.batch_size_ == b and f.batch_size_source_ == "noise edge"

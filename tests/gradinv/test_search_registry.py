@@ -23,6 +23,7 @@ def test_every_search_returns_one_result_type(factors_and_knowledge, method):
     assert tuple(np.shape(res.directions)) == (res.n_found, b) and len(res.exact) == res.n_found
     if method in ("informed", "cells"):  # the exact searches find every column of this small batch
         assert res.n_found == b and res.exact.all() and len(res.found_times) == b
+        assert len(res.found_rounds) == b and 0 <= res.found_rounds.max() <= res.n_rounds
         assert res.stop_reason == "every column found"
 
 
