@@ -63,7 +63,7 @@ def run_capped(script, function, args, cap):
     seconds.  Returns ("ok", value), ("error", traceback text) or ("capped", None)."""
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(str(script), function, args, child), daemon=True)
+    proc = ctx.Process(target=_child, args=(str(script), function, args, child))  # not a daemon: a cell may start processes
     proc.start()
     child.close()
     outcome = ("capped", None)

@@ -72,9 +72,26 @@ def test_attack_from_files_takes_the_strongest_search_and_names_it(tmp_path, cap
     assert ev["exact"] == 16 and ev["certified"] == 16 and ev["false_certificates"] == 0
 
 
-def test_a_factory_in_the_current_folder_is_imported_even_if_an_installed_package_has_its_name(tmp_path, capsys,
-                                                                                                monkeypatch):
+@pytest.fixture
+def restored_examples_modules():
+    """sys.modules' ``examples`` package and its modules as they were before the test, after it."""
+    import sys
+
+    def ours(name):
+        return name == "examples" or name.startswith("examples.")
+
+    saved = {name: module for name, module in sys.modules.items() if ours(name)}
+    yield
+    for name in [name for name in sys.modules if ours(name)]:
+        del sys.modules[name]
+    sys.modules.update(saved)
+
+
+def test_a_factory_in_the_current_folder_is_imported_even_if_an_installed_package_has_its_name(
+        tmp_path, capsys, monkeypatch, restored_examples_modules):
     """Opacus installs a top-level package ``examples``; a project's own ``examples/`` must win."""
+    import sys
+
     _digits_mlp(tmp_path)
     (tmp_path / "examples").mkdir()
     (tmp_path / "examples" / "__init__.py").write_text("")
@@ -86,6 +103,7 @@ def test_a_factory_in_the_current_folder_is_imported_even_if_an_installed_packag
     assert main(["attack", "grads.pt", "--model-factory", "examples.my_client:make_model", "--state", "model.pt",
                  "-o", "b.npz"]) == 0
     assert "16 certified exact" in capsys.readouterr().out
+    assert sys.modules["examples"].__file__ == str(tmp_path / "examples" / "__init__.py")
 
 
 @pytest.mark.parametrize("case, message", [
