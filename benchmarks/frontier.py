@@ -21,7 +21,8 @@ continued later, with other kinds, sizes or seeds added to the same file.  The t
 Zoo mode (``--zoo [KIND ...]``, default every kind of ``gradinv.victims.ZOO``; shell-style
 patterns such as ``'mlp2_*'`` select several): each client is built with
 ``gradinv.victims.make_client`` and attacked as a user would, ``attack_model(v.model,
-v.gradients)`` (the search it picks is recorded), then for b ≤ ``--spear-max-b`` with
+v.gradients)`` (the search it picks is recorded; fractions are of the batch's *distinct* inputs,
+an exact duplicate counted once, ``distinct`` in the row), then for b ≤ ``--spear-max-b`` with
 ``solver="spear"`` on the same gradient.  The Markdown output starts with the **worst case over
 kinds and seeds** per (m, b) (the least exact fraction, the kind and seed that gave it, the
 longest time), then the per-kind table (min / median over seeds), then every row.  Cells whose
@@ -136,10 +137,20 @@ def attack_client(v, seed, args, **kwargs):
     except GradientError as err:  # e.g. no exact column found within the bound: a failed row, not a crash
         return dict(solver=kwargs.get("solver", "auto"), exact=0.0, certified=0.0, false_certificates=0,
                     time=time.perf_counter() - t0, error=str(err))
-    ev = evaluate(v.inputs, res.inputs, res.exact)
-    b = v.batch_size
+    distinct = distinct_inputs(v.inputs)
+    ev = evaluate(distinct, res.inputs, res.exact)
+    b = len(distinct)
     return dict(solver=res.solver, layer=layer.name, exact=ev["exact"] / b, certified=ev["certified"] / b,
-                false_certificates=ev["false_certificates"], psnr=ev["psnr"], time=res.time, **search_progress(res))
+                false_certificates=ev["false_certificates"], psnr=ev["psnr"], time=res.time, distinct=b,
+                n_dependent_inputs=res.n_dependent_inputs, **search_progress(res))
+
+
+def distinct_inputs(inputs):
+    """The batch's distinct inputs (an exact duplicate counted once: the gradient holds it once,
+    with its multiplicity in the scale of its column), in their first order."""
+    x = inputs.detach().cpu().numpy().reshape(len(inputs), -1)
+    _, first = np.unique(x, axis=0, return_index=True)
+    return x[np.sort(first)]
 
 
 def run_client(kind, m, b, seed, args):

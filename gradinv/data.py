@@ -33,6 +33,8 @@ SOURCES = ("photos", "sklearn_photos", "skimage_colour", "skimage_grey", "digits
 CHANNELS = {"photos": 3, "sklearn_photos": 3, "skimage_colour": 3, "skimage_grey": 1, "digits": 1}
 CROPS = ("random", "window", "full")
 SCALINGS = ("raw", "dataset", "batch")
+QUIRKS = ("none", "duplicates", "blanks", "near")
+"""What a real loader's batch holds that random crops do not (:func:`apply_quirk`)."""
 DIGIT_SIZE = 8
 N_DIGITS = 1797
 DATASET_CROPS = 512
@@ -106,6 +108,33 @@ def digits(n_images, *, random_state=None):
     d = load_digits()
     idx = rng.choice(len(d.images), size=n_images, replace=False)
     return d.images[idx, :, :, None] / 16.0, d.target[idx]
+
+
+def apply_quirk(images, labels, quirk, n_classes):
+    """The batch (images in [0, 1], labels) with a data quirk, in place of its first samples:
+
+    * "duplicates": sample 1 an exact copy of sample 0 with its label, sample 3 a copy of sample 2
+      with another label (the same picture twice in a dataset, once mislabelled);
+    * "blanks": sample 0 white and sample 1 black (empty frames);
+    * "near": samples 1 and 3 are samples 0 and 2 shifted by one pixel (overlapping crops, bursts).
+
+    Returns new arrays; "none" returns them unchanged.
+    """
+    if quirk not in QUIRKS:
+        raise ValueError(f"quirk must be one of {QUIRKS}, got {quirk!r}")
+    images, labels = np.array(images, copy=True), np.array(labels, copy=True)
+    pairs = [(0, 1), (2, 3)][: len(images) // 2]
+    if quirk == "duplicates":
+        for k, (i, j) in enumerate(pairs):
+            images[j], labels[j] = images[i], labels[i] if k == 0 else (labels[i] + 1) % n_classes
+    elif quirk == "blanks":
+        images[0] = 1.0
+        if len(images) > 1:
+            images[1] = 0.0
+    elif quirk == "near":
+        for i, j in pairs:
+            images[j] = np.roll(images[i], 1, axis=1)
+    return images, labels
 
 
 def sample_images(source, n_images, *, size=32, crop="random", random_state=None):

@@ -42,9 +42,18 @@ mlp2_digits          2      mlp    digits*          full*    8*    init      uni
 mlp3_photos          3*     mlp    photos           random   32    init      uniform  dataset
 mlp3_trained         3*     mlp    photos           random   32    trained*  uniform  dataset
 mlp6_photos          6*     mlp    photos           random   32    init      uniform  dataset
+mlp2_duplicates      2      mlp    photos           random   32    init      uniform  dataset  (quirk "duplicates")
+mlp2_blanks          2      mlp    photos           random   32    init      uniform  dataset  (quirk "blanks")
+mlp2_near            2      mlp    photos           random   32    init      uniform  dataset  (quirk "near")
+mlp3_duplicates      3*     mlp    photos           random   32    init      uniform  dataset  (quirk "duplicates")
+mlp3_blanks          3*     mlp    photos           random   32    init      uniform  dataset  (quirk "blanks")
 conv_photos          2      conv*  photos           random   32    init      uniform  dataset
 conv_trained         2      conv*  photos           random   32    trained*  uniform  dataset
 ===================  =====  =====  ===============  =======  ====  ========  =======  =======
+
+Quirks (:func:`gradinv.data.apply_quirk`), what a real loader's batch holds: "duplicates" (one
+picture twice with its label, another twice with two labels), "blanks" (a white and a black
+frame), "near" (two pictures each with a copy shifted by one pixel).
 
 Labels: "uniform" draws each label uniformly over the C classes, independently of the image;
 "one" gives the whole batch one label; "skewed" draws from Zipf-like probabilities p_k ∝ 1/k
@@ -66,7 +75,8 @@ import torch
 from sklearn.utils import check_random_state
 from torch import nn
 
-from .data import CHANNELS, CROPS, DIGIT_SIZE, N_DIGITS, SCALINGS, SOURCES, load_images, sample_images, scale_images
+from .data import (CHANNELS, CROPS, DIGIT_SIZE, N_DIGITS, QUIRKS, SCALINGS, SOURCES, apply_quirk, load_images,
+                   sample_images, scale_images)
 
 KINDS = ("cross_entropy", "cross_entropy_raw", "trained", "random_upstream")
 ARCHITECTURES = ("mlp", "conv")
@@ -260,7 +270,8 @@ class ClientSpec:
     depth: number of Linear layers (≥ 2; every hidden one of width m); architecture: "mlp" or
     "conv" (a conv front end before the Linear layers); source, crop, size: the images
     (:mod:`gradinv.data`); training: "init" or "trained"; labels: "uniform", "one" or "skewed";
-    scaling: "raw", "dataset" or "batch"; n_classes: C.
+    scaling: "raw", "dataset" or "batch"; n_classes: C; quirk: what the batch holds besides
+    distinct crops (:func:`gradinv.data.apply_quirk`: "duplicates", "blanks", "near").
     """
 
     depth: int = 2
@@ -272,11 +283,12 @@ class ClientSpec:
     labels: str = "uniform"
     scaling: str = "dataset"
     n_classes: int = 10
+    quirk: str = "none"
 
     def __post_init__(self):
         for name, allowed in (("architecture", ARCHITECTURES), ("source", SOURCES), ("crop", CROPS),
                               ("training", TRAINING_STATES), ("labels", LABEL_DISTRIBUTIONS),
-                              ("scaling", SCALINGS)):
+                              ("scaling", SCALINGS), ("quirk", QUIRKS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"ClientSpec.{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.depth < 2:
@@ -321,6 +333,11 @@ ZOO = {
     "mlp3_photos": ClientSpec(depth=3),
     "mlp3_trained": ClientSpec(depth=3, training="trained"),
     "mlp6_photos": ClientSpec(depth=6),
+    "mlp2_duplicates": ClientSpec(quirk="duplicates"),
+    "mlp2_blanks": ClientSpec(quirk="blanks"),
+    "mlp2_near": ClientSpec(quirk="near"),
+    "mlp3_duplicates": ClientSpec(depth=3, quirk="duplicates"),
+    "mlp3_blanks": ClientSpec(depth=3, quirk="blanks"),
     "conv_photos": ClientSpec(architecture="conv"),
     "conv_trained": ClientSpec(architecture="conv", training="trained"),
 }
@@ -399,6 +416,7 @@ def make_client(kind, *, batch_size, width=1000, random_state=0, dtype=torch.flo
     data_seed, label_seed, train_seed = (int(s) for s in np.random.RandomState(seed).randint(2**31, size=3))
     images, _ = sample_images(spec.source, batch_size, size=spec.size, crop=spec.crop, random_state=data_seed)
     labels = draw_labels(spec.labels, batch_size, spec.n_classes, label_seed)
+    images, labels = apply_quirk(images, labels, spec.quirk, spec.n_classes)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if spec.architecture == "mlp":

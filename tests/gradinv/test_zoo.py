@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from gradinv.data import DATASET_CROPS, SCALINGS, SOURCES, channel_statistics
+from gradinv.data import DATASET_CROPS, QUIRKS, SCALINGS, SOURCES, channel_statistics
 from gradinv.victims import (ARCHITECTURES, LABEL_DISTRIBUTIONS, TRAINING_STATES, ZOO, ClientSpec, draw_labels,
                              make_client)
 
@@ -27,6 +27,17 @@ def test_zoo_covers_every_axis():
     assert {s.training for s in specs} == set(TRAINING_STATES)
     assert {s.labels for s in specs} == set(LABEL_DISTRIBUTIONS)
     assert {s.scaling for s in specs} == set(SCALINGS)
+    assert {s.quirk for s in specs} == set(QUIRKS)
+
+
+def test_quirks_put_what_they_say_in_the_batch(clients):
+    dup = clients["mlp2_duplicates"]
+    assert torch.equal(dup.inputs[0], dup.inputs[1]) and dup.labels[0] == dup.labels[1]
+    assert torch.equal(dup.inputs[2], dup.inputs[3]) and dup.labels[2] != dup.labels[3]
+    raw = make_client(ClientSpec(scaling="raw", quirk="blanks"), batch_size=B, width=WIDTH, random_state=0).images
+    assert np.all(raw[0] == 1.0) and np.all(raw[1] == 0.0) and np.ptp(raw[2]) > 0
+    near = clients["mlp2_near"].images
+    assert np.array_equal(near[1], np.roll(near[0], 1, axis=1)) and not np.array_equal(near[0], near[1])
 
 
 @pytest.mark.parametrize("kind", list(ZOO))
