@@ -133,20 +133,21 @@ def end_to_end_check(result, model, layer, gradients):
     """Recompute the sent gradients from ``result``'s batch and labels (see the module doc).
 
     Returns (passed, max relative mismatch over the parameters, per sample (b,) whether the model's
-    column matches the recovered one, or None, reason); ``passed`` is None when the check cannot be made (the reason says why).
+    column matches the recovered one, or None, reason, the samples' loss weights n_i / B or None
+    when each is 1/b̂); ``passed`` is None when the check cannot be made (the reason says why).
     """
     if result.approximate:
-        return None, None, None, "approximate mode"
+        return None, None, None, "approximate mode", None
     if result.labels is None:
-        return None, None, None, "no labels recovered"
+        return None, None, None, "no labels recovered", None
     if result.n_dependent_inputs:
-        return None, None, None, f"{result.n_dependent_inputs} dependent input(s): their weights are unknown"
+        return None, None, None, f"{result.n_dependent_inputs} dependent input(s): their weights are unknown", None
     try:
         found = recompute_gradients(model, layer, result.inputs, result.labels)
     except (RuntimeError, ValueError, IndexError, TypeError) as e:  # not the model's input shape
-        return None, None, None, f"the model cannot be run on the recovered batch ({str(e).splitlines()[0]})"
+        return None, None, None, f"the model cannot be run on the recovered batch ({str(e).splitlines()[0]})", None
     if found is None:
-        return None, None, None, "a deeper layer of a model with its own forward(): the network after it is unknown"
+        return None, None, None, "a deeper layer of a model with its own forward(): the network after it is unknown", None
     grads, columns = found
     recovered = torch.as_tensor(np.asarray(to_numpy(result.grad_Z), dtype=np.float64)).T
     # an input sent more than once: the client's mean weighed it so.  Not when the layer certifies
@@ -159,7 +160,7 @@ def end_to_end_check(result, model, layer, gradients):
         grads, columns = recompute_gradients(model, layer, result.inputs, result.labels, weights=weights)
     missing = [k for k in grads if k not in gradients]
     if missing:
-        return None, None, None, f"gradients lack {missing[:3]}"
+        return None, None, None, f"gradients lack {missing[:3]}", None
     sent_dtype = torch.as_tensor(gradients[layer.name + ".weight"]).dtype
     rtol = RTOL.get(sent_dtype, RTOL[torch.float32])
     mismatch = max(_relative(g, gradients[k]) for k, g in grads.items())
@@ -168,7 +169,7 @@ def end_to_end_check(result, model, layer, gradients):
     if weights is not None:
         reason += (f"; the {len(weights)} samples weighed as the client's batch of {int(round(1 / weights.min()))} "
                    "(an input sent twice, or a sample whose column is below rounding)")
-    return mismatch <= rtol, mismatch, per_sample <= rtol, reason
+    return mismatch <= rtol, mismatch, per_sample <= rtol, reason, weights
 
 
 def _resolved(result, gradients, layer, mismatch):
@@ -194,12 +195,16 @@ def _resolved(result, gradients, layer, mismatch):
 def certify_end_to_end(result, model, layer, gradients):
     """Update ``result``'s certificates (``exact``, ``certificate_reason``) with the end-to-end check
     of ``model``'s attacked ``layer`` (:class:`~gradinv.models.AttackableLayer`) against the
-    ``gradients`` sent; records the check's outcome in ``result.end_to_end``.  Returns ``result``."""
-    passed, mismatch, column_ok, reason = end_to_end_check(result, model, layer, gradients)
+    ``gradients`` sent; records the check's outcome in ``result.end_to_end`` and, when it passed, how
+    many times the client sent each recovered input (``result.multiplicity``; its sum is the client's
+    batch size).  Returns ``result``."""
+    passed, mismatch, column_ok, reason, weights = end_to_end_check(result, model, layer, gradients)
     rec = result.pipeline.named_steps["reconstruct"]
     result.end_to_end = ("passed: " if passed else "failed: " if passed is False else "not made: ") + reason
     if passed:  # the batch's match pins only the samples with a large enough share of the gradient
         column_ok = column_ok & _resolved(result, gradients, layer, mismatch)
+        result.multiplicity = (np.ones(len(column_ok), int) if weights is None
+                               else np.round(weights / weights.min()).astype(int))
         result.exact = column_ok.copy()
         result.certificate_reason = np.where(column_ok, "certified: end to end", "not certified: its share of the "
                                              "gradient is too small for the end-to-end check to pin it").astype(object)

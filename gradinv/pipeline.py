@@ -168,6 +168,9 @@ class InversionResult:
         :class:`~gradinv.reconstruct.InputReconstruction`)
     end_to_end : str, the outcome of the end-to-end check (:mod:`gradinv.end_to_end`)
     layer_exact : (b,) bool, the layer-level certificate alone (``exact`` before that check)
+    multiplicity : (b,) int, how many times the client sent each recovered input (an exact
+        duplicate with its label is one column, one input, sent twice), from the end-to-end check
+        when it passed (:func:`gradinv.end_to_end.sample_weights`); None where it was not made
     """
 
     inputs: object
@@ -189,6 +192,7 @@ class InversionResult:
     end_to_end: str = "not made: invert_layer alone (attack_model checks the model's gradients)"
     layer_exact: np.ndarray = None
     search_reason: str = ""
+    multiplicity: np.ndarray = None
 
 
 def _fit_detecting_noise(build, grad, approximate):

@@ -24,6 +24,8 @@ def add_parser(sub):
     a.add_argument("--max-grad-norm", type=float, default=1.0, help="DP-SGD clipping norm C (default: 1.0)")
     a.add_argument("--lr", type=float, default=0.01, help="local learning rate η for E > 1 (default: 0.01)")
     a.add_argument("--max-time", type=float, default=60.0, help="time bound of each cell's attack, s (default: 60)")
+    a.add_argument("--delta", type=float, default=1e-5, help="δ of the (ε, δ) the report gives per σ (default: 1e-5)")
+    a.add_argument("--rounds", type=int, default=1, help="rounds a client takes part in, for its ε (default: 1)")
     a.add_argument("--scheduler", help="address of a running Dask scheduler, tcp://HOST:PORT "
                    "(default: a LocalCluster on this machine)")
     a.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes (default: cores)")
@@ -39,7 +41,8 @@ def cmd_audit(args):
     s = run_audit(args.model_factory, args.data, args.out, batch_sizes=args.batch_sizes,
                   noise_multipliers=args.noise_multipliers, local_steps=args.local_steps, n_seeds=args.seeds,
                   state=args.state, layer=args.layer, max_grad_norm=args.max_grad_norm, lr=args.lr,
-                  max_time=args.max_time, scheduler=args.scheduler, n_workers=args.workers)
+                  max_time=args.max_time, scheduler=args.scheduler, n_workers=args.workers, delta=args.delta,
+                  rounds=args.rounds)
     print(f"{s.n_cells} cells: {s.n_computed} computed, {s.n_skipped} already in {s.out_dir / 'results.csv'}; "
           f"{s.wall_time_s:.1f} s; wrote {s.report}")
     for e in s.errors:

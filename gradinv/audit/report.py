@@ -20,11 +20,15 @@ from pathlib import Path
 import numpy as np
 
 from .files import CELLS, RESULTS, SETTINGS, read_results
+from .privacy import DEFAULT_DELTA, epsilon, format_epsilon
 
 CAVEAT = ("A cell this attack does not break is <b>not recovered by this attack within its bound</b> "
           "(max_time = {max_time:g} s per cell): that is not evidence that the setting protects the data. "
           "Other attacks, more time or more knowledge may recover more.")
 N_GRID_CELLS = 6
+APPROXIMATE_PSNR_DB = 20.0
+"""The PSNR above which the report counts a reconstruction as recognisable (arbitrary: a common
+threshold in the gradient-inversion literature, where 20 dB images are visibly the same)."""
 
 
 def _num(row):
@@ -86,6 +90,38 @@ def _partial_text(cells):
         return f"no sample exact; approximate reconstructions at mean PSNR {psnr:.0f} dB"
     return f"{100 * frac:.0f} % exact, the rest not recovered exactly by this attack within its bound " \
            f"(mean PSNR {psnr:.0f} dB)"
+
+
+def privacy_line(rows, n_samples, *, delta=DEFAULT_DELTA, rounds=1, psnr_db=APPROXIMATE_PSNR_DB):
+    """The report's first answer: the noise multiplier σ (and its ε at ``delta``: Opacus' accountant,
+    :mod:`gradinv.audit.privacy`) at which exact reconstruction stops, and the same for approximate
+    reconstruction above ``psnr_db``.  A client of ``n_samples`` samples takes part in ``rounds``
+    rounds of E DP-SGD steps on batches of b (q = b/n); ε is given for the batch size and E of the
+    strongest setting recovered (the largest ε over them)."""
+
+    def eps(s, cells):
+        return max(epsilon(s, r["batch_size"] / n_samples, rounds * r["local_steps"], delta) for r in cells)
+
+    sigmas = sorted({r["noise_multiplier"] for r in rows})
+    parts = []
+    for what, recovered in (("exact reconstruction", lambda c: c["exact_fraction"] == 1.0),
+                            (f"approximate reconstruction above {psnr_db:g} dB",
+                             lambda c: math.isfinite(c["psnr_db"]) and c["psnr_db"] >= psnr_db)):
+        broken = [s for s in sigmas if any(recovered(r) for r in rows if r["noise_multiplier"] == s)]
+        if not broken:
+            parts.append(f"{what}: not achieved by this attack at any σ tested")
+            continue
+        s = max(broken)
+        worst = format_epsilon(eps(s, [r for r in rows if r["noise_multiplier"] == s and recovered(r)]))
+        above = [t for t in sigmas if t > s]
+        if above:
+            nxt = [r for r in rows if r["noise_multiplier"] == above[0]]
+            parts.append(f"{what} up to σ = {s:g} (ε = {worst}); not recovered by this attack within its bound "
+                         f"from σ = {above[0]:g} (ε ≤ {format_epsilon(eps(above[0], nxt))})")
+        else:
+            parts.append(f"{what} at every σ tested, up to σ = {s:g} (ε = {worst})")
+    return (f"In (ε, δ = {delta:g}), {rounds} round{'s' if rounds > 1 else ''}, n = {n_samples} samples: "
+            + "; ".join(parts) + ".")
 
 
 def headline(rows):
@@ -252,8 +288,9 @@ table{border-collapse:collapse;font-size:0.85em}td,th{border:1px solid #ccc;padd
 img{max-width:100%}"""
 
 
-def write_report(out_dir):
-    """Write ``out_dir``/report.html from its results.csv and audit.json; return its path."""
+def write_report(out_dir, *, delta=DEFAULT_DELTA, rounds=1):
+    """Write ``out_dir``/report.html from its results.csv and audit.json; return its path.  ``delta``
+    and ``rounds`` (rounds a client takes part in) set the ε reported (:func:`privacy_line`)."""
     out_dir = Path(out_dir)
     settings = json.loads((out_dir / SETTINGS).read_text())
     rows = [_num(r) for r in read_results(out_dir / RESULTS)]
@@ -262,8 +299,10 @@ def write_report(out_dir):
     if not rows:
         parts.append("<p>No cell has finished yet.</p>")
     else:
+        first = ([privacy_line(rows, settings["n_samples"], delta=delta, rounds=rounds)]
+                 if "n_samples" in settings else [])
         parts.append("<div class='verdict'><h2>Verdict</h2><ul>"
-                     + "".join(f"<li><b>{html.escape(line)}</b></li>" for line in headline(rows))
+                     + "".join(f"<li><b>{html.escape(line)}</b></li>" for line in first + headline(rows))
                      + "</ul><p>Per number of local steps and σ:</p><ul>"
                      + "".join(f"<li>{line}</li>" for line in verdict_lines(rows)) + "</ul></div>")
     parts.append(f"<p class='caveat'>{CAVEAT.format(max_time=settings['max_time'])}</p>")

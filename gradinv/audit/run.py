@@ -25,6 +25,7 @@ import torch
 from ..io import load_tensors
 from .cells import AuditError, ClientSettings, attacked_layer, build_model, make_grid, run_cell, warm_up
 from .files import CELLS, FIELDS, RESULTS, SETTINGS, cell_key, read_results
+from .privacy import DEFAULT_DELTA
 from .report import write_report
 
 
@@ -130,17 +131,20 @@ def _client(scheduler, n_workers, n_cells):
 
 def run_audit(model_factory, data, out_dir, *, batch_sizes, noise_multipliers=(0.0,), local_steps=(1,), n_seeds=1,
               state=None, layer=None, max_grad_norm=1.0, lr=0.01, max_time=60.0, scheduler=None, n_workers=None,
-              report=True, progress=True):
+              report=True, progress=True, delta=DEFAULT_DELTA, rounds=1):
     """Audit ``model_factory`` (``"module:function"``) on ``data`` (.npz with x, y) over the grid
     b × σ × E × seeds; write ``out_dir``/results.csv (and report.html).  ``scheduler``: the address
     of a running Dask scheduler (``tcp://host:port``); default: a LocalCluster of ``n_workers``
-    processes.  Returns an :class:`AuditSummary`."""
+    processes.  The report states ε (Opacus' accountant) at ``delta`` for a client that takes part in
+    ``rounds`` rounds.  Returns an :class:`AuditSummary`."""
     start = time.perf_counter()
     out_dir = Path(out_dir)
     x, y = load_audit_data(data)
     _check_grid(batch_sizes, noise_multipliers, local_steps, n_seeds, len(x))
     if max_grad_norm <= 0 or lr <= 0 or max_time <= 0:
         raise AuditError(f"need max_grad_norm, lr and max_time > 0, got {max_grad_norm}, {lr}, {max_time}")
+    if not 0 < delta < 1 or rounds < 1:
+        raise AuditError(f"need 0 < delta < 1 and rounds >= 1, got {delta}, {rounds}")
     params = None if state is None else load_tensors(state)
     model = build_model(model_factory, params)
     target = attacked_layer(model, layer)
@@ -149,7 +153,7 @@ def run_audit(model_factory, data, out_dir, *, batch_sizes, noise_multipliers=(0
     settings = ClientSettings(model_factory, target.name, max_grad_norm=float(max_grad_norm), lr=float(lr),
                               max_time=float(max_time))
     record = dict(settings.to_dict(), state=None if state is None else str(state), state_sha256=_sha256(state),
-                  data=str(data), data_sha256=_sha256(data), sample_shape=list(x.shape[1:]),
+                  data=str(data), data_sha256=_sha256(data), sample_shape=list(x.shape[1:]), n_samples=len(x),
                   reason=target.reason)
     done = {cell_key(r) for r in _prepare_out_dir(out_dir, record)}
     grid = make_grid(batch_sizes, noise_multipliers, local_steps, n_seeds)
@@ -161,7 +165,7 @@ def run_audit(model_factory, data, out_dir, *, batch_sizes, noise_multipliers=(0
                            time.perf_counter() - start)
     if report:
 
-        summary.report = write_report(out_dir)
+        summary.report = write_report(out_dir, delta=delta, rounds=rounds)
     return summary
 
 

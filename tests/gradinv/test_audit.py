@@ -246,3 +246,26 @@ def test_verdict_never_calls_an_unbroken_cell_safe():
         "σ = 1: not recovered by this attack within its bound at any b and E tested"]
     text = " ".join(verdict_lines(rows) + headline(rows)).lower()
     assert "safe" not in text and "private" not in text and "protect" not in text
+
+
+def test_the_privacy_line_answers_in_epsilon_from_opacus_accountant():
+    """Exact reconstruction stops between σ = 1e-3 and 1e-2, approximate (≥ 20 dB) between 1e-2 and 1:
+    the line says so with the ε of Opacus' RDP accountant, and never calls a setting safe."""
+    from opacus.accountants import RDPAccountant
+
+    from gradinv.audit.privacy import epsilon
+    from gradinv.audit.report import privacy_line
+
+    def row(b, frac, psnr, sigma):
+        return dict(batch_size=b, noise_multiplier=sigma, local_steps=1, seed=0, exact_fraction=frac, psnr_db=psnr)
+
+    rows = [row(8, 1.0, 150.0, 1e-3), row(16, 0.5, 40.0, 1e-3), row(8, 0.0, 30.0, 1e-2),
+            row(8, 0.0, 12.0, 1.0), row(16, 0.0, float("nan"), 1.0)]
+    line = privacy_line(rows, n_samples=1000, delta=1e-5, rounds=10)
+    accountant = RDPAccountant()
+    accountant.history = [(1.0, 16 / 1000, 10)]
+    assert epsilon(1.0, 16 / 1000, 10, 1e-5) == accountant.get_epsilon(delta=1e-5)
+    assert f"from σ = 1 (ε ≤ {accountant.get_epsilon(delta=1e-5):.3g})" in line
+    assert "exact reconstruction up to σ = 0.001" in line and "from σ = 0.01" in line
+    assert "approximate reconstruction above 20 dB up to σ = 0.01" in line and "δ = 1e-05" in line
+    assert epsilon(0.0, 0.1, 1) == float("inf") and "safe" not in line.lower()

@@ -149,3 +149,21 @@ def test_sample_weights_read_the_multiplicities():
     assert sample_weights(columns, columns) is None
     scaled = sample_weights(columns, columns * 1.01)  # a scale that is no multiplicity weighs nothing twice
     assert scaled is None or np.all(scaled == scaled[0])
+
+
+def test_an_input_sent_twice_is_recovered_once_with_its_multiplicity():
+    """The same picture twice with its label: one column, one recovered input, multiplicity 2; the
+    multiplicities sum to the client's batch size and every distinct input is certified."""
+    from gradinv.victims import layer_gradient, parameter_gradients
+
+    v = make_victim("cross_entropy", batch_size=12, width=300, random_state=0)
+    x, labels = v.inputs.clone(), v.labels.clone()
+    x[1], labels[1] = x[0], labels[0]
+    v.model.zero_grad()
+    layer_gradient(v.model, v.layer_name, x, labels)
+    res, _ = attack_model(v.model, parameter_gradients(v.model), random_state=0, max_time=60)
+    assert res.batch_size == 11 and res.exact.all() and res.multiplicity.sum() == 12
+    ev = evaluate(x[1:], res.inputs, res.exact)
+    (twice,) = np.flatnonzero(res.multiplicity == 2)
+    assert ev["exact"] == 11 and ev["false_certificates"] == 0
+    assert torch.allclose(torch.as_tensor(res.inputs[twice]), x[0], rtol=0, atol=1e-8 * float(x[0].norm()))
