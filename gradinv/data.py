@@ -40,6 +40,20 @@ N_DIGITS = 1797
 DATASET_CROPS = 512
 
 
+SKIMAGE_MISSING = ("the simulated clients' images and crops need scikit-image, an optional extra: "
+                   "pip install 'spearkit[cases]'")
+
+
+def _skimage(module):
+    """``skimage.<module>``, or an ImportError that says how to install it (the ``cases`` extra)."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"skimage.{module}")
+    except ImportError as e:
+        raise ImportError(SKIMAGE_MISSING) from e
+
+
 def _check_source(source):
     if source not in SOURCES:
         raise ValueError(f"unknown image source {source!r}; choose one of {SOURCES}")
@@ -48,21 +62,20 @@ def _check_source(source):
 @lru_cache(maxsize=1)
 def photos():
     """The bundled colour photographs as float64 arrays in [0, 1], shape (H, W, 3)."""
-    import skimage.data
     from sklearn.datasets import load_sample_images
 
+    skimage_data = _skimage("data")
     images = [np.asarray(im, dtype=np.float64) / 255.0 for im in load_sample_images().images]
     for name in SKIMAGE_PHOTOS:
-        images.append(np.asarray(getattr(skimage.data, name)()[..., :3], dtype=np.float64) / 255.0)
+        images.append(np.asarray(getattr(skimage_data, name)()[..., :3], dtype=np.float64) / 255.0)
     return tuple(images)
 
 
 @lru_cache(maxsize=1)
 def grey_images():
     """scikit-image's bundled grey images (:data:`SKIMAGE_GREY`) in [0, 1], shape (H, W, 1)."""
-    import skimage.data
-
-    return tuple(np.asarray(getattr(skimage.data, name)(), dtype=np.float64)[..., None] / 255.0
+    skimage_data = _skimage("data")
+    return tuple(np.asarray(getattr(skimage_data, name)(), dtype=np.float64)[..., None] / 255.0
                  for name in SKIMAGE_GREY)
 
 
@@ -79,7 +92,7 @@ def crops(source, n_images, size=32, *, crop="random", random_state=None):
     """``n_images`` square crops of ``source``'s images, (n, size, size, C) in [0, 1], and the
     index of the image each came from (a natural class label).  ``crop``: "random" (a window of
     ``size`` to 8·``size`` pixels resized to ``size``) or "window" (a ``size``×``size`` window)."""
-    from skimage.transform import resize
+    resize = _skimage("transform").resize
 
     if crop not in ("random", "window"):
         raise ValueError(f"crop must be 'random' or 'window' for image sources, got {crop!r}")

@@ -68,3 +68,27 @@ def test_no_import_cycle():
     graph = module_graph()
     assert "gradinv.pipeline" in graph["gradinv.models"]  # the graph is read, relative imports resolved
     assert cycles(graph) == []
+
+
+def test_the_attack_imports_without_the_client_simulation_extra():
+    """scikit-image is an optional extra (``cases``): ``import gradinv`` and ``invert_layer`` need it not."""
+    import subprocess
+    import sys
+
+    code = ("import sys, gradinv; gradinv.invert_layer; from gradinv.models import attack_model; "
+            "assert not any(m == 'skimage' or m.startswith('skimage.') for m in sys.modules), 'skimage imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_without_scikit_image_the_simulated_clients_say_how_to_install_it(monkeypatch):
+    import sys
+
+    import pytest
+
+    from gradinv import data
+
+    monkeypatch.setitem(sys.modules, "skimage.data", None)  # as if scikit-image were not installed
+    data.grey_images.cache_clear()
+    with pytest.raises(ImportError, match=r"pip install 'spearkit\[cases\]'"):
+        data.grey_images()
+    data.grey_images.cache_clear()
