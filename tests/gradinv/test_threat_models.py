@@ -90,7 +90,7 @@ def test_fedavg_local_steps(client, epochs):
     mode); after five epochs the reconstruction is approximate (87.4 dB in docs/threat_models.md)."""
     gW, gb = fedavg_update(client.model, client.layer_name, client.inputs, client.labels, epochs=epochs,
                            minibatch_size=10, lr=0.001)
-    res = invert_layer(gW, gb, batch_size=20, approximate=True, random_state=0, max_time=30, **client.knowledge())
+    res = invert_layer(gW, gb, batch_size=20, approximate=True, random_state=0, max_time=60, **client.knowledge())
     ev = evaluate(client.inputs, res.inputs, res.exact)
     assert ev["certified"] == 0
     if epochs == 1:
