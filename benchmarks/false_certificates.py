@@ -13,6 +13,9 @@ Per trial it records the final certificates and the layer-level ones (``res.laye
 
     OMP_NUM_THREADS=1 python benchmarks/false_certificates.py --seeds 2 --out docs/false_certificates
     python benchmarks/false_certificates.py --quick --out /tmp/fc
+    python benchmarks/false_certificates.py --report --out docs/false_certificates   # tables from the rows
+
+One row per trial is appended to ``OUT.jsonl`` as it ends; a rerun skips the trials already there.
 """
 
 import argparse
@@ -32,6 +35,13 @@ from gradinv import GradientError
 from gradinv.metrics import evaluate
 from gradinv.models import attack_model
 from gradinv.victims import ZOO, _to_torch_images, layer_gradient, make_client, parameter_gradients
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _resumable import append_row, done_keys, read_rows  # noqa: E402
+
+KEY = ("kind", "b", "width", "seed", "how", "size")
+"""A trial of the grid: a row of ``OUT.jsonl`` with these values is not run again (each trial is
+bounded by ``--max-time``)."""
 
 PERTURBATIONS = {
     "none": [0.0],
@@ -165,26 +175,36 @@ def main(argv=None):
     p.add_argument("--perturbations", nargs="+", default=list(PERTURBATIONS), choices=list(PERTURBATIONS),
                    help="which perturbations (default: all)")
     p.add_argument("--quick", action="store_true", help="two kinds, one seed, one size each (a smoke run)")
-    p.add_argument("--out", type=Path, required=True, help="output stem: writes .json and .md")
+    p.add_argument("--report", action="store_true", help="only write the tables from the rows already in OUT.jsonl")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output stem: one row per trial in .jsonl (a rerun skips the trials already there), "
+                        "tables in .json and .md from every row of it")
     args = p.parse_args(argv)
     kinds = ["mlp2_digits", "mlp3_photos"] if args.quick else args.kinds
-    rows, start = [], time.perf_counter()
+    path, start = args.out.with_suffix(".jsonl"), time.perf_counter()
+    done, warm = done_keys(path, KEY), False
     meta = dict(date=datetime.date.today().isoformat(), command="python benchmarks/false_certificates.py "
                 + " ".join(argv if argv is not None else sys.argv[1:]), host=platform.node(), kinds=kinds,
                 batch_size=args.batch_size, width=args.width, seeds=args.seeds, max_time=args.max_time)
-    for kind in kinds:
+    for kind in [] if args.report else kinds:
         for seed in range(args.seeds):
+            todo = [(how, size) for how in args.perturbations
+                    for size in (PERTURBATIONS[how][:1] if args.quick else PERTURBATIONS[how])
+                    if (kind, args.batch_size, args.width, seed, how, size) not in done]
+            if not todo:
+                continue
             v = make_client(kind, batch_size=args.batch_size, width=args.width, random_state=seed)
-            if not rows:  # warm-up: the first search of a process pays for torch's start-up, not the attack's
+            if not warm:  # warm-up: the first search of a process pays for torch's start-up, not the attack's
                 trial(v, "none", 0.0, seed, max_time=60.0)
-            for how in args.perturbations:
-                for size in PERTURBATIONS[how][:1] if args.quick else PERTURBATIONS[how]:
-                    rows.append(trial(v, how, size, seed, max_time=args.max_time))
-                    r = rows[-1]
-                    print(f"{kind} seed {seed} {how} {size:g}: {r['mode']}, {r['certified']}/{r['n']} certified, "
-                          f"{r['false_certificates']} false (layer {r['layer_false_certificates']}), "
-                          f"{r['time']:.1f} s", flush=True)
-            lines = write(args.out, rows, {**meta, "total_time": time.perf_counter() - start})
+                warm = True
+            for how, size in todo:
+                r = {**trial(v, how, size, seed, max_time=args.max_time), "width": args.width}
+                append_row(path, r)
+                print(f"{kind} seed {seed} {how} {size:g}: {r['mode']}, {r['certified']}/{r['n']} certified, "
+                      f"{r['false_certificates']} false (layer {r['layer_false_certificates']}), "
+                      f"{r['time']:.1f} s", flush=True)
+    rows = read_rows(path)
+    lines = write(args.out, rows, {**meta, "total_time": time.perf_counter() - start})
     print("\n".join(lines))
     return rows
 
