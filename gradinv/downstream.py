@@ -63,9 +63,9 @@ class Downstream:
         Checked once on random activations: it must run, give (B × C) logits and be differentiable
         per sample (:func:`check_differentiable`); a failure names the layer or the reason.
         """
-        leaves = [m for m in module.modules() if len(list(m.children())) == 0 and not isinstance(m, nn.Identity)]
-        if len(leaves) == 1 and isinstance(leaves[0], nn.Linear):
-            return cls.linear(leaves[0].weight.detach().cpu().numpy())
+        linear = single_linear(module)
+        if linear is not None:
+            return cls.linear(linear.weight.detach().cpu().numpy())
         check_differentiable(module)
         down = cls(module=module)
         probe = torch.rand(2, n_neurons, dtype=torch.float64)
@@ -117,6 +117,12 @@ class Downstream:
         """W₂ᵀ (m' × C) of a linear downstream on ``rows``."""
         Wt = self.weight.T.to(dtype)
         return Wt if rows is None else Wt[rows]
+
+
+def single_linear(module):
+    """The ``nn.Linear`` that ``module`` amounts to (its one leaf besides ``nn.Identity``), or None."""
+    leaves = [m for m in module.modules() if len(list(m.children())) == 0 and not isinstance(m, nn.Identity)]
+    return leaves[0] if len(leaves) == 1 and isinstance(leaves[0], nn.Linear) else None
 
 
 def as_downstream(known, n_neurons):

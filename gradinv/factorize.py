@@ -338,9 +338,9 @@ class GradientFactorization(GradientStep):
             try:
                 b = estimate_batch_size(s, min_gap=self.min_gap, signal_floor=rounding)
             except NoRankGapError:
-                if not self.noise_rank or noise_edge_rank(s, (rows.size, n)) < 1:
+                b, source = (noise_edge_rank(s, (rows.size, n)) if self.noise_rank else 0), "noise edge"
+                if b < 1:
                     raise
-                b, source = noise_edge_rank(s, (rows.size, n)), "noise edge"
             L, S, R = self._factors(grad[:, :n], rows, gram, left, b)
             residual = residual_norm(grad[:, :n], rows, L, R)
         del gram

@@ -17,9 +17,9 @@ Measured for ``layer``: see :meth:`Knowledge.default_search`.
 
 from dataclasses import dataclass
 
-import numpy as np
+from torch import nn
 
-from .downstream import as_downstream
+from .downstream import Downstream, single_linear
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,12 @@ class Knowledge:
             return "classifier"
         if self.downstream is None:
             return "layer"
-        return "classifier" if as_downstream(self.downstream, np.shape(self.weight)[0]).is_linear else "network"
+        down = self.downstream  # read, not built: a Downstream, a network, or the classifier's W₂
+        if isinstance(down, Downstream):
+            linear = down.is_linear
+        else:
+            linear = not isinstance(down, nn.Module) or single_linear(down) is not None
+        return "classifier" if linear else "network"
 
     def default_search(self):
         """The strongest search this knowledge allows: the only place a default search is chosen.
