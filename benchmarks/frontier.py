@@ -27,7 +27,9 @@ an exact duplicate counted once, ``distinct`` in the row), then for b ≤ ``--sp
 kinds and seeds** per (m, b) (the least exact fraction, the kind and seed that gave it, the
 longest time), then the per-kind table (min / median over seeds), then every row.  Cells whose
 b exceeds a kind's largest batch (b ≤ n, the attacked layer's inputs: 64 for digits) are listed
-as skipped.
+as skipped.  ``--knowledge layer`` gives the attack the attacked layer's dL/dW, dL/db, W and b
+alone (``invert_layer``, SPEAR++'s knowledge: nothing downstream), the gradient-only benchmark of
+``docs/gradient_only.md``.
 
     python benchmarks/frontier.py                      # the documented grid (long)
     python benchmarks/frontier.py --quick              # smoke run (seconds)
@@ -127,22 +129,31 @@ def zoo_kinds(patterns):
 
 
 def attack_client(v, seed, args, **kwargs):
-    """(row fields, error) of ``attack_model`` on the client's gradients, evaluated against v.inputs."""
-    model, grads = v.model, v.gradients
-    if args.device != "cpu":
-        model, grads = model.to(args.device), {k: t.to(args.device) for k, t in grads.items()}
+    """(row fields, error) of the attack on the client's gradients, evaluated against v.inputs: with
+    ``--knowledge model`` ``attack_model(v.model, v.gradients)``, as a user would; with ``layer``
+    ``invert_layer`` on the attacked layer's dL/dW, dL/db, W and b alone (SPEAR++'s knowledge)."""
     t0 = time.perf_counter()
     try:
-        res, layer = attack_model(model, grads, random_state=seed, **kwargs)
+        if args.knowledge == "layer":
+            W, bias = (to_device(t.detach(), args.device) for t in (v.layer.weight, v.layer.bias))
+            res = invert_layer(to_device(v.grad_W, args.device), to_device(v.grad_b, args.device), weight=W,
+                               bias=bias, random_state=seed, **kwargs)
+            layer_name = v.layer_name
+        else:
+            model, grads = v.model, v.gradients
+            if args.device != "cpu":
+                model, grads = model.to(args.device), {k: t.to(args.device) for k, t in grads.items()}
+            res, layer = attack_model(model, grads, random_state=seed, **kwargs)
+            layer_name = layer.name
     except GradientError as err:  # e.g. no exact column found within the bound: a failed row, not a crash
-        return dict(solver=kwargs.get("solver", "auto"), exact=0.0, certified=0.0, false_certificates=0,
+        return dict(solver=kwargs.get("solver") or "auto", exact=0.0, certified=0.0, false_certificates=0,
                     time=time.perf_counter() - t0, error=str(err))
     distinct = distinct_inputs(v.inputs)
     ev = evaluate(distinct, res.inputs, res.exact)
     b = len(distinct)
-    return dict(solver=res.solver, layer=layer.name, exact=ev["exact"] / b, certified=ev["certified"] / b,
+    return dict(solver=res.solver, layer=layer_name, exact=ev["exact"] / b, certified=ev["certified"] / b,
                 false_certificates=ev["false_certificates"], psnr=ev["psnr"], time=res.time, distinct=b,
-                n_dependent_inputs=res.n_dependent_inputs, **search_progress(res))
+                n_dependent_inputs=res.n_dependent_inputs, search_reason=res.search_reason, **search_progress(res))
 
 
 def distinct_inputs(inputs):
@@ -159,7 +170,8 @@ def run_client(kind, m, b, seed, args):
     torch.set_default_dtype(torch.float64)
     v = make_client(kind, batch_size=b, width=m, random_state=seed)
     t_svd = svd_time(to_device(v.grad_W, args.device))
-    row = dict(victim=kind, m=m, b=b, seed=seed, **attack_client(v, seed, args, max_time=args.max_time))
+    row = dict(victim=kind, m=m, b=b, seed=seed,
+               **attack_client(v, seed, args, solver=args.solver, max_time=args.max_time))
     row.update(svd_time=t_svd, time_over_svd=row["time"] / t_svd,
                grad_mb=v.grad_W.numel() * v.grad_W.element_size() / 2**20)
     if b <= args.spear_max_b:
@@ -325,8 +337,9 @@ def run_header(rows, device):
             + "\n".join(f"- `{c}`" for c in commands))
 
 
-KEY = ("victim", "m", "b", "seed", "solver_asked")
-"""A cell of the grid: a row of the file with these values is not run again."""
+KEY = ("victim", "m", "b", "seed", "solver_asked", "knowledge")
+"""A cell of the grid: a row of the file with these values is not run again (``knowledge`` is
+written only for ``--knowledge layer``: absent means the whole model)."""
 
 
 def grid(args):
@@ -360,7 +373,8 @@ def run_grid(args, argv):
     done = done_keys(path, KEY)
     worker = "run_client" if args.zoo is not None else "run_one"
     cells = grid(args)
-    todo = [c for c in cells if (*c[:4], asked) not in done]
+    knowledge = "layer" if args.knowledge == "layer" else None
+    todo = [c for c in cells if (*c[:4], asked, knowledge) not in done]
     print(f"{path}: {len(cells) - len(todo)} of {len(cells)} cells already there, {len(todo)} to run", flush=True)
     for kind, m, b, seed, skip in todo:
         if skip:
@@ -375,6 +389,8 @@ def run_grid(args, argv):
                            false_certificates=0, time=cell_cap(args), error=f"cell cap {cell_cap(args):.0f} s reached")
         row.update(solver_asked=asked, mode="zoo" if args.zoo is not None else "victims",
                    command=command_line(argv), date=str(datetime.date.today()))
+        if knowledge:
+            row["knowledge"] = knowledge
         append_row(path, row)
         print(json.dumps(row), flush=True)
 
@@ -426,6 +442,9 @@ def main(argv=None):
                    help="also measure each informed attack's peak memory in a fresh process (benchmarks/peak_memory.py)")
     p.add_argument("--zoo", nargs="*", metavar="KIND",
                    help="zoo mode: these kinds of gradinv.victims.ZOO (names or patterns; none given: all)")
+    p.add_argument("--knowledge", choices=["model", "layer"], default="model",
+                   help="zoo mode: what the server is given: the whole model (attack_model, default) or the "
+                        "attacked layer's W and b only (invert_layer: SPEAR++'s knowledge, no downstream)")
     p.add_argument("--quick", action="store_true", help="tiny smoke run")
     args = p.parse_args(argv)
     if args.quick and args.zoo is not None:

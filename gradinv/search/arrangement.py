@@ -69,7 +69,7 @@ ALTERNATIONS = 20
 --passes 0 4 8 12 20 40 80`` (one round of 100 starts, each rounded and compared with the true
 columns; random_upstream, m = 1000, seed 0): 2 / 8 / 10 / 11 / 15 / 16 / 20 distinct true columns
 in 1.4 / 5.9 / 8.9 / 11.5 / 15.5 / 33 / 56 s (the soft-mask descent this replaced: 1); over a whole
-search (``benchmarks/gradient_only.py``, b = 150) 4 passes stagnated at 80 columns, 20 found all 150."""
+search (random-upstream client, b = 150, ``docs/gradient_only.md``) 4 passes stagnated at 80 columns, 20 found all 150."""
 IRLS_STEPS = 3
 """Reweighted inverse iterations per q-step (arbitrary, not measured; the passes, :data:`ALTERNATIONS`, are)."""
 IRLS_FLOOR = 1e-3

@@ -1,8 +1,5 @@
 """SPEAR++ (solver="spear++") and the gradient-only arrangement search (solver="cells") on tiny clients."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -12,16 +9,13 @@ from gradinv.search import arrangement as cells
 from gradinv.search.arrangement import drifted_rows, is_cell
 from gradinv.metrics import evaluate
 from gradinv.search.spearpp import l1_sphere_radam
-
-ROOT = Path(__file__).resolve().parents[2]
+from gradinv.victims import make_client
 
 
 def _deep_client(batch_size, width, depth, seed):
-    """A cross-entropy MLP of ``depth`` Linear layers at initialisation, the benchmark's client."""
-    spec = importlib.util.spec_from_file_location("gradient_only", ROOT / "benchmarks" / "gradient_only.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.make_deep_client(f"mlp{depth}", batch_size, width, seed)
+    """(inputs, dL/dW, dL/db, W, b) of the first Linear of the zoo's cross-entropy MLP of ``depth`` layers."""
+    v = make_client(f"mlp{depth}_photos", batch_size=batch_size, width=width, random_state=seed)
+    return v.inputs, v.grad_W, v.grad_b, v.layer.weight.detach(), v.layer.bias.detach()
 
 
 @pytest.fixture(scope="module")
