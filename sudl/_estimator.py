@@ -8,7 +8,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._array_api import array_namespace, device, to_numpy
 from ._validation import check_matrix
 from ._whitening import whiten
-from .rounding import count_zeros, default_zero_tol, min_exact_zeros, round_directions
+from .rounding import count_zeros, default_zero_tol, min_exact_zeros, round_directions, zeros_determine
 from .solvers import SOLVERS, solve
 
 
@@ -85,7 +85,8 @@ class SparselyUsedDictionaryLearning(TransformerMixin, BaseEstimator):
     n_zeros_ : ndarray of int (n_features,)
         Exact zeros of each atom's code on the training data.
     exact_ : ndarray of bool (n_features,)
-        Certificate: the atom's code vanishes exactly on more than n_features samples.
+        Certificate: the atom's code vanishes exactly on more than n_features samples, and those
+        samples determine it (:func:`sudl.rounding.zeros_determine`: no combination of atoms).
     n_iter_ : int
         Solver iterations (largest over the runs).
     n_features_in_ : int
@@ -144,7 +145,7 @@ class SparselyUsedDictionaryLearning(TransformerMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         zero_tol = self.zero_tol or default_zero_tol(float(xp.finfo(Y.dtype).eps))
         # Restarts pool their (rounded) directions; stop as soon as n_features independent ones are exact.
-        W, n_zeros, runs = None, np.zeros(0, dtype=int), []
+        W, n_zeros, exact, runs = None, np.zeros(0, dtype=int), np.zeros(0, dtype=bool), []
         for _ in range(self.n_restarts):
             run = solve(white.Y_white, self.solver, random_state=rng, max_iter=self.max_iter, tol=self.tol,
                         **(self.solver_options or {}))
@@ -154,13 +155,13 @@ class SparselyUsedDictionaryLearning(TransformerMixin, BaseEstimator):
             if self.rounding == "sampling":
                 rounded = round_directions(white.Y_white, run.directions, random_state=rng, zero_tol=zero_tol,
                                            **(self.rounding_options or {}))
-                D, z = rounded.directions, rounded.n_zeros
+                D, z, e = rounded.directions, rounded.n_zeros, rounded.exact
             else:
                 D = run.directions
                 z = to_numpy(count_zeros(white.Y_white @ D.T, zero_tol)).astype(int)
+                e = (z >= min_exact_zeros(n_features)) & zeros_determine(white.Y_white, D, zero_tol)
             W = D if W is None else xp.concat([W, D], axis=0)
-            n_zeros = np.concatenate([n_zeros, z])
-            exact = n_zeros >= min_exact_zeros(n_features)
+            n_zeros, exact = np.concatenate([n_zeros, z]), np.concatenate([exact, e])
             if len(select_independent(to_numpy(W)[exact], n_zeros[exact])) == n_features:
                 break
 

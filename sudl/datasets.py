@@ -1,10 +1,12 @@
 """Synthetic data for complete sparsely-used dictionary learning."""
 
 import numpy as np
+import scipy.stats
 from sklearn.utils import check_random_state
 
 
-def make_sparsely_used_signal(n_samples, n_features, *, density=0.5, dictionary="gaussian", random_state=None):
+def make_sparsely_used_signal(n_samples, n_features, *, density=0.5, dictionary="gaussian", support_correlation=0.0,
+                              random_state=None):
     """Draw Y = code @ dictionary with a Bernoulli(density)–Gaussian code.
 
     Parameters
@@ -15,6 +17,12 @@ def make_sparsely_used_signal(n_samples, n_features, *, density=0.5, dictionary=
         Probability that a code entry is non-zero (ReLU gradients: about 0.5).
     dictionary : {"gaussian", "orthogonal"}
         Gaussian atoms of unit norm (complete, not orthogonal), or a Haar-random orthogonal matrix.
+    support_correlation : float in [0, 1)
+        ρ: code entry (i, j) is used iff √ρ·u_i + √(1−ρ)·e_ij > t, with u_i one Gaussian per
+        sample, e_ij independent and t the (1 − density) quantile, so every entry keeps its
+        density while the supports of the atoms' codes overlap more as ρ grows (0: independent
+        Bernoulli).  The gradient of a batch of similar images has such supports: a neuron
+        active for one image is likely active for the others (``docs/sudl_benchmark.md``).
     random_state : int, RandomState instance or None
 
     Returns
@@ -27,6 +35,8 @@ def make_sparsely_used_signal(n_samples, n_features, *, density=0.5, dictionary=
         raise ValueError(f"density must be in (0, 1], got {density}")
     if dictionary not in ("gaussian", "orthogonal"):
         raise ValueError(f"dictionary must be 'gaussian' or 'orthogonal', got {dictionary!r}")
+    if not 0 <= support_correlation < 1:
+        raise ValueError(f"support_correlation must be in [0, 1), got {support_correlation}")
     rng = check_random_state(random_state)
     D = rng.standard_normal((n_features, n_features))
     if dictionary == "orthogonal":
@@ -34,7 +44,14 @@ def make_sparsely_used_signal(n_samples, n_features, *, density=0.5, dictionary=
         D = Q * np.sign(np.diag(R))
     else:
         D /= np.linalg.norm(D, axis=1, keepdims=True)
-    code = rng.standard_normal((n_samples, n_features)) * (rng.random((n_samples, n_features)) < density)
+    values = rng.standard_normal((n_samples, n_features))
+    if support_correlation == 0:
+        used = rng.random((n_samples, n_features)) < density
+    else:
+        rho = float(support_correlation)
+        latent = rho**0.5 * rng.standard_normal((n_samples, 1)) + (1 - rho) ** 0.5 * rng.standard_normal(values.shape)
+        used = latent > scipy.stats.norm.ppf(1 - density)
+    code = values * used
     return code @ D, code, D
 
 

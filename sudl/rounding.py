@@ -1,9 +1,11 @@
 """Rounding: turn approximate sparsifying directions into exact ones, and certify them.
 
 A direction w (a row, in whitened coordinates) is *exact* when its code column y = Ȳ w
-vanishes (|y_j| ≤ ``zero_tol``·max|y|) on at least ``min_zeros`` non-zero samples.  Any
-n−1 samples define a kernel direction, so n or more exact zeros is a non-generic event:
-it certifies that y is an exactly sparse vector of the row space.
+vanishes (|y_j| ≤ ``zero_tol``·max|y|) on at least ``min_zeros`` non-zero samples and those
+samples span w^⊥ (:func:`zeros_determine`).  Any n−1 samples define a kernel direction, so n or
+more exact zeros is a non-generic event; that they span w^⊥ says w is the only direction
+vanishing on them, which a combination of two atoms is not: it vanishes on their common zeros
+(a quarter of the samples at density ½), and so does every other direction in their span.
 
 Three stages, all matrix products, batched over directions or candidates:
 
@@ -22,7 +24,8 @@ import numpy as np
 
 from ._array_api import array_namespace, device, to_numpy
 
-__all__ = ["RoundingResult", "count_zeros", "kernel_direction", "min_exact_zeros", "round_directions"]
+__all__ = ["RoundingResult", "count_zeros", "kernel_direction", "min_exact_zeros", "round_directions",
+           "zeros_determine", "MAX_LEVERAGE"]
 
 
 @dataclass
@@ -53,6 +56,56 @@ def count_zeros(codes, zero_tol, active=None):
     if active is not None:
         is_zero = is_zero & active[:, None]
     return xp.sum(xp.astype(is_zero, xp.int64), axis=0)
+
+
+MAX_LEVERAGE = 1 - 1e-9
+"""Leave-one-out test of a zero set: a zero sample of leverage h leaves, when dropped, the kernel
+one-dimensional with a gap √(1 − h) ≥ 3e-5 (``docs/certificates.md``: no false certificate in the
+fuzz with it)."""
+LEVERAGE_CHECK = 0.99
+"""Leverages above this, computed from the Gram matrix, are computed again from an SVD of the zero
+samples: the Gram's eigenvectors are accurate to about eps·cond, too coarse to compare with
+:data:`MAX_LEVERAGE` (a true atom's zero samples, ~p/2 of them in n − 1 dimensions, have leverages
+near (n − 1)/(p/2), far below)."""
+
+
+def zeros_determine(Y_white, W, zero_tol, active=None, max_leverage=MAX_LEVERAGE):
+    """Whether the zero samples of each row w of ``W`` determine it robustly: they (rows of Ȳ
+    scaled to unit norm) span w^⊥, and still do with any one of them left out.
+
+    Any n − 1 samples have a kernel direction; so does any set of samples spanning only n − 1
+    dimensions, whatever its size (a combination of atoms vanishes on their common zeros, and
+    when supports are correlated, samples using few atoms give other exactly sparse directions).
+    A true atom vanishes on ~p/2 samples in general position, where no sample alone carries a
+    dimension (leverage < ``max_leverage``).  The rank counts singular values above √``zero_tol``
+    of the largest.
+    """
+    xp = array_namespace(Y_white)
+    n = Y_white.shape[1]
+    if n == 1:
+        return np.ones(W.shape[0], dtype=bool)
+    unit = Y_white / xp.maximum(xp.linalg.vector_norm(Y_white, axis=1, keepdims=True),
+                                xp.asarray(np.finfo(np.float64).tiny, dtype=Y_white.dtype, device=device(Y_white)))
+    A = xp.abs(Y_white @ W.T)
+    is_zero = A <= zero_tol * xp.max(A, axis=0)[None, :]
+    if active is not None:
+        is_zero = is_zero & active[:, None]
+    out = []
+    for lo, hi in _chunks(W.shape[0], Y_white.shape[0], n):
+        mask = xp.astype(xp.matrix_transpose(is_zero[:, lo:hi]), Y_white.dtype)  # c × p
+        B = mask[:, :, None] * unit[None, :, :]
+        lam, V = xp.linalg.eigh(xp.matrix_transpose(B) @ B)  # ascending; λ_0 is w's own (zero) direction
+        spans = to_numpy(lam[:, 1] > zero_tol * lam[:, -1])
+        coords = (B @ V[:, :, 1:]) / xp.sqrt(xp.maximum(lam[:, None, 1:], xp.asarray(np.finfo(np.float64).tiny,
+                                                                                      dtype=lam.dtype,
+                                                                                      device=device(lam))))
+        leverage = to_numpy(xp.max(xp.sum(coords * coords, axis=2), axis=1))
+        for i in np.flatnonzero(spans & (leverage > LEVERAGE_CHECK)):
+            rows = to_numpy(unit)[to_numpy(is_zero[:, lo + int(i)])]
+            U, sv, _ = np.linalg.svd(rows, full_matrices=False)
+            leverage[i] = float(np.max(np.sum(U[:, : n - 1] ** 2, axis=1)))
+        out.append(spans & (leverage < max_leverage))
+    return np.concatenate(out)
 
 
 def kernel_direction(A):
@@ -170,7 +223,7 @@ def round_directions(
     Returns a :class:`RoundingResult`; ``exact[i]`` certifies that Ȳ w_i has at least
     ``min_zeros`` (default n_features + 1) exact zeros among the distinct non-zero samples
     (zero samples and repeats of a sample are ignored in every count: they would make any
-    direction look sparse).  A direction that ends uncertified is returned as it was given:
+    direction look sparse) and that they determine w_i (:func:`zeros_determine`).  A direction that ends uncertified is returned as it was given:
     rounding only replaces what it can make exact.
     """
     from sklearn.utils import check_random_state
@@ -210,7 +263,7 @@ def round_directions(
                     n_zeros[i] = int(to_numpy(count_zeros(Y_white @ w[:, None], zero_tol, active))[0])
             rows.append(w)
         W = xp.stack(rows)
-    exact = n_zeros >= min_zeros
+    exact = (n_zeros >= min_zeros) & zeros_determine(Y_white, W, zero_tol, active)
     if not exact.all():  # keep the given direction where rounding found nothing exact
         keep = xp.asarray(exact, device=device(W))[:, None]
         W = xp.where(keep, W, given)
