@@ -21,12 +21,9 @@ Two tests, both necessary conditions that a true column g_j = L q_j of dL/dZ mee
 import numpy as np
 
 from sudl._array_api import array_namespace, device, svd, to_numpy
-from sudl.rounding import MAX_LEVERAGE
+from sudl.rounding import MAX_BLOCK, MAX_LEVERAGE
 
 
-MAX_BLOCK = 3
-"""Largest block of samples sharing one zero set (near-duplicate inputs) found and proved as a span
-(arbitrary, not measured: the proof's cost grows with the block's size)."""
 
 
 def zero_set_kernels(L, directions, zero_tol, *, max_dim=MAX_BLOCK, max_leverage=MAX_LEVERAGE):

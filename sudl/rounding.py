@@ -25,7 +25,7 @@ import numpy as np
 from ._array_api import array_namespace, device, to_numpy
 
 __all__ = ["RoundingResult", "count_zeros", "kernel_direction", "min_exact_zeros", "round_directions",
-           "zeros_determine", "MAX_LEVERAGE"]
+           "zeros_determine", "block_kernel", "split_block", "MAX_BLOCK", "MAX_LEVERAGE"]
 
 
 @dataclass
@@ -108,6 +108,89 @@ def zeros_determine(Y_white, W, zero_tol, active=None, max_leverage=MAX_LEVERAGE
     return np.concatenate(out)
 
 
+MAX_BLOCK = 3
+"""Largest block of atoms sharing one zero set that is split or proved as a span (arbitrary, not
+measured: the split tries (d − 1)-subsets of samples and the proof's cost grows with the block)."""
+BLOCK_SUBSETS = 512
+"""(d − 1)-subsets of a block's own samples tried when d ≥ 3 (d = 2 tries every sample)."""
+
+
+def block_kernel(Y_white, w, zero_tol, active=None, max_dim=MAX_BLOCK):
+    """An orthonormal basis K (n × d) of the directions vanishing on the samples where Ȳ w is at zero
+    level (a gap of the sorted |Ȳ w|, :func:`_zero_levels`), when 2 ≤ d ≤ ``max_dim``: a *block*,
+    the span of d atoms whose codes share those zeros, as the gradients of near-duplicate images
+    do; else None.  The direction need not be exact: descents settle inside a block's span on its
+    shared zeros, at a combination of its atoms; a sample that alone carries a dimension of the
+    zeros' span (leverage > :data:`MAX_LEVERAGE`, a sample below the gap by chance) is left out."""
+    xp = array_namespace(Y_white)
+    n = Y_white.shape[1]
+    for rows in _zero_levels(Y_white, w, active):
+        rows = np.asarray(to_numpy(rows), dtype=np.float64)
+        rows = rows[np.linalg.norm(rows, axis=1) > 0]
+        if rows.shape[0] < n - max_dim:
+            continue
+        rows = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+        rank = n
+        while rows.shape[0] >= max(n - max_dim, 1):  # a sample that alone carries a dimension is no shared zero: leave it out
+            U, sv, Vh = np.linalg.svd(rows, full_matrices=True)
+            rank = int(np.sum(sv > zero_tol**0.5 * sv[0]))
+            alone = np.sum(U[:, :rank] ** 2, axis=1) > MAX_LEVERAGE
+            if not alone.any() or n - rank > max_dim:
+                break
+            rows = rows[~alone]
+        if 2 <= n - rank <= max_dim and rows.shape[0] >= max(n - max_dim, 1):
+            return Vh[rank:].T
+    return None
+
+
+def split_block(Y_white, K, zero_tol, *, active=None, rng=None, n_subsets=BLOCK_SUBSETS):
+    """The atoms inside the block K (n × d, :func:`block_kernel`): unit rows w = K c whose zero
+    samples determine them (:func:`zeros_determine`), each once, most zeros first.
+
+    Every direction of K vanishes on the block's shared zeros; an atom vanishes besides on zeros of
+    its own, samples k where (Ȳ K)_k c = 0.  So c is the kernel of d − 1 samples outside the shared
+    zeros: every sample when d = 2, ``n_subsets`` random (d − 1)-subsets when d ≥ 3.
+    """
+    from sklearn.utils import check_random_state
+
+    rng = check_random_state(rng)
+    xp = array_namespace(Y_white)
+    Yh = np.asarray(to_numpy(Y_white), dtype=np.float64)
+    n, d = K.shape
+    C = Yh @ K
+    norms = np.linalg.norm(C, axis=1)
+    own = norms > zero_tol * norms.max()
+    if active is not None:
+        own &= to_numpy(active)
+    idx = np.flatnonzero(own)
+    if idx.size < d - 1:
+        return np.zeros((0, n)), np.zeros(0, dtype=int)
+    if d == 2:
+        c = C[idx][:, ::-1] * np.array([-1.0, 1.0])
+    else:
+        subsets = np.argsort(rng.random((n_subsets, idx.size)), axis=1)[:, : d - 1]
+        c = np.asarray(to_numpy(kernel_direction(xp.asarray(C[idx[subsets]]))))
+    W = c @ K.T
+    W /= np.linalg.norm(W, axis=1, keepdims=True)
+    codes = np.abs(Yh @ W.T)
+    zeros = (codes <= zero_tol * codes.max(axis=0)) & (np.ones(len(Yh), bool) if active is None
+                                                        else to_numpy(active))[:, None]
+    n_zeros = zeros.sum(axis=0)
+    kept = []
+    for i in np.argsort(-n_zeros, kind="stable"):
+        if n_zeros[i] < min_exact_zeros(n):
+            break
+        if all(abs(float(W[i] @ W[j])) < 1 - 1e-9 for j in kept):
+            kept.append(int(i))
+        if len(kept) == d:
+            break
+    if kept:
+        kept = [i for i, ok in zip(kept, zeros_determine(Y_white, xp.asarray(W[kept], dtype=Y_white.dtype,
+                                                                             device=device(Y_white)),
+                                                         zero_tol, active)) if ok]
+    return W[kept].reshape(len(kept), n), n_zeros[kept].astype(int)
+
+
 def kernel_direction(A):
     """Unit vector(s) q minimising ‖A q‖ for A (..., r, n): the kernel direction when r = n − 1.
 
@@ -131,8 +214,9 @@ def _irls(Y_white, W, n_iter, *, zero_tol, active, min_zeros):
     """Batched IRLS for min ‖Ȳ w‖₁ on the sphere, warm-started at the rows of W.
 
     Each iteration: w ← smallest eigenvector of M = Bᵀ B, B = diag(√weights) Ȳ.  A direction
-    leaves the loop once its code y = Ȳ w is exact (≥ ``min_zeros`` exact zeros) and its
-    zero count stopped growing: its support is settled and the kernel polish makes it exact
+    leaves the loop once its code y = Ȳ w is exact (≥ ``min_zeros`` exact zeros that determine
+    it, :func:`zeros_determine`) and its zero count stopped growing: its support is settled and
+    the kernel polish makes it exact
     (on the sudl benchmark's density-0.5 data, p = 10·n·ln n, that happens after 16 of the 30
     iterations at n = 100 and 17 at n = 200, with the zero set of the 30th).
     """
@@ -155,6 +239,10 @@ def _irls(Y_white, W, n_iter, *, zero_tol, active, min_zeros):
             y = xp.abs(Y_white @ w.T)
             z = to_numpy(count_zeros(y, zero_tol, active)).astype(int)
             settled = (z >= min_zeros) & (z == zeros)
+            if settled.any():  # a block's shared zeros settle first: its atoms' own are still to come
+                rows = np.flatnonzero(settled)
+                settled[rows] = zeros_determine(Y_white, xp.take(w, xp.asarray(rows, device=device(w)), axis=0),
+                                                zero_tol, active)
             zeros = z
             if settled.any():
                 done_rows.append(xp.take(w, xp.asarray(np.flatnonzero(settled), device=device(w)), axis=0))
@@ -170,28 +258,49 @@ def _irls(Y_white, W, n_iter, *, zero_tol, active, min_zeros):
     return xp.concat(out, axis=0)
 
 
-def _polish(Y_white, w, zero_tol, active):
-    """Kernel direction of Ȳ on the samples where Ȳ w is at zero level.
+POLISH_CUTS = 4
+"""Zero levels tried by the kernel polish and the block test, largest gap first (a block's shared zeros are sharper than
+its atoms' own: their gap comes first and leaves a kernel of dimension ≥ 2)."""
 
-    The zero level is the largest relative gap in the sorted |Ȳ w| (over at least n−1
-    samples), so a direction that is right to a few digits becomes exact.  Returns the new
-    direction if it has at least as many exact zeros as ``w`` (it is the least singular
-    vector of those rows, so its zeros are the sharper), else ``w``.
-    """
+
+def _zero_levels(Y_white, w, active):
+    """The samples (rows of Ȳ) below each of the :data:`POLISH_CUTS` largest relative gaps of the
+    sorted |Ȳ w| (at least n − 1 samples), largest gap first: the candidate zero sets of w."""
     xp = array_namespace(Y_white)
     n = Y_white.shape[1]
     y = to_numpy(xp.abs(Y_white @ w))
-    idx = np.flatnonzero(to_numpy(active))
+    idx = np.flatnonzero(to_numpy(active)) if active is not None else np.arange(y.size)
     a = np.sort(y[idx]) / max(float(y.max()), np.finfo(float).tiny)
-    if n == 1 or a.size <= n - 1:  # in one dimension every direction is ±1 already
-        return w
+    if n == 1 or a.size <= n - 1:
+        return
     gaps = a[n - 1 :] / np.maximum(a[n - 2 : -1], np.finfo(float).tiny)
-    k = n - 1 + int(np.argmax(gaps))  # a[:k] is the zero level
-    rows = idx[np.argsort(y[idx], kind="stable")[:k]]
-    q = kernel_direction(xp.take(Y_white, xp.asarray(rows, device=device(Y_white)), axis=0))
-    q = q * xp.sign(xp.sum(q * w))
-    before, after = (to_numpy(count_zeros(Y_white @ v[:, None], zero_tol, active))[0] for v in (w, q))
-    return q if after >= before else w
+    order = idx[np.argsort(y[idx], kind="stable")]
+    for cut in np.argsort(-gaps, kind="stable")[:POLISH_CUTS]:
+        yield xp.take(Y_white, xp.asarray(order[: n - 1 + int(cut)], device=device(Y_white)), axis=0)
+
+
+def _polish(Y_white, w, zero_tol, active):
+    """Kernel direction of Ȳ on the samples where Ȳ w is at zero level.
+
+    The zero level is a large relative gap in the sorted |Ȳ w| (:func:`_zero_levels`): the largest
+    whose samples below it leave a one-dimensional kernel (a cut at a block's shared zeros leaves a
+    larger one), so a direction that is right to a few digits becomes exact.  Returns the new
+    direction if it has at least as many exact zeros as ``w`` (it is the least singular vector of
+    those rows, so its zeros are the sharper), else ``w``.
+    """
+    xp = array_namespace(Y_white)
+    n = Y_white.shape[1]
+    if n == 1:  # in one dimension every direction is ±1 already
+        return w
+    for rows in _zero_levels(Y_white, w, active):
+        _, sv, Vh = xp.linalg.svd(rows, full_matrices=rows.shape[0] < n)
+        if n - int(np.sum(to_numpy(sv) > zero_tol**0.5 * float(sv[0]))) != 1:  # not one direction: a block's zeros
+            continue
+        q = Vh[-1, :]
+        q = q * xp.sign(xp.sum(q * w))
+        before, after = (to_numpy(count_zeros(Y_white @ v[:, None], zero_tol, active))[0] for v in (w, q))
+        return q if after >= before else w
+    return w
 
 
 def _sample_kernels(Y_white, w, *, rng, n_samples, pool_fraction, active_idx):
@@ -217,13 +326,16 @@ def round_directions(
     n_irls=30,
     n_samples=64,
     pool_fraction=0.35,
+    split_blocks=True,
 ):
     """Round approximate directions ``W`` (rows) on whitened data Ȳ to exact ones.
 
     Returns a :class:`RoundingResult`; ``exact[i]`` certifies that Ȳ w_i has at least
     ``min_zeros`` (default n_features + 1) exact zeros among the distinct non-zero samples
     (zero samples and repeats of a sample are ignored in every count: they would make any
-    direction look sparse) and that they determine w_i (:func:`zeros_determine`).  A direction that ends uncertified is returned as it was given:
+    direction look sparse) and that they determine w_i (:func:`zeros_determine`).  With
+    ``split_blocks`` a direction left vanishing on a block's shared zeros (:func:`block_kernel`)
+    becomes the atom of the block nearest the given one (:func:`split_block`).  A direction that ends uncertified is returned as it was given:
     rounding only replaces what it can make exact.
     """
     from sklearn.utils import check_random_state
@@ -264,11 +376,30 @@ def round_directions(
             rows.append(w)
         W = xp.stack(rows)
     exact = (n_zeros >= min_zeros) & zeros_determine(Y_white, W, zero_tol, active)
+    if split_blocks and not exact.all():
+        W, n_zeros, exact = _split_blocks(Y_white, W, given, n_zeros, exact, zero_tol, active, rng)
     if not exact.all():  # keep the given direction where rounding found nothing exact
         keep = xp.asarray(exact, device=device(W))[:, None]
         W = xp.where(keep, W, given)
         n_zeros = np.where(exact, n_zeros, to_numpy(count_zeros(Y_white @ given.T, zero_tol, active)))
     return RoundingResult(directions=W, n_zeros=n_zeros, exact=exact)
+
+
+def _split_blocks(Y_white, W, given, n_zeros, exact, zero_tol, active, rng):
+    """Stage 4 of :func:`round_directions`: each direction not exact whose zeros leave a block gets
+    the block's atom nearest its given direction."""
+    xp = array_namespace(Y_white)
+    rows = [W[i, :] for i in range(W.shape[0])]
+    for i in np.flatnonzero(~exact):
+        K = block_kernel(Y_white, W[i, :], zero_tol, active)
+        if K is None:
+            continue
+        atoms, z = split_block(Y_white, K, zero_tol, active=active, rng=rng)
+        if len(atoms):
+            best = int(np.argmax(np.abs(atoms @ np.asarray(to_numpy(given[i, :]), dtype=np.float64))))
+            rows[i] = xp.asarray(atoms[best], dtype=W.dtype, device=device(W))
+            n_zeros[i], exact[i] = z[best], True
+    return xp.stack(rows), n_zeros, exact
 
 
 def _distinct_nonzero_samples(Y, zero_tol):

@@ -7,7 +7,7 @@ import pytest
 
 from sudl import SparselyUsedDictionaryLearning, make_sparsely_used_signal
 from sudl._whitening import whiten
-from sudl.rounding import round_directions, zeros_determine
+from sudl.rounding import block_kernel, round_directions, split_block, zeros_determine
 
 
 def _shared_support(n=12, p=400, seed=0):
@@ -58,3 +58,25 @@ def test_every_certified_atom_is_a_code_column(rho):
     cos = np.abs((learnt / np.linalg.norm(learnt, axis=0)).T @ (code / np.linalg.norm(code, axis=0)))
     assert np.all(cos.max(1)[est.exact_] > 1 - 1e-8)
     assert est.exact_.sum() >= (16 if rho == 0 else 1)
+
+
+def test_a_block_of_two_atoms_with_nearly_shared_zeros_is_split_into_both():
+    """Near-duplicate images give two code columns sharing most zeros: a direction in their span,
+    vanishing on the shared zeros, is rounded to one of the two atoms, and the split finds both."""
+    rng = np.random.default_rng(2)
+    Y, code, D = make_sparsely_used_signal(800, 12, density=0.5, random_state=2)
+    flip = rng.random(800) < 0.05  # atom 1 used where atom 0 is, but for 5 % of the samples
+    code[:, 1] = rng.standard_normal(800) * ((code[:, 0] != 0) ^ flip)
+    Y = code @ D
+    white = whiten(Y)
+    unmix = np.linalg.inv(D @ white.P).T
+    truth = unmix[:2] / np.linalg.norm(unmix[:2], axis=1, keepdims=True)
+    combo = (unmix[0] / np.linalg.norm(unmix[0]) + 0.8 * truth[1])
+    K = block_kernel(white.Y_white, combo, 1e-9)
+    assert K is not None and K.shape[1] == 2
+    atoms, n_zeros = split_block(white.Y_white, K, 1e-9)
+    assert len(atoms) == 2 and np.allclose(np.sort(np.abs(atoms @ truth.T).max(1)), 1, atol=1e-9)
+    rounded = round_directions(white.Y_white, combo[None], random_state=0, n_irls=0, n_samples=0)
+    assert rounded.exact[0] and np.abs(rounded.directions[0] @ truth.T).max() > 1 - 1e-9
+    unsplit = round_directions(white.Y_white, combo[None], random_state=0, n_irls=0, n_samples=0, split_blocks=False)
+    assert not unsplit.exact[0]
