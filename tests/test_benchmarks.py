@@ -73,9 +73,14 @@ def test_rounding_floor_quick():
 
 def test_sudl_benchmark_quick(tmp_path):
     out = tmp_path / "sudl.md"
-    load("sudl_benchmark").main(["--quick", "--out", str(out)])
+    load("sudl_benchmark").main(["--quick", "--support-correlations", "0", "0.6", "--out", str(out)])
     text = out.read_text()
     assert "logcosh" in text and "FastICA" in text and "DictionaryLearning" in text
+    fits = [json.loads(line) for line in out.with_suffix(".jsonl").read_text().splitlines()]
+    assert {f["support_correlation"] for f in fits} == {0.0, 0.6} and len(fits) == 12
+    out.write_text("")
+    load("sudl_benchmark").main(["--quick", "--support-correlations", "0", "0.6", "--out", str(out)])  # resumed: no fit run again
+    assert len(out.with_suffix(".jsonl").read_text().splitlines()) == 12 and "logcosh" in out.read_text()
 
 
 def test_threat_models_quick(tmp_path):
