@@ -56,8 +56,8 @@ def random_normal(rng, shape, like):
 
 
 def svd(M, full_matrices=False):
-    """(U, S, Vh) of ``M`` in its namespace; where the backend's SVD does not converge, SciPy's
-    ``gesvd`` on the host instead.  A matrix with NaN or infinite entries is refused (ValueError)."""
+    """(U, S, Vh) of ``M`` (a matrix or a stack of them) in its namespace; where the backend's SVD
+    does not converge, SciPy's ``gesvd`` on the host instead.  A matrix with NaN or infinite entries is refused (ValueError)."""
     xp = array_namespace(M)
     try:
         return xp.linalg.svd(M, full_matrices=full_matrices)
@@ -67,8 +67,10 @@ def svd(M, full_matrices=False):
             raise ValueError("SVD of a matrix with NaN or infinite entries") from e
         import scipy.linalg
 
-        parts = scipy.linalg.svd(host, full_matrices=full_matrices, lapack_driver="gesvd")
-        return tuple(xp.asarray(a, dtype=M.dtype, device=device(M)) for a in parts)
+        flat = host.reshape(-1, *host.shape[-2:])  # a stack of matrices: one gesvd each
+        parts = zip(*(scipy.linalg.svd(A, full_matrices=full_matrices, lapack_driver="gesvd") for A in flat))
+        return tuple(xp.asarray(np.stack(a).reshape(*host.shape[:-2], *a[0].shape), dtype=M.dtype, device=device(M))
+                     for a in parts)
 
 
 def polar(M):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._array_api import array_namespace, device, to_numpy
+from ._array_api import array_namespace, device, svd, to_numpy
 
 __all__ = ["RoundingResult", "count_zeros", "kernel_direction", "min_exact_zeros", "round_directions",
            "zeros_determine", "block_kernel", "split_block", "MAX_BLOCK", "MAX_LEVERAGE"]
@@ -102,7 +102,7 @@ def zeros_determine(Y_white, W, zero_tol, active=None, max_leverage=MAX_LEVERAGE
         leverage = to_numpy(xp.max(xp.sum(coords * coords, axis=2), axis=1))
         for i in np.flatnonzero(spans & (leverage > LEVERAGE_CHECK)):
             rows = to_numpy(unit)[to_numpy(is_zero[:, lo + int(i)])]
-            U, sv, _ = np.linalg.svd(rows, full_matrices=False)
+            U, sv, _ = svd(rows)
             leverage[i] = float(np.max(np.sum(U[:, : n - 1] ** 2, axis=1)))
         out.append(spans & (leverage < max_leverage))
     return np.concatenate(out)
@@ -132,7 +132,7 @@ def block_kernel(Y_white, w, zero_tol, active=None, max_dim=MAX_BLOCK):
         rows = rows / np.linalg.norm(rows, axis=1, keepdims=True)
         rank = n
         while rows.shape[0] >= max(n - max_dim, 1):  # a sample that alone carries a dimension is no shared zero: leave it out
-            U, sv, Vh = np.linalg.svd(rows, full_matrices=True)
+            U, sv, Vh = svd(rows, full_matrices=True)
             rank = int(np.sum(sv > zero_tol**0.5 * sv[0]))
             alone = np.sum(U[:, :rank] ** 2, axis=1) > MAX_LEVERAGE
             if not alone.any() or n - rank > max_dim:
@@ -201,7 +201,7 @@ def kernel_direction(A):
     if A.shape[-2] == A.shape[-1] - 1:
         Qf, _ = xp.linalg.qr(xp.matrix_transpose(A), mode="complete")
         return Qf[..., :, -1]
-    _, _, Vh = xp.linalg.svd(A, full_matrices=A.shape[-2] < A.shape[-1])
+    _, _, Vh = svd(A, full_matrices=A.shape[-2] < A.shape[-1])
     return Vh[..., -1, :]
 
 
@@ -293,7 +293,7 @@ def _polish(Y_white, w, zero_tol, active):
     if n == 1:  # in one dimension every direction is ±1 already
         return w
     for rows in _zero_levels(Y_white, w, active):
-        _, sv, Vh = xp.linalg.svd(rows, full_matrices=rows.shape[0] < n)
+        _, sv, Vh = svd(rows, full_matrices=rows.shape[0] < n)
         if n - int(np.sum(to_numpy(sv) > zero_tol**0.5 * float(sv[0]))) != 1:  # not one direction: a block's zeros
             continue
         q = Vh[-1, :]

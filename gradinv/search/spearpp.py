@@ -32,7 +32,7 @@ from sklearn.utils import check_random_state
 from tqdm.auto import tqdm
 
 from sudl import complete_basis
-from sudl._array_api import to_numpy
+from sudl._array_api import svd, to_numpy
 from sudl.rounding import round_directions
 
 from ..certificate import zero_set_kernels
@@ -104,7 +104,7 @@ def spearpp_search(L, *, random_state=None, max_time=60.0, n_starts=N_STARTS, st
             if zero_set_kernels(Lt.numpy(), q[None], zero_tol, max_dim=1)[0] is None:
                 continue  # zeros not robust: a combination of near-duplicate samples' columns
             if len(found) and (np.abs(found @ q).max() > 1 - 1e-8 or
-                               np.linalg.svd(np.vstack([found, q]), compute_uv=False)[-1] < 1e-6):
+                               svd(np.vstack([found, q]))[1][-1] < 1e-6):
                 continue  # a column found again, or dependent on those found
             found = np.vstack([found, q])
             zeros.append(int(rounded.n_zeros[i]))
