@@ -11,7 +11,9 @@ Figure 1 ("ℓ1 loss and RAdam") describe it, each round
   a. runs ``n_starts`` batched restarts of RAdam (``torch.optim.RAdam``) on that loss, retracting
      q onto the sphere after every step;
   b. rounds every distinct result (:data:`DISTINCT_COS`, our addition) to an exact column by sampling (:func:`sudl.rounding.round_directions`:
-     IRLS, kernel polish on the smallest entries, then SPEAR's sampling of (b−1)-subsets among them);
+     IRLS, kernel polish on the smallest entries, then SPEAR's sampling of (b−1)-subsets among them,
+     and, our addition, the split of a block: twin columns of near-duplicate images share most
+     zeros, and a result left on those is split into the block's columns);
   c. keeps the candidates whose column has ≥ ``min_zero_fraction``·m exact zeros (the sparsity
      filter) spanning q^⊥ robustly (:func:`~gradinv.certificate.zero_set_kernels`, our addition: it
      rejects the combinations of two near-duplicate samples' columns, which vanish on their common
