@@ -105,7 +105,7 @@ def zeros_determine(Y_white, W, zero_tol, active=None, max_leverage=MAX_LEVERAGE
             U, sv, _ = svd(rows)
             leverage[i] = float(np.max(np.sum(U[:, : n - 1] ** 2, axis=1)))
         out.append(spans & (leverage < max_leverage))
-    return np.concatenate(out)
+    return np.concatenate(out) if out else np.zeros(0, dtype=bool)
 
 
 MAX_BLOCK = 3
