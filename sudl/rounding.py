@@ -90,7 +90,7 @@ def zeros_determine(Y_white, W, zero_tol, active=None, max_leverage=MAX_LEVERAGE
     is_zero = A <= zero_tol * xp.max(A, axis=0)[None, :]
     if active is not None:
         is_zero = is_zero & active[:, None]
-    out = []
+    out, unit_host = [], None
     for lo, hi in _chunks(W.shape[0], Y_white.shape[0], n):
         mask = xp.astype(xp.matrix_transpose(is_zero[:, lo:hi]), Y_white.dtype)  # c × p
         B = mask[:, :, None] * unit[None, :, :]
@@ -101,7 +101,8 @@ def zeros_determine(Y_white, W, zero_tol, active=None, max_leverage=MAX_LEVERAGE
                                                                                       device=device(lam))))
         leverage = to_numpy(xp.max(xp.sum(coords * coords, axis=2), axis=1))
         for i in np.flatnonzero(spans & (leverage > LEVERAGE_CHECK)):
-            rows = to_numpy(unit)[to_numpy(is_zero[:, lo + int(i)])]
+            unit_host = to_numpy(unit) if unit_host is None else unit_host
+            rows = unit_host[to_numpy(is_zero[:, lo + int(i)])]
             U, sv, _ = svd(rows)
             leverage[i] = float(np.max(np.sum(U[:, : n - 1] ** 2, axis=1)))
         out.append(spans & (leverage < max_leverage))

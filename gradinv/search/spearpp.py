@@ -15,7 +15,7 @@ Figure 1 ("ℓ1 loss and RAdam") describe it, each round
      and, our addition, the split of a block: twin columns of near-duplicate images share most
      zeros, and a result left on those is split into the block's columns);
   c. keeps the candidates whose column has ≥ ``min_zero_fraction``·m exact zeros (the sparsity
-     filter) spanning q^⊥ robustly (:func:`~gradinv.certificate.zero_set_kernels`, our addition: it
+     filter) spanning q^⊥ robustly (the rounding's certificate, :func:`sudl.rounding.zeros_determine`, our addition: it
      rejects the combinations of two near-duplicate samples' columns, which vanish on their common
      zeros, ~m/2 rows, and one more) and that are not a column already found;
 and the pipeline's rounding step then selects b independent ones greedily, most zeros first.
@@ -37,7 +37,6 @@ from sudl import complete_basis
 from sudl._array_api import svd, to_numpy
 from sudl.rounding import round_directions
 
-from ..certificate import zero_set_kernels
 from ._result import SearchResult
 
 N_STARTS = 256
@@ -103,8 +102,6 @@ def spearpp_search(L, *, random_state=None, max_time=60.0, n_starts=N_STARTS, st
         D = to_numpy(rounded.directions)
         for i in np.flatnonzero(rounded.exact & (rounded.n_zeros >= min_zero_fraction * m)):
             q = D[i] / np.linalg.norm(D[i])
-            if zero_set_kernels(Lt.numpy(), q[None], zero_tol, max_dim=1)[0] is None:
-                continue  # zeros not robust: a combination of near-duplicate samples' columns
             if len(found) and (np.abs(found @ q).max() > 1 - 1e-8 or
                                svd(np.vstack([found, q]))[1][-1] < 1e-6):
                 continue  # a column found again, or dependent on those found
