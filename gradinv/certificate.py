@@ -10,7 +10,7 @@ Two tests, both necessary conditions that a true column g_j = L q_j of dL/dZ mee
   This rejects most combinations but not all (on cross-entropy clients at b ≥ 50, exactly
   sparse combinations of ≥ 10 columns exist).
   Near-duplicate inputs give *blocks* of columns sharing their zeros; :func:`proven_blocks`
-  then proves the block's span, not its columns.
+  then proves the block's span; a member whose own zero set determines it is then a true column.
 
 * :func:`relu_consistent` (needs the layer's W and b, which the server knows): the reconstructed
   input x_j must reproduce the zero pattern of its column through the ReLU,
@@ -32,51 +32,59 @@ def zero_set_kernels(L, directions, zero_tol, *, max_dim=MAX_BLOCK, max_leverage
 
     d = 1 for a true column: its zeros span q^⊥.  d > 1 for a *block*, columns of samples so alike
     (near-duplicate inputs) that they share their zeros: the kernel is then the span of the block.
-    Robust: no single zero row carries a direction of the zeros' span alone (max leverage <
-    ``max_leverage``: the kernel survives leaving any one row out).  ``zero_tol``: one relative
-    zero tolerance, or one per direction (:meth:`~gradinv.factorize.FactorizedGradient.zero_tols`).
+    ``zero_tol``: one relative zero tolerance, or one per direction
+    (:meth:`~gradinv.factorize.FactorizedGradient.zero_tols`).
     """
     xp = array_namespace(L)
-    b = L.shape[1]
     codes = to_numpy(xp.abs(L @ directions.T))
     is_zero = codes <= np.asarray(zero_tol, dtype=np.float64) * np.max(codes, axis=0)[None, :]
     Lh = to_numpy(L)
-    out = [None] * is_zero.shape[1]
-    for j in range(is_zero.shape[1]):
-        rows = Lh[is_zero[:, j]]
-        rows = rows[np.linalg.norm(rows, axis=1) > 0]
-        if rows.shape[0] < b:
-            continue
-        rows = rows / np.linalg.norm(rows, axis=1, keepdims=True)
-        U, s, Vh = svd(rows)
-        # q itself is in the kernel; a tiny row scaled to unit norm can hide that, so at most b − 1
-        rank = min(int(np.sum(s > 1e-6 * s[0])), b - 1)
-        if b - rank > max_dim:
-            continue
-        if rank == 0 or float(np.max(np.sum(U[:, :rank] ** 2, axis=1))) < max_leverage:
-            out[j] = Vh[rank:].T
-    return out
+    return [row_set_kernel(Lh, is_zero[:, j], max_dim=max_dim, max_leverage=max_leverage)
+            for j in range(is_zero.shape[1])]
+
+
+def row_set_kernel(L, rows, *, max_dim=MAX_BLOCK, max_leverage=MAX_LEVERAGE):
+    """An orthonormal basis (b × d) of the kernel of L (m' × b, NumPy) restricted to ``rows`` (a
+    boolean mask of the rows that vanish), when it is robust and 1 ≤ d ≤ ``max_dim``; else None.
+
+    Robust: no single row carries a direction of the rows' span alone (max leverage <
+    ``max_leverage``: the kernel survives leaving any one row out).
+    """
+    b = L.shape[1]
+    rows = L[rows]
+    rows = rows[np.linalg.norm(rows, axis=1) > 0]
+    if rows.shape[0] < b:
+        return None
+    rows = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    U, s, Vh = svd(rows)
+    # a kernel direction is expected; a tiny row scaled to unit norm can hide it, so at most b − 1
+    rank = min(int(np.sum(s > 1e-6 * s[0])), b - 1)
+    if b - rank > max_dim:
+        return None
+    if rank == 0 or float(np.max(np.sum(U[:, :rank] ** 2, axis=1))) < max_leverage:
+        return Vh[rank:].T
+    return None
 
 
 def proven_blocks(kernels, directions, *, rtol=1e-6):
-    """Boolean mask of the directions in a proven block: d ≥ 2 directions that fill the
-    d-dimensional kernel of one direction's zero set (:func:`zero_set_kernels`).
+    """The proven block of each direction (an int label, −1 for none): d ≥ 2 directions that fill
+    the d-dimensional kernel of one direction's zero set (:func:`zero_set_kernels`).
 
     The kernel of the zeros Z of any vector of col(L) is, for rows in general position, the span
     of the true columns vanishing on all of Z (restricted to Z the others stay independent).  So
-    the block's span is that of true columns and does not spoil the other samples, though none of
-    its own samples is identified.
+    the block's span is that of true columns and does not spoil the other samples, though its own
+    samples are identified only where the other members are (:func:`~gradinv.reconstruct.certified_samples`).
     """
     Q = np.asarray(to_numpy(directions), dtype=np.float64)
     Q = Q / np.linalg.norm(Q, axis=1, keepdims=True)
-    proven = np.zeros(len(kernels), dtype=bool)
+    block = np.full(len(kernels), -1)
     for K in kernels:
         if K is None or K.shape[1] < 2:
             continue
         members = np.flatnonzero(np.linalg.norm(Q - (Q @ K) @ K.T, axis=1) <= rtol)
-        if len(members) == K.shape[1]:
-            proven[members] = True
-    return proven
+        if len(members) == K.shape[1] and np.all(block[members] < 0):
+            block[members] = block.max() + 1
+    return block
 
 
 def relu_consistent(grad_Z, X, weight, bias, zero_tol, *, rtol=None):

@@ -210,7 +210,7 @@ def certify_end_to_end(result, model, layer, gradients):
                                              "gradient is too small for the end-to-end check to pin it").astype(object)
     elif passed is False and rec.uncertifiable_ is None:  # else nothing is certified already
         confirmed = rec.proved_ | column_ok
-        exact = column_ok & certified_samples(confirmed, rec.in_block_)
+        exact = column_ok & certified_samples(confirmed, rec.block_, rec.sparse_)
         reasons = column_reasons(exact, rec.in_block_, np.where(confirmed | rec.in_block_, "", rec.failures_))
         reasons[exact & ~result.layer_exact] = "certified: its column and every other match the model"
         reasons[~column_ok & ~rec.in_block_] = ("not certified: the model's gradient at this sample is not its "

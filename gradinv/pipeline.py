@@ -5,6 +5,7 @@ Steps (named):
   "search"       :class:`~gradinv.search.SearchStep`   the columns' directions Q̃, by the search
                  named (:data:`gradinv.search.SEARCHES`) or chosen from what the server knows
   "rounding"     :class:`ExactRounding`   sampling rounding, sparsity filter, greedy selection
+  "last_column"  :class:`~gradinv.last_column.LastColumn`   the one column left out, from its sample's input
   "reconstruct"  :class:`~gradinv.reconstruct.InputReconstruction`   scales from dL/db, X = Q⁻¹R
 
 ``Pipeline.fit(grad)`` runs the attack on grad = [dL/dW | dL/db] (m × (n+1)), see
@@ -25,6 +26,7 @@ from ._step import GradientStep
 from ._checks import check_layer_arguments
 from .factorize import (GradientFactorization, NoExactColumnError, NoRankGapError, noise_evidence,
                         stack_gradient)
+from .last_column import LastColumn
 from .reconstruct import InputReconstruction
 from .downstream import as_downstream
 from .search import EXACT_SEARCHES, SEARCHES, SearchStep
@@ -139,6 +141,8 @@ def make_pipeline(method=None, *, batch_size=None, random_state=None, max_time=N
                                             noise_rank=approximate)),
         ("search", search),
         ("rounding", ExactRounding(min_zero_fraction=min_zero_fraction, random_state=random_state)),
+        ("last_column", LastColumn(weight=None if approximate else weight, bias=bias,
+                                   downstream=downstream if downstream is not None else next_weight)),
         ("reconstruct", InputReconstruction(weight=weight, bias=bias, certify=not approximate)),
     ])
 
@@ -324,7 +328,7 @@ def invert_layer(grad_W, grad_b, *, batch_size=None, solver=None, weight=None, b
         labels, margin = infer_labels(rec.grad_Z_, _jacobians_at(X, weight, bias, next_weight, downstream),
                                       zero_tol=factorize.zero_tol_)
     return InversionResult(inputs=X, exact=rec.exact_, sparse=rec.sparse_, batch_size=factorize.batch_size_,
-                           grad_Z=rec.grad_Z_, n_zeros=pipe.named_steps["rounding"].n_zeros_, labels=labels,
+                           grad_Z=rec.grad_Z_, n_zeros=pipe.named_steps["last_column"].n_zeros_, labels=labels,
                            label_margin=margin, n_dependent_inputs=factorize.n_dependent_inputs_,
                            approximate=approximate, solver=solver, time=time.perf_counter() - start, pipeline=pipe,
                            mode="approximate" if approximate else "exact", mode_reason=mode_reason,

@@ -36,12 +36,22 @@ def scatter_rows(A, rows, n_rows):
     return xp.take(padded, xp.asarray(position, device=device(A)), axis=0)
 
 
-def certified_samples(proved, in_block):
-    """Sample j is exact iff every column i ≠ j is proved or lies in a proved block, and j is in no
-    block: x_j = dL/dWᵀ y / (yᵀ dL/db) for any y orthogonal to the columns i ≠ j, so x_j depends on
-    their span alone (one unproved column spoils every sample but its own)."""
-    bad = ~(np.asarray(proved, bool) | in_block)
-    return (bad.sum() - bad == 0) & ~in_block
+def certified_samples(proved, block, settled=None):
+    """Sample j is exact iff the span of the columns i ≠ j is known: x_j = dL/dWᵀ y / (yᵀ dL/db)
+    for any y orthogonal to them (one unproved column spoils every sample but its own).  Known:
+    every column outside a proven block is ``proved``; a block j is not part of counts by its
+    span (``block``: labels, −1 for none, :func:`~gradinv.certificate.proven_blocks`); in j's
+    own block every other member must be ``settled`` (default ``proved``): proved, or
+    determined by its own zero set, which inside a block's proven span only a true column is."""
+    proved = np.asarray(proved, bool)
+    block = np.asarray(block)
+    settled = proved if settled is None else np.asarray(settled, bool) | proved
+    bad = ~proved & (block < 0)
+    out = bad.sum() - bad == 0
+    for j in np.flatnonzero(out & (block >= 0)):
+        mates = (block == block[j]) & (np.arange(len(block)) != j)
+        out[j] = bool(np.all(settled[mates]))
+    return out
 
 
 def column_reasons(certified, in_block, failure):
@@ -52,7 +62,8 @@ def column_reasons(certified, in_block, failure):
         if certified[j]:
             reasons[j] = "certified: layer"
         elif in_block[j]:
-            reasons[j] = "not certified: block (near-duplicate inputs: only their span is identified)"
+            reasons[j] = ("not certified: block (its column shares the kernel of its zero set with another's, as those "
+                          "of near-duplicate inputs do: only the span of their inputs is identified)")
         else:
             others = [f for i, f in enumerate(failure) if i != j and f]
             kinds = sorted(set(others))
@@ -77,13 +88,15 @@ class InputReconstruction(GradientStep):
         ``bias`` (:mod:`gradinv.certificate`).  Since x_j = dL/dWᵀ y / (yᵀ dL/db) for any y
         orthogonal to the other columns, sample j is exact iff every column i ≠ j is proved
         (so one missing column spoils every sample but its own), or lies in a proved block of
-        near-duplicate samples (:func:`~gradinv.certificate.proven_blocks`) that j is not part of.
+        near-duplicate samples (:func:`~gradinv.certificate.proven_blocks`) that j is not part of;
+        in j's own block the other members must be determined by their own zero sets (:func:`certified_samples`).
         All False without the weights.
     bias_residual_ : float, ‖dL/db − L Lᵀ dL/db‖ / ‖dL/db‖; above the zero tolerance nothing is certified
         (rounding gives 1e-15 in float64), nor when dL/dW is not rank b to rounding
         (``FactorizedGradient.exact_rank``: near-duplicate inputs whose small singular value was
         dropped are merged into one input that is neither)
     proved_, in_block_ : ndarray of bool (b,), the columns proved, and those in a proved block
+    block_ : ndarray of int (b,), the proved block of each column (−1 for none)
     failures_ : ndarray of str (b,), how each column fails ("" when proved or in a block)
     uncertifiable_ : str or None, why no sample can be certified (None: the columns decide)
     reasons_ : ndarray of str (b,), why each sample is certified or not: "certified: layer", or the
@@ -137,14 +150,16 @@ class InputReconstruction(GradientStep):
         self.uncertifiable_ = why
         if why is not None:
             self.exact_ = self.proved_ = self.in_block_ = np.zeros_like(self.sparse_)
+            self.block_ = np.full(len(scale), -1)
             self.failures_ = np.array([why] * len(scale), dtype=object)
             self.reasons_ = np.array([f"not certified: {why}"] * len(scale), dtype=object)
             return X
         relu_ok = relu_consistent(self.grad_Z_, X, self.weight, self.bias, zero_tol,
                                   rtol=1e-7 if fg.zero_tol < 1e-7 else 1e-3)
         self.proved_ = self.sparse_ & relu_ok
-        self.in_block_ = sparse & proven_blocks(kernels, fg.directions)
-        self.exact_ = certified_samples(self.proved_, self.in_block_)
+        self.block_ = np.where(sparse, proven_blocks(kernels, fg.directions), -1)
+        self.in_block_ = self.block_ >= 0
+        self.exact_ = certified_samples(self.proved_, self.block_, self.sparse_)
         self.failures_ = np.where(self.proved_ | self.in_block_, "", np.where(
             ~sparse, "missing column", np.where(~robust, "fragile row", np.where(~relu_ok, "ReLU pattern", ""))))
         self.reasons_ = column_reasons(self.exact_, self.in_block_, self.failures_)

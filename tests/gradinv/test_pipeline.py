@@ -12,7 +12,7 @@ from gradinv.metrics import evaluate
 def test_pipeline_has_named_steps_and_fit_transform_returns_batch(ru10):
     pipe = make_pipeline(random_state=0)
     assert isinstance(pipe, Pipeline)
-    assert list(pipe.named_steps) == ["factorize", "search", "rounding", "reconstruct"]
+    assert list(pipe.named_steps) == ["factorize", "search", "rounding", "last_column", "reconstruct"]
     X = pipe.fit_transform(stack_gradient(ru10.grad_W.numpy(), ru10.grad_b.numpy()))
     assert X.shape == tuple(ru10.inputs.shape)
     assert evaluate(ru10.inputs.numpy(), X, np.ones(10, bool))["exact"] == 10

@@ -189,7 +189,7 @@ def test_a_block_spans_its_samples_and_spares_the_others(layer, delta, seed):
     kernels = zero_set_kernels(fg.L, Q, fg.zero_tol)
     assume(all(K is not None for K in kernels[2:]))  # rows in general position
     assert [K.shape[1] for K in kernels[2:]] == [1] * (layer["b"] - 2)
-    assert proven_blocks(kernels, Q).tolist() == [True, True] + [False] * (layer["b"] - 2)
+    assert proven_blocks(kernels, Q).tolist() == [0, 0] + [-1] * (layer["b"] - 2)
     X_hat = reconstruct_inputs(fg.with_directions(Q, np.zeros(layer["b"]), np.ones(layer["b"], bool)))[0]
     np.testing.assert_allclose(X_hat[2:], X[2:], atol=1e-7 * np.abs(X).max())
 

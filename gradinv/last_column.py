@@ -1,0 +1,146 @@
+"""Pipeline step "last_column": the one column of dL/dZ a search left out, from its own sample's input.
+
+Sample k's input depends on the *other* columns only: x_k = dL/dWᵀ y / (yᵀ dL/db) for any
+y ⊥ q_i, i ≠ k (:func:`~gradinv.reconstruct.certified_samples`).  So when every column but q_k
+is exact, x̂_k = row k of Q̂⁻¹ R is the client's input whatever stands in q_k's place, and what
+the server knows gives q_k back:
+
+1. **The layer's W and b** give its zero set, Z_k = {r : w_rᵀ x̂_k + b_r < 0}; q_k spans the
+   kernel of L on Z_k when that kernel is one-dimensional and robust
+   (:func:`~gradinv.certificate.row_set_kernel`).  A search's bound that ran out one column short
+   ends here.
+2. **The network after the layer** decides when the kernel is larger.  A sample whose inactive
+   neurons are a subset of another's (a black frame's, inside a dark image's) has a
+   two-dimensional kernel {q_k, q_l}: no zero set pins q_k.  Its column is
+   g_k = M_k J(h_k)ᵀ u for some u ∈ ℝ^C (M_k the neurons active at x̂_k, J the downstream
+   Jacobian, :mod:`gradinv.downstream`), and g_k ∈ col(L): u spans the kernel of
+   (I − L Lᵀ) M_k J(h_k)ᵀ, which is empty for an input that is not the client's (b + C ≪ m').
+3. **Without that network**, a kernel of dimension d whose other d − 1 columns were found is the
+   span of true columns (a proven block, :func:`~gradinv.certificate.proven_blocks`): any q in it
+   independent of them makes every sample but those d − 1 exact, so q_k is the kernel's part
+   orthogonal to them, and the block's own samples are reported as a block.
+
+With two or more columns missing x̂_k is not the client's, its predicted zero set has no kernel,
+and nothing changes.  A column found here passes the same certificates as every other
+(:class:`~gradinv.reconstruct.InputReconstruction`).
+"""
+
+import numpy as np
+
+from sudl._array_api import svd, to_numpy
+
+from ._step import GradientStep
+from .certificate import row_set_kernel
+from .downstream import as_downstream
+from .reconstruct import reconstruct_inputs
+
+PATTERN_RTOL = {"float64": 1e-7, "float32": 1e-3}
+"""How far from 0, relative to ‖w_r‖‖x̂_k‖ + |b_r|, a pre-activation must be to be read as active or
+inactive (neurons nearer are left out); the margin of :func:`~gradinv.certificate.relu_consistent`."""
+
+
+def predicted_pattern(x, weight, bias, rtol):
+    """(inactive, active) boolean masks over the rows of ``weight``: neurons the input ``x`` leaves
+    at most −margin, at least +margin (margin = ``rtol``·(‖w_r‖‖x‖ + |b_r|))."""
+    z = weight @ x + bias
+    margin = rtol * (np.linalg.norm(weight, axis=1) * np.linalg.norm(x) + np.abs(bias))
+    return z < -margin, z > margin
+
+
+def column_from_network(L, x, weight, bias, down, rows, active, zero_tol):
+    """q (b,) with L q ∝ M J(h)ᵀ u for the input ``x``, or None when no u fits (see the module doc, 2).
+
+    ``rows``: the neurons L covers; ``active``: the neurons active at ``x`` among them (the others,
+    inactive or too near 0, carry g = 0 or are left out of the test).  A u fits when the smallest
+    singular value of (I − L Lᵀ) M J(h)ᵀ, columns scaled to unit norm, is at most √``zero_tol``
+    of the largest and the next one is not."""
+    import torch
+
+    h = torch.relu(torch.as_tensor(weight @ x + bias))[None]
+    Jt = down.jacobians(h.to(torch.float64), rows=torch.as_tensor(rows))[0].numpy()  # m' × C
+    A = np.where(active[:, None], Jt, 0.0)
+    A = A[:, np.linalg.norm(A, axis=0) > 0]
+    if A.shape[1] == 0:
+        return None
+    A = A / np.linalg.norm(A, axis=0)
+    _, s, Vh = svd(A - L @ (L.T @ A))
+    threshold = np.sqrt(zero_tol) * s[0]
+    if s[-1] > threshold or (len(s) > 1 and s[-2] <= threshold):
+        return None
+    q = L.T @ (A @ Vh[-1])
+    return q / np.linalg.norm(q)
+
+
+class LastColumn(GradientStep):
+    """Pipeline step: replace the one direction not exact by the column its sample's input gives
+    (the module doc).  Any other number of missing directions passes through unchanged.
+
+    Attributes
+    ----------
+    outcome_ : str, what was done: "nothing missing", "k columns missing: left as they are",
+        "found from its zero set", "found from the network after the layer", "a block of d: the
+        kernel's part orthogonal to the d − 1 found", or why no column was found.
+
+    Parameters
+    ----------
+    weight, bias : arrays (m × n), (m,) or None
+        The attacked layer's W and b; without them the step passes everything through.
+    downstream : ``nn.Module``, :class:`~gradinv.downstream.Downstream`, the classifier's W₂ (C × m), or None
+        The network after the layer's ReLU (step 2 of the module doc).
+    """
+
+    def __init__(self, weight=None, bias=None, downstream=None):
+        self.weight = weight
+        self.bias = bias
+        self.downstream = downstream
+
+    def fit_transform(self, fg, y=None):
+        exact = np.asarray(fg.exact, dtype=bool)
+        missing = np.flatnonzero(~exact)
+        if len(missing) != 1 or self.weight is None or self.bias is None:
+            self.n_zeros_ = np.asarray(fg.n_zeros)
+            self.outcome_ = ("nothing missing" if len(missing) == 0 else "no layer weight and bias"
+                             if len(missing) == 1 else f"{len(missing)} columns missing: left as they are")
+            return fg
+        k = int(missing[0])
+        X, _, _ = reconstruct_inputs(fg)
+        x = np.asarray(to_numpy(X), np.float64)[k]
+        W = np.asarray(to_numpy(self.weight), np.float64)[fg.rows]
+        bias = np.asarray(to_numpy(self.bias), np.float64)[fg.rows]
+        rtol = PATTERN_RTOL["float64" if fg.zero_tol < 1e-7 else "float32"]
+        inactive, active = predicted_pattern(x, W, bias, rtol)
+        L = np.asarray(to_numpy(fg.L), np.float64)
+        D = np.asarray(to_numpy(fg.directions), np.float64)
+        kernel = row_set_kernel(L, inactive)
+        q, self.outcome_ = None, "no column: the predicted zero set of its input has no robust kernel"
+        if kernel is not None and kernel.shape[1] == 1:
+            q, self.outcome_ = kernel[:, 0], "found from its zero set"
+        elif kernel is not None:
+            if self.downstream is not None:
+                down = as_downstream(self.downstream, int(fg.n_neurons))
+                q = column_from_network(L, x, W, bias, down, fg.rows, active, fg.zero_tol)
+                self.outcome_ = "found from the network after the layer" if q is not None else \
+                    "no column: the network after the layer fits no column to its input"
+            if q is None:
+                q = self._block_part(kernel, D, exact)
+        self.n_zeros_ = np.array(fg.n_zeros, dtype=int)
+        if q is None:
+            return fg
+        D[k] = q
+        codes = np.abs(L @ q)
+        self.n_zeros_[k] = int(np.sum(codes <= fg.zero_tol * codes.max()))
+        exact[k] = True
+        return fg.with_directions(D, self.n_zeros_, exact)
+
+    def _block_part(self, kernel, D, exact):
+        """The part of ``kernel`` (b × d) orthogonal to the found directions inside it, when d − 1 are
+        (step 3 of the module doc); else None.  Sets ``outcome_``."""
+        unit = D[exact] / np.linalg.norm(D[exact], axis=1, keepdims=True)
+        inside = unit[np.linalg.norm(unit - (unit @ kernel) @ kernel.T, axis=1) <= 1e-6]
+        d = kernel.shape[1]
+        if len(inside) != d - 1:
+            self.outcome_ += f"; its kernel has {d} dimensions and {len(inside)} found columns"
+            return None
+        rest = kernel @ svd(inside @ kernel, full_matrices=True)[2][-1]  # the null vector of (d − 1) × d
+        self.outcome_ = f"a block of {d}: the kernel's part orthogonal to the {d - 1} found"
+        return rest / np.linalg.norm(rest)

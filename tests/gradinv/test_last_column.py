@@ -1,0 +1,108 @@
+"""The "last_column" step: the one column a search left out, from its own sample's input."""
+
+import numpy as np
+import pytest
+
+from gradinv import make_victim, stack_gradient
+from gradinv.downstream import Downstream
+from gradinv.factorize import GradientFactorization
+from gradinv.last_column import LastColumn
+from gradinv.reconstruct import InputReconstruction, certified_samples
+from gradinv.victims import make_client
+
+
+def _factors_with_one_column_replaced(victim, k, random_state=0):
+    """The factorised gradient carrying the true directions, with direction ``k`` replaced by a
+    random one marked not exact (what a search that stopped one column short leaves)."""
+    fg = GradientFactorization().fit_transform(stack_gradient(victim.grad_W, victim.grad_b))
+    L = np.asarray(fg.L)
+    G = victim.grad_Z.numpy()[fg.rows]
+    D = (L.T @ G).T
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    D[k] = np.random.default_rng(random_state).standard_normal(D.shape[1])
+    exact = np.ones(len(D), bool)
+    exact[k] = False
+    return fg.with_directions(D, np.zeros(len(D), int), exact), D, L @ (L.T @ G)
+
+
+def _cosines(fg, G):
+    """|cos| between each recovered column L q and its true column (matched by the largest)."""
+    L, D = np.asarray(fg.L), np.asarray(fg.directions)
+    C = L @ D.T
+    C /= np.linalg.norm(C, axis=0)
+    return np.max(np.abs((G / np.linalg.norm(G, axis=0)).T @ C), axis=0)
+
+
+@pytest.fixture(scope="module")
+def nested():
+    """A batch with a black frame whose inactive neurons are a subset of a dark image's: the black
+    frame's column is not determined by its zeros (a two-dimensional kernel)."""
+    victim = make_client("mlp3_blanks", batch_size=20, width=1000, random_state=2)
+    G = victim.grad_Z.numpy()
+    zeros = np.abs(G) <= 1e-12 * np.abs(G).max(0)
+    pairs = [(i, j) for i in range(G.shape[1]) for j in range(G.shape[1])
+             if i != j and np.all(zeros[zeros[:, i], j])]
+    assert pairs, "the fixture needs a nested pair of zero sets"
+    return victim, pairs[0]
+
+
+def test_a_column_left_out_is_found_from_its_inputs_zero_set():
+    victim = make_victim("random_upstream", batch_size=20, width=400, random_state=1)
+    fg, _, G = _factors_with_one_column_replaced(victim, k=7)
+    step = LastColumn(weight=victim.layer.weight.detach(), bias=victim.layer.bias.detach())
+    out = step.fit_transform(fg)
+    assert step.outcome_ == "found from its zero set"
+    assert out.exact.all()
+    assert np.min(_cosines(out, G)) > 1 - 1e-12
+    rec = InputReconstruction(weight=victim.layer.weight.detach(), bias=victim.layer.bias.detach())
+    X = rec.fit_transform(out)
+    assert rec.exact_.all()
+    np.testing.assert_allclose(np.sort(np.asarray(X), 0), np.sort(victim.inputs.numpy(), 0), rtol=0, atol=1e-9)
+
+
+def test_two_columns_left_out_are_left_as_they_are():
+    victim = make_victim("random_upstream", batch_size=20, width=400, random_state=1)
+    fg, _, _ = _factors_with_one_column_replaced(victim, k=7)
+    fg.exact[3] = False
+    step = LastColumn(weight=victim.layer.weight.detach(), bias=victim.layer.bias.detach())
+    assert step.fit_transform(fg) is fg
+    assert step.outcome_ == "2 columns missing: left as they are"
+
+
+def test_a_nested_zero_set_is_resolved_by_the_network_after_the_layer(nested):
+    victim, (k, _) = nested
+    fg, _, G = _factors_with_one_column_replaced(victim, k=k)
+    layer = victim.layer
+    downstream = Downstream.from_module(victim.model[int(victim.layer_name) + 2:], layer.out_features)
+    step = LastColumn(weight=layer.weight.detach(), bias=layer.bias.detach(), downstream=downstream)
+    out = step.fit_transform(fg)
+    assert step.outcome_ == "found from the network after the layer"
+    assert np.min(_cosines(out, G)) > 1 - 1e-10
+
+
+def test_without_the_network_a_nested_pair_is_a_block_and_every_other_sample_is_certified(nested):
+    victim, (k, partner) = nested
+    fg, _, _ = _factors_with_one_column_replaced(victim, k=k)
+    layer = victim.layer
+    step = LastColumn(weight=layer.weight.detach(), bias=layer.bias.detach())
+    out = step.fit_transform(fg)
+    assert step.outcome_.startswith("a block of 2")
+    rec = InputReconstruction(weight=layer.weight.detach(), bias=layer.bias.detach())
+    X = np.asarray(rec.fit_transform(out))
+    error = np.linalg.norm(X - victim.inputs.numpy(), axis=1) / np.linalg.norm(victim.inputs.numpy(), axis=1)
+    # the black frame's own input depends on the other columns only: exact; its partner's is not
+    assert np.all(np.delete(error, partner) < 1e-9) and error[partner] > 1e-6
+    assert rec.block_[k] == rec.block_[partner] >= 0
+    np.testing.assert_array_equal(rec.exact_, np.arange(len(error)) != partner)
+    assert rec.reasons_[partner].startswith("not certified: block")
+
+
+@pytest.mark.parametrize("proved, block, settled, expected", [
+    ([1, 1, 1, 0], [-1, -1, -1, -1], None, [0, 0, 0, 1]),  # one missing column: only its own sample
+    ([1, 1, 0, 0], [-1, -1, 0, 0], None, [1, 1, 0, 0]),  # a block of two unsettled: its span only
+    ([1, 1, 1, 0], [-1, -1, 0, 0], [1, 1, 1, 0], [1, 1, 0, 1]),  # one member settled: the other is exact
+    ([1, 0, 0, 0], [-1, -1, 0, 0], None, [0, 1, 0, 0]),  # a missing column outside the block
+])
+def test_certified_samples_follow_the_span_of_the_other_columns(proved, block, settled, expected):
+    got = certified_samples(np.array(proved, bool), np.array(block), None if settled is None else np.array(settled, bool))
+    np.testing.assert_array_equal(got, np.array(expected, bool))
