@@ -18,9 +18,10 @@ and every other column is proved by the layer or confirmed (the rule of
 confirmed).  A wrong column k spoils this: every x̂_j, j ≠ k, is then wrong, and x̂_k is right
 but its column is not ĝ_k; a sample whose scale was read off a wrong dL/db fails its own column.
 
-An input the client sent twice (same label) is one recovered sample standing for two; the
-model then weighs each sample by its multiplicity (:func:`sample_weights`), unless the layer
-certifies nothing (a dropped singular value: near-duplicates merged into one input).
+An input the client sent twice, with one label or two, is one recovered sample standing for two
+(one column of dL/dW, whatever the labels); the model then runs it once per label sent, each
+weighed by its count (:func:`label_counts`), unless the layer certifies nothing (a dropped
+singular value: near-duplicates merged into one input).
 
 For the model's first layer the recovered inputs are the client's inputs and every parameter
 is checked; for a deeper layer they are that layer's input features, and the parameters before
@@ -72,7 +73,7 @@ def _runner(model, layer):
 def recompute_gradients(model, layer, inputs, labels, weights=None):
     """Gradients of mean cross-entropy at ``inputs`` (b × n, the attacked layer's inputs) and
     ``labels``, in float64 on a copy of what runs from the attacked ``layer`` on (:func:`_runner`);
-    ``weights`` (b,) weighs each sample's loss instead of 1/b (:func:`sample_weights`).
+    ``weights`` (b,) weighs each row's loss instead of 1/b (:func:`label_counts`).
 
     Returns ({"name.param": gradient}, dL/dZ (b × m) of the attacked layer's output), or None
     when the network after a deeper layer is not known from the model's modules.
@@ -106,35 +107,66 @@ def _relative(a, b):
     return float(torch.linalg.norm(a - b) / max(float(torch.linalg.norm(b)), torch.finfo(torch.float64).tiny))
 
 
-def sample_weights(columns, recovered, rtol=1e-6):
-    """The client's loss weight n_i / B of each recovered sample (b̂,), or None when it is 1/b̂.
+def per_label_columns(model, layer, inputs):
+    """c_jy (b × C × m): the column dL/dZ of one sample's cross-entropy (unweighted) at input x_j
+    (row j of ``inputs``) with label y, for every class y of the model's logits."""
+    x = torch.as_tensor(np.asarray(to_numpy(inputs), dtype=np.float64))
+    with torch.no_grad():
+        n_classes = _runner(model, layer)[0](x[:1]).shape[1]
+    b = x.shape[0]
+    labels = torch.arange(n_classes).repeat(b)
+    _, columns = recompute_gradients(model, layer, x.repeat_interleave(n_classes, dim=0), labels,
+                                     weights=np.ones(b * n_classes))
+    return columns.reshape(b, n_classes, -1).numpy()
 
-    An input sent twice is one column of dL/dZ and one recovered sample, and the client's mean ran
-    over B > b̂ samples.  Against the model's columns c_i at the recovered batch (mean over b̂), a
-    sample standing for n_i of the client's (same input, same label) has ĝ_i = ρ_i c_i with
-    ρ_i = n_i b̂ / B.  So has a batch with a sample whose column is below rounding, which dL/dW
-    does not show (measured: zoo kind mlp3_trained, b = 100, seed 1, a column 3e-13 of the
-    largest).  B is read off the median ρ (most samples are single), and n_i = ρ_i B / b̂ kept
-    where it is an integer ≥ 1 to ``rtol`` (1 elsewhere: that sample's column then fails, as that
-    of an input sent twice with two labels does).
+
+def label_counts(per_label, recovered, rtol=1e-6):
+    """(n, B): n (b̂ × C) ints, how many times the client sent each recovered input with each label,
+    and B, the client's batch size; None when every sample was sent once, or B cannot be read.
+
+    The client's mean over B samples gives the recovered column of input j as
+    ĝ_j = Σ_y (n_jy / B) c_jy (:func:`per_label_columns`).  The c_jy = M_j J_jᵀ(p_j − e_y) satisfy
+    one relation, Σ_y p_jy c_jy = 0 (p_j: the softmax), so the least-squares a_j (ĝ_j = Σ_y a_jy c_jy)
+    is fixed up to a multiple of p_j; the label counts are the a_j ≥ 0 with a zero (a label the
+    sample was not sent with).  An input sent twice is one column whether its labels agree or not.
+    B is read off the median Σ_y a_jy (most samples are single), and n_jy = a_jy B must be an integer
+    to ``rtol``; a sample whose fit fails is counted once with its largest a_jy (its column then
+    fails the check), as is one whose column is below rounding (measured on the zoo's mlp3_trained
+    client, b = 100, seed 1, a column 3e-13 of the largest).
     """
-    rho = (recovered * columns).sum(1) / np.maximum((columns * columns).sum(1), 1e-300)
-    typical = float(np.median(rho))
+    b, C, _ = per_label.shape
+    a = np.full((b, C), np.nan)
+    for j in range(b):
+        A = per_label[j].T  # m × C
+        p = np.linalg.svd(A, full_matrices=False)[2][-1]
+        p = p / p.sum()
+        coef = np.linalg.lstsq(A, recovered[j], rcond=None)[0]
+        coef = coef + np.max(-coef / np.where(p > 0, p, np.inf)) * p if np.all(p >= 0) else coef
+        if np.linalg.norm(A @ coef - recovered[j]) <= rtol * max(np.linalg.norm(recovered[j]), 1e-300):
+            a[j] = coef
+    total = np.nansum(a, axis=1)
+    typical = float(np.median(total))
     if not np.isfinite(typical) or typical <= 0:
         return None
-    b = len(rho)
-    B = max(int(round(b / typical)), b)
-    n = np.round(rho * B / b)
-    n = np.where((n >= 1) & (np.abs(rho * B / b - n) <= rtol * n), n, 1.0)
-    return None if B == b and np.all(n == 1) else n / B
+    B = max(int(round(1 / typical)), b)
+    n = np.round(np.nan_to_num(a) * B)
+    whole = np.all(np.abs(np.nan_to_num(a) * B - n) <= rtol * np.maximum(n, 1), axis=1) & (n.sum(1) >= 1) \
+        & ~np.isnan(a).any(axis=1) & (n >= 0).all(axis=1)
+    single = np.zeros_like(n)
+    single[np.arange(b), np.argmax(np.nan_to_num(a, nan=-np.inf), axis=1)] = 1
+    n = np.where(whole[:, None], n, single).astype(int)
+    if B == b and np.all(n.sum(1) == 1):
+        return None
+    return n, B
 
 
 def end_to_end_check(result, model, layer, gradients):
     """Recompute the sent gradients from ``result``'s batch and labels (see the module doc).
 
     Returns (passed, max relative mismatch over the parameters, per sample (b,) whether the model's
-    column matches the recovered one, or None, reason, the samples' loss weights n_i / B or None
-    when each is 1/b̂); ``passed`` is None when the check cannot be made (the reason says why).
+    column matches the recovered one, or None, reason, the label counts n (b̂ × C) of
+    :func:`label_counts` or None when each sample was sent once); ``passed`` is None when the check
+    cannot be made (the reason says why).
     """
     if result.approximate:
         return None, None, None, "approximate mode", None
@@ -155,9 +187,13 @@ def end_to_end_check(result, model, layer, gradients):
     # midpoint, counted twice, matches every gradient to second order in their distance; the
     # false-certificate fuzz, near_duplicate 1e-4)
     certifiable = result.pipeline.named_steps["reconstruct"].uncertifiable_ is None
-    weights = sample_weights(columns.numpy(), recovered.numpy()) if certifiable else None
-    if weights is not None:
-        grads, columns = recompute_gradients(model, layer, result.inputs, result.labels, weights=weights)
+    counts = label_counts(per_label_columns(model, layer, result.inputs), recovered.numpy()) if certifiable else None
+    if counts is not None:
+        n, B = counts
+        j, y = np.nonzero(n)
+        grads, rows = recompute_gradients(model, layer, np.asarray(to_numpy(result.inputs), np.float64)[j], y,
+                                          weights=n[j, y] / B)
+        columns = torch.zeros_like(recovered).index_add_(0, torch.as_tensor(j), rows)
     missing = [k for k in grads if k not in gradients]
     if missing:
         return None, None, None, f"gradients lack {missing[:3]}", None
@@ -166,10 +202,11 @@ def end_to_end_check(result, model, layer, gradients):
     mismatch = max(_relative(g, gradients[k]) for k, g in grads.items())
     per_sample = np.array([_relative(c, r) for c, r in zip(columns, recovered)])
     reason = f"relative gradient mismatch {mismatch:.1e} (tolerance {rtol:.0e})"
-    if weights is not None:
-        reason += (f"; the {len(weights)} samples weighed as the client's batch of {int(round(1 / weights.min()))} "
-                   "(an input sent twice, or a sample whose column is below rounding)")
-    return mismatch <= rtol, mismatch, per_sample <= rtol, reason, weights
+    if counts is not None:
+        reason += (f"; the {len(counts[0])} samples counted as the client's batch of {counts[1]} "
+                   "(an input sent more than once, with one label or several, or a sample whose column is below "
+                   "rounding)")
+    return mismatch <= rtol, mismatch, per_sample <= rtol, reason, None if counts is None else counts[0]
 
 
 def _resolved(result, gradients, layer, mismatch):
@@ -197,14 +234,14 @@ def certify_end_to_end(result, model, layer, gradients):
     of ``model``'s attacked ``layer`` (:class:`~gradinv.models.AttackableLayer`) against the
     ``gradients`` sent; records the check's outcome in ``result.end_to_end`` and, when it passed, how
     many times the client sent each recovered input (``result.multiplicity``; its sum is the client's
-    batch size).  Returns ``result``."""
-    passed, mismatch, column_ok, reason, weights = end_to_end_check(result, model, layer, gradients)
+    batch size) and with which labels (``result.label_counts``).  Returns ``result``."""
+    passed, mismatch, column_ok, reason, counts = end_to_end_check(result, model, layer, gradients)
     rec = result.pipeline.named_steps["reconstruct"]
     result.end_to_end = ("passed: " if passed else "failed: " if passed is False else "not made: ") + reason
     if passed:  # the batch's match pins only the samples with a large enough share of the gradient
         column_ok = column_ok & _resolved(result, gradients, layer, mismatch)
-        result.multiplicity = (np.ones(len(column_ok), int) if weights is None
-                               else np.round(weights / weights.min()).astype(int))
+        result.multiplicity = np.ones(len(column_ok), int) if counts is None else counts.sum(1)
+        result.label_counts = counts
         result.exact = column_ok.copy()
         result.certificate_reason = np.where(column_ok, "certified: end to end", "not certified: its share of the "
                                              "gradient is too small for the end-to-end check to pin it").astype(object)

@@ -173,8 +173,10 @@ class InversionResult:
     end_to_end : str, the outcome of the end-to-end check (:mod:`gradinv.end_to_end`)
     layer_exact : (b,) bool, the layer-level certificate alone (``exact`` before that check)
     multiplicity : (b,) int, how many times the client sent each recovered input (an exact
-        duplicate with its label is one column, one input, sent twice), from the end-to-end check
-        when it passed (:func:`gradinv.end_to_end.sample_weights`); None where it was not made
+        duplicate is one column, one input, sent twice, with one label or two), from the end-to-end
+        check when it passed (:func:`gradinv.end_to_end.label_counts`); None where it was not made
+    label_counts : (b, C) int, how many times each recovered input was sent with each label, where
+        some input was sent more than once (None otherwise, and where the check was not made)
     """
 
     inputs: object
@@ -197,6 +199,7 @@ class InversionResult:
     layer_exact: np.ndarray = None
     search_reason: str = ""
     multiplicity: np.ndarray = None
+    label_counts: np.ndarray = None
 
 
 def _fit_detecting_noise(build, grad, approximate):

@@ -140,17 +140,43 @@ def test_an_input_sent_twice_is_weighed_twice():
     assert all(float(torch.min((X - x).norm(dim=1))) <= 1e-6 * float(x.norm()) for x in v.inputs)
 
 
-def test_sample_weights_read_the_multiplicities():
-    from gradinv.end_to_end import sample_weights
+def test_an_input_sent_twice_with_two_labels_is_one_input_with_both():
+    """The same input with two labels: one column of dL/dZ (their sum), 19 recovered samples for a
+    batch of 20; the model runs that input once per label, and all 19 are certified end to end."""
+    v = make_victim("cross_entropy", batch_size=20, width=300, random_state=0)
+    other = (int(v.labels[0]) + 1) % 10
+    v.inputs[1], v.labels[1] = v.inputs[0], other
+    res, _ = attack_model(v.model, sent_gradients(v), random_state=0, max_time=120)
+    assert res.batch_size == 19 and res.end_to_end.startswith("passed") and "batch of 20" in res.end_to_end
+    assert res.exact.all() and res.multiplicity.sum() == 20
+    (twice,) = np.flatnonzero(res.multiplicity == 2)
+    assert set(np.flatnonzero(res.label_counts[twice])) == {int(v.labels[0]), other}
+    assert float((torch.as_tensor(res.inputs[twice]) - v.inputs[0]).norm()) <= 1e-6 * float(v.inputs[0].norm())
+
+
+def test_label_counts_read_the_multiplicities_and_the_labels():
+    from gradinv.end_to_end import label_counts
 
     rng = np.random.default_rng(0)
-    columns = rng.standard_normal((30, 50))
-    n = np.ones(30)
-    n[[3, 7]] = [2, 3]  # a batch of 33 recovered as 30 samples
-    assert sample_weights(columns, columns * (n * 30 / 33)[:, None]) == pytest.approx(n / 33)
-    assert sample_weights(columns, columns) is None
-    scaled = sample_weights(columns, columns * 1.01)  # a scale that is no multiplicity weighs nothing twice
-    assert scaled is None or np.all(scaled == scaled[0])
+    b, C, m = 30, 5, 60
+    M, J = rng.random((b, m)) < 0.5, rng.standard_normal((b, m, C))
+    logits = rng.standard_normal((b, C))
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    per_label = np.einsum("jm,jmc,jyc->jym", M, J, p[:, None, :] - np.eye(C)[None])
+    n = np.zeros((b, C), int)
+    n[np.arange(b), rng.integers(0, C, b)] = 1
+    n[3, 1] += 1  # one input sent twice with one label
+    n[7] = 0
+    n[7, [0, 4]] = 1  # and one with two
+    B = int(n.sum())
+    recovered = np.einsum("jy,jym->jm", n / B, per_label)
+    counts, batch = label_counts(per_label, recovered)
+    np.testing.assert_array_equal(counts, n)
+    assert batch == B
+    single = np.zeros((b, C), int)
+    single[np.arange(b), rng.integers(0, C, b)] = 1
+    assert label_counts(per_label, np.einsum("jy,jym->jm", single / b, per_label)) is None
+    assert label_counts(per_label, 1.01 * np.einsum("jy,jym->jm", single / b, per_label)) is None  # no multiplicity
 
 
 def test_an_input_sent_twice_is_recovered_once_with_its_multiplicity():
