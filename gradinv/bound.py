@@ -8,7 +8,8 @@ that found its columns every 20 s waits at least 40 s for the next).  A search w
 long (the cell search at m = 4000: minutes a round) reports each round's length
 (:meth:`SearchBound.round_done`), and the patience is also at least ``factor`` times the longest
 round: a round in progress is not cut by the patience, only by ``max_time``.  ``max_time`` caps
-the whole search when the caller needs a hard bound.
+the whole search when the caller needs a hard bound.  A search that knows no round can find
+more stops itself (:meth:`SearchBound.stop`).
 """
 
 import time
@@ -30,6 +31,7 @@ class SearchBound:
         self.found_at = []  # seconds from the start at which each column was found
         self.rounds = 0  # rounds completed (:meth:`round_done`)
         self.found_in_round = []  # the round (0-based) in which each column was found
+        self.reason = None  # why the search stopped itself (:meth:`stop`)
 
     def found(self):
         """Record that a new column was found now."""
@@ -52,9 +54,13 @@ class SearchBound:
         patience = max(self.min_patience, self.factor * self.longest, self.factor * self.longest_round)
         return min(self.cap, self.last + patience)
 
+    def stop(self, reason):
+        """End the search now, for ``reason`` (the search knows no round can find more)."""
+        self.reason = reason
+
     def capped(self):
         """Whether ``max_time`` has run out (the patience aside)."""
         return time.perf_counter() > self.cap
 
     def expired(self):
-        return time.perf_counter() > self.deadline
+        return self.reason is not None or time.perf_counter() > self.deadline

@@ -43,6 +43,8 @@ def bounded_stop_reason(n_found, b, bound, max_time):
     """Why a search under a :class:`~gradinv.bound.SearchBound` stopped."""
     if n_found >= b:
         return "every column found"
+    if bound.reason is not None:
+        return bound.reason
     if bound.capped():
         return f"max_time={max_time:g} s reached"
     return "stagnated: no new column within the patience (gradinv.bound)"

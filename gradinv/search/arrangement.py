@@ -59,7 +59,7 @@ from ..bound import SearchBound
 from ..certificate import zero_set_kernels
 from ._layer import layer_parameters
 from ._result import SearchResult, bounded_stop_reason
-from .completion import scan_line
+from .completion import LAST_UNDETERMINED, scan_line
 from .rounding import _null_space
 from .starts import IDLE_BALANCED, _cell_margin, _remaining_inputs_coords, _round_starts
 from .tolerances import tolerances
@@ -305,6 +305,8 @@ def cell_search(L, R, weight, bias, *, rows=None, random_state=None, max_time=No
             direction = scan_line(coords[:, 0], Lt, A, bias, tols, min_zeros, found, accepts=checked_zeros)
             if direction is not None:
                 accept(direction)
+            elif not noisy and not drift:  # exact zeros: the scan covered every cell the rounds could reach
+                bound.stop(LAST_UNDETERMINED)
             continue
         started = time.perf_counter()
         c0 = _round_starts(coords, norm, B, rng, balanced=IDLE_BALANCED if idle else 0.0)

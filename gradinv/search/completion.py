@@ -23,6 +23,11 @@ import torch
 
 from .rounding import _null_space, _unless_found
 
+LAST_UNDETERMINED = ("the last column's zero set does not determine it (a sample whose inactive neurons lie inside "
+                     "another's): left to the pipeline's last_column step")
+"""Why a search with exact zeros stops when :func:`scan_line` finds no last column: the scan tests
+every cell on the sample's line, so no round can find it (:mod:`gradinv.last_column` then may)."""
+
 
 SCAN_CHUNK_ENTRIES = 2**23
 """Gram entries (b² each) held at once by :func:`scan_line`: chunks of max(1, 2²³ / b²) intervals,

@@ -91,7 +91,7 @@ from .acceptance import DEEP_NEXT_LAYER_RTOL, _next_layer_fit
 from .knowledge import SearchKnowledge
 from .objective import _descend
 from .polish import PROJECTION_PASSES, _polish_projected
-from .completion import scan_line
+from .completion import LAST_UNDETERMINED, scan_line
 from .rounding import MAX_POLISH_MISFIT, _refine_on_zeros, _round_polished, fragile_rows
 from .starts import IDLE_BALANCED, _cell_margin, _remaining_inputs_coords, _round_starts, cell_point
 from .tolerances import tolerances
@@ -134,6 +134,7 @@ def informed_search(L, R, weight, bias, downstream, *, random_state=None, max_ti
     bound = SearchBound(max_time) if bound is None else bound
     Rt = torch.as_tensor(to_numpy(R), dtype=torch.float64)
     tols = tolerances(zero_tol, floor)
+    exact_update = next_layer_rtol is None  # not the approximate mode's loosened fit
     next_layer_rtol = tols.residual if next_layer_rtol is None else next_layer_rtol
     max_misfit = MAX_POLISH_MISFIT if next_layer_rtol <= tols.residual else None  # approximate mode: W₂ drifts
     Lt = torch.as_tensor(to_numpy(L), dtype=torch.float64)
@@ -196,6 +197,8 @@ def informed_search(L, R, weight, bias, downstream, *, random_state=None, max_ti
             q = scan_line(coords[:, 0], Lt, A, bias, tols, min_zeros, found)
             if q is not None:
                 accept(q[None])
+            if len(found_q) < b and exact_update:  # exact: the scan covered every cell a round reaches
+                bound.stop(LAST_UNDETERMINED)
             continue
         c0 = _round_starts(coords, norm, B, rng, balanced=IDLE_BALANCED if idle else 0.0)
         basis = torch.linalg.qr(coords)[0]
