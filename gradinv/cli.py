@@ -117,6 +117,7 @@ def cmd_attack(args):
     mode = f" (approximate mode, nothing is certified: {res.mode_reason})" if res.approximate else ""
     print(f"batch size {res.batch_size}; {int(res.exact.sum())} certified exact, {int(res.sparse.sum())} exact sparse "
           f"columns{mode}; {res.time:.1f} s; wrote {args.output}")
+    print(res.describe())
     if res.n_dependent_inputs:
         print(f"{res.n_dependent_inputs} input(s) duplicate or combine others (dL/dW has rank {res.batch_size}): "
               "only the distinct inputs are recovered")

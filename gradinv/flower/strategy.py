@@ -34,7 +34,7 @@ from ..models import attack_model  # noqa: E402
 
 RECORD_FIELDS = ("round", "node_id", "batch_size", "local_steps", "lr", "inverted", "reason", "layer",
                  "approximate", "recovered", "exact_fraction", "exact_source", "certified_fraction", "psnr_db",
-                 "truth_compared", "labels_correct", "false_certificates", "time_s")
+                 "truth_compared", "labels_correct", "false_certificates", "outcome", "time_s")
 
 
 def _single(records, key, what):
@@ -68,7 +68,8 @@ def invert_client_update(model, sent_state, received_state, *, batch_size, lr, l
     res, target = attack_model(model, gradients, layer=layer, batch_size=batch_size, approximate=approximate,
                                random_state=random_state, max_time=max_time)
     out = dict(inverted=True, reason=None, layer=target.name, approximate=approximate, recovered=len(res.inputs),
-               certified_fraction=float(np.mean(res.exact)), time_s=round(time.perf_counter() - t0, 3))
+               certified_fraction=float(np.mean(res.exact)), outcome=res.describe(),
+               time_s=round(time.perf_counter() - t0, 3))
     if truth is None:  # the server's own estimate: columns that pass the gradient-only test
         out.update(exact_fraction=float(np.mean(res.sparse)), exact_source="sparse columns", psnr_db=None,
                    truth_compared=False, labels_correct=None)
@@ -184,8 +185,8 @@ class LeakageAudit(Strategy):
         self.out.parent.mkdir(parents=True, exist_ok=True)
         with self.out.open("a") as f:
             f.write(json.dumps(record) + "\n")
-        what = (f"{record['exact_fraction']:.0%} exact ({record['exact_source']})" if record["inverted"]
-                else f"not inverted: {record['reason']}")
+        what = (f"{record['exact_fraction']:.0%} exact ({record['exact_source']}); {record['outcome']}"
+                if record["inverted"] else f"not inverted: {record['reason']}")
         log(INFO, "leakage audit: round %s, node %s: %s", record["round"], record["node_id"], what)
 
     # -- everything else is the wrapped strategy's --------------------------------------------------

@@ -125,6 +125,7 @@ def test_the_model_confirms_columns_the_layer_cannot_prove():
     assert ev["exact"] == 18 and ev["certified"] == 18 and ev["false_certificates"] == 0
     assert "certified: its column and every other match the model" in set(res.certificate_reason)
     assert sum(r.startswith("not certified: block") for r in res.certificate_reason) == 2
+    assert res.outcome()["groups"] == [2] and "a group of 2 inputs known only by their span" in res.describe()
 
 
 def test_an_input_sent_twice_is_weighed_twice():
@@ -151,6 +152,7 @@ def test_an_input_sent_twice_with_two_labels_is_one_input_with_both():
     assert res.exact.all() and res.multiplicity.sum() == 20
     (twice,) = np.flatnonzero(res.multiplicity == 2)
     assert set(np.flatnonzero(res.label_counts[twice])) == {int(v.labels[0]), other}
+    assert res.describe() == "19 inputs recovered exactly (20 samples: 1 sent more than once)"
     assert float((torch.as_tensor(res.inputs[twice]) - v.inputs[0]).norm()) <= 1e-6 * float(v.inputs[0].norm())
 
 
