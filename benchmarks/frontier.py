@@ -53,7 +53,7 @@ import numpy as np
 import torch
 
 from gradinv import GradientError, invert_layer, make_victim
-from gradinv.metrics import evaluate
+from gradinv.metrics import distinct_inputs, evaluate
 from gradinv.models import attack_model
 from gradinv.victims import ZOO, make_client
 
@@ -154,14 +154,6 @@ def attack_client(v, seed, args, **kwargs):
     return dict(solver=res.solver, layer=layer_name, exact=ev["exact"] / b, certified=ev["certified"] / b,
                 false_certificates=ev["false_certificates"], psnr=ev["psnr"], time=res.time, distinct=b,
                 n_dependent_inputs=res.n_dependent_inputs, search_reason=res.search_reason, **search_progress(res))
-
-
-def distinct_inputs(inputs):
-    """The batch's distinct inputs (an exact duplicate counted once: the gradient holds it once,
-    with its multiplicity in the scale of its column), in their first order."""
-    x = inputs.detach().cpu().numpy().reshape(len(inputs), -1)
-    _, first = np.unique(x, axis=0, return_index=True)
-    return x[np.sort(first)]
 
 
 def run_client(kind, m, b, seed, args):

@@ -67,6 +67,15 @@ def ssim(image_true, image_hat):
                                        data_range=float(np.ptp(image_true)) or 1.0))
 
 
+def distinct_inputs(inputs, return_index=False):
+    """The batch's distinct inputs (b × n NumPy, an exact duplicate counted once: the gradient holds
+    it once, with its multiplicity in the scale of its column), in their first order; with
+    ``return_index``, also their rows in ``inputs``."""
+    x = np.asarray(to_numpy(inputs), np.float64).reshape(len(inputs), -1)
+    first = np.sort(np.unique(x, axis=0, return_index=True)[1])
+    return (x[first], first) if return_index else x[first]
+
+
 def evaluate(X_true, X_hat, certified, *, image_shape=None, dtype="float64"):
     """Summary of a reconstruction against the truth.
 

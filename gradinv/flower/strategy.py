@@ -29,11 +29,11 @@ require_flwr()
 from flwr.serverapp.strategy import Strategy  # noqa: E402
 from flwr.supercore import log  # noqa: E402
 
-from ..metrics import evaluate  # noqa: E402
+from ..metrics import distinct_inputs, evaluate  # noqa: E402
 from ..models import attack_model  # noqa: E402
 
 RECORD_FIELDS = ("round", "node_id", "batch_size", "local_steps", "lr", "inverted", "reason", "layer",
-                 "approximate", "recovered", "exact_fraction", "exact_source", "certified_fraction", "psnr_db",
+                 "approximate", "recovered", "distinct", "exact_fraction", "exact_source", "certified_fraction", "psnr_db",
                  "truth_compared", "labels_correct", "false_certificates", "outcome", "time_s")
 
 
@@ -74,12 +74,12 @@ def invert_client_update(model, sent_state, received_state, *, batch_size, lr, l
         out.update(exact_fraction=float(np.mean(res.sparse)), exact_source="sparse columns", psnr_db=None,
                    truth_compared=False, labels_correct=None)
         return out
-    x, y = truth
-    x = np.asarray(x, np.float64).reshape(len(x), -1)
+    x, first = distinct_inputs(truth[0], return_index=True)  # a repeated input is one column of the gradient
+    y = np.asarray(truth[1])[first]
     ev = evaluate(x, res.inputs, res.exact)
     rows, cols = ev["pairs"]
-    labels_correct = None if res.labels is None else int(np.sum(np.asarray(res.labels)[cols] == np.asarray(y)[rows]))
-    out.update(exact_fraction=ev["exact"] / len(x), exact_source="truth", psnr_db=round(ev["psnr"], 2),
+    labels_correct = None if res.labels is None else int(np.sum(np.asarray(res.labels)[cols] == y[rows]))
+    out.update(exact_fraction=ev["exact"] / len(x), distinct=len(x), exact_source="truth", psnr_db=round(ev["psnr"], 2),
                truth_compared=True, labels_correct=labels_correct, false_certificates=ev["false_certificates"])
     return out
 
