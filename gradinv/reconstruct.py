@@ -127,8 +127,10 @@ class InputReconstruction(GradientStep):
             return "approximate mode"
         if self.weight is None or self.bias is None:
             return "no layer weight and bias"
-        if self.bias_residual_ > fg.zero_tol:
-            return f"dL/db is off the span of dL/dW by {self.bias_residual_:.1e} (relative): not the client's"
+        if self.bias_residual_ > fg.zero_tol:  # x_k = α x_i puts g_i + α g_k in dL/dW and g_i + g_k in dL/db
+            return (f"dL/db is off the span of dL/dW by {self.bias_residual_:.1e} (relative): inputs that are "
+                    "multiples of one another by factors other than 1 (blank frames are), or a dL/db that is not "
+                    "the client's; the samples' scales are not known")
         if not fg.exact_rank:
             return "dL/dW is not rank b to rounding (noise, or near-duplicate inputs merged into one)"
         return None

@@ -128,13 +128,14 @@ def test_the_model_confirms_columns_the_layer_cannot_prove():
     assert res.outcome()["groups"] == [2] and "a group of 2 inputs known only by their span" in res.describe()
 
 
-def test_an_input_sent_twice_is_weighed_twice():
+@pytest.mark.parametrize("batch_size", [None, 20])
+def test_an_input_sent_twice_is_weighed_twice(batch_size):
     """The same input and label twice: one column of dL/dZ twice the size, 19 recovered samples for
     a batch of 20.  The model weighs that sample twice, the batch's gradients then match, and all
-    19 are certified end to end."""
+    19 are certified end to end, whether the client said its batch size (Flower's clients do) or not."""
     v = make_victim("cross_entropy", batch_size=20, width=300, random_state=0)
     v.inputs[1], v.labels[1] = v.inputs[0], v.labels[0]
-    res, _ = attack_model(v.model, sent_gradients(v), random_state=0, max_time=120)
+    res, _ = attack_model(v.model, sent_gradients(v), batch_size=batch_size, random_state=0, max_time=120)
     assert res.batch_size == 19 and res.end_to_end.startswith("passed") and "batch of 20" in res.end_to_end
     assert res.exact.all() and set(res.certificate_reason) == {"certified: end to end"}
     X = res.inputs.reshape(19, -1)
