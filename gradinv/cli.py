@@ -136,8 +136,8 @@ def build_parser():
                              "cells with the layer's weights, logcosh from the gradient alone)")
         sp.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
         sp.add_argument("--max-time", type=float, default=None,
-                        help="cap on the search, seconds (default: the informed search runs until no new column "
-                             "has come for max(60 s, twice the longest wait so far); the others 60 s)")
+                        help="cap on the search, seconds (default: the informed and cell searches run until no new "
+                             "column has come for max(60, twice the longest wait so far) rounds; the others 60 s)")
         sp.add_argument("-v", "--verbose", action="count", default=0, help="progress bars and solver messages")
 
     d = sub.add_parser("demo", help="attack a simulated client on embedded images, write a PNG grid")

@@ -47,4 +47,4 @@ def bounded_stop_reason(n_found, b, bound, max_time):
         return bound.reason
     if bound.capped():
         return f"max_time={max_time:g} s reached"
-    return "stagnated: no new column within the patience (gradinv.bound)"
+    return f"stagnated: no new column in {bound.patience} rounds (gradinv.bound)"

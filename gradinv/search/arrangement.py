@@ -29,7 +29,7 @@ complement of the columns found: deflation):
      A_k c + b_k < 0 on Z and > 0 off it (:func:`is_cell`, a linear program).  A sparse combination
      of columns (same-label samples of a cross-entropy client) has a zero set that is no cell.
 Rounds run until b columns are found or the search stagnates (:class:`~gradinv.bound.SearchBound`:
-the patience is also twice the longest round, and only ``max_time`` cuts a round); candidates
+a patience counted in rounds; only ``max_time`` cuts a round); candidates
 that round to a found column are not counted again.  Once b − 1 are found, the last column is looked for on the line its input
 must lie on (:mod:`gradinv.search.completion`); the exact tests allow for each direction's
 rounding floor (:mod:`gradinv.search.tolerances`).
@@ -308,18 +308,17 @@ def cell_search(L, R, weight, bias, *, rows=None, random_state=None, max_time=No
             elif not noisy and not drift:  # exact zeros: the scan covered every cell the rounds could reach
                 bound.stop(LAST_UNDETERMINED)
             continue
-        started = time.perf_counter()
         c0 = _round_starts(coords, norm, B, rng, balanced=IDLE_BALANCED if idle else 0.0)
         basis = torch.linalg.qr(coords)[0]
         cf, qf = _alternate(c0, basis, A, bias, Lt, margin=CELL_FIT_MARGIN * typical, deadline=bound.cap)
         n_found = len(found_q)
-        for c, q in zip(cf, qf):  # a round is cut by max_time only (SearchBound.round_done)
+        for c, q in zip(cf, qf):  # a round is cut by max_time only
             if len(found_q) >= b or bound.capped():
                 break
             direction = _round_candidate(c, q, A, bias, Lt, tols, found, same)
             if direction is not None:
                 accept(direction)
-        bound.round_done(time.perf_counter() - started)
+        bound.round_done()
         idle = len(found_q) == n_found
     bar.close()
     Q = torch.stack(found_q).numpy() if found_q else np.zeros((0, b))

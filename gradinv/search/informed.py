@@ -218,7 +218,7 @@ def informed_search(L, R, weight, bias, downstream, *, random_state=None, max_ti
                                     max_misfit=max_misfit, found_zeros=zeros, zeros_only=zeros_only)
             if block is not None:
                 accept(block)
-        bound.round_done()  # counted only: the informed search's patience is not stretched by its rounds
+        bound.round_done()
         idle = len(found_q) == n_found
     bar.close()
     Q = torch.stack(found_q).numpy() if found_q else np.zeros((0, b))

@@ -1,0 +1,88 @@
+"""The searches' default bound counts rounds, so one random_state gives one answer on any machine."""
+
+import os
+import subprocess
+import sys
+import time
+import types
+
+import numpy as np
+import pytest
+
+from gradinv import bound, invert_layer, make_victim
+from gradinv.bound import SearchBound
+
+# A client whose cell search finds its columns over tens of rounds (42 here) with idle rounds between
+# them: a bound in seconds on a slower machine would stop it at another column.
+CLIENT = dict(kind="cross_entropy", batch_size=30, width=150, random_state=0)
+
+ATTACK = """
+import os, sys, numpy as np
+from gradinv import invert_layer, make_victim
+v = make_victim({kind!r}, batch_size={batch_size}, width={width}, random_state={random_state})
+res = invert_layer(v.grad_W, v.grad_b, weight=v.layer.weight.detach(), bias=v.layer.bias.detach(),
+                   solver="cells", random_state=0)
+np.save(sys.argv[1], np.asarray(res.inputs))
+"""
+
+
+def _attack(client):
+    v = make_victim(client["kind"], batch_size=client["batch_size"], width=client["width"],
+                    random_state=client["random_state"])
+    return invert_layer(v.grad_W, v.grad_b, weight=v.layer.weight.detach(), bias=v.layer.bias.detach(),
+                        solver="cells", random_state=0)
+
+
+def test_stagnation_is_counted_in_rounds():
+    b = SearchBound(min_idle_rounds=3, factor=2.0)
+    for _ in range(2):
+        b.round_done()
+    b.found()  # found in round 2: a wait of 2 rounds
+    assert b.patience == 4 and not b.expired()
+    for _ in range(3):
+        b.round_done()
+    assert not b.expired()
+    b.round_done()
+    assert b.stagnated() and b.expired()
+    assert SearchBound(max_time=0.0).expired()  # the cap in seconds still holds
+
+
+def test_a_machine_a_thousand_times_slower_gives_the_same_answer(monkeypatch):
+    """The clock the bound reads runs 1000× faster: a patience in seconds (60 s) would have ended
+    this search after its first idle round; in rounds, the answer is the same."""
+    normal = _attack(CLIENT)
+    res_rounds = normal.pipeline.named_steps["search"].result_.n_rounds
+    fast_clock = types.SimpleNamespace(perf_counter=lambda: 1000.0 * time.perf_counter())
+    monkeypatch.setattr(bound, "time", fast_clock)
+    slow = _attack(CLIENT)
+    assert res_rounds > 10  # the case has the idle rounds that a bound in seconds would cut
+    assert slow.pipeline.named_steps["search"].result_.n_rounds == res_rounds
+    np.testing.assert_array_equal(np.asarray(slow.inputs), np.asarray(normal.inputs))
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity (Linux)")
+def test_the_same_seed_gives_the_same_answer_under_load(tmp_path):
+    """The attack runs twice in a child process on one CPU: alone, then sharing that CPU with a busy
+    process (half its share); the recovered batches are identical."""
+    cpu = min(os.sched_getaffinity(0))
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    script = tmp_path / "attack.py"
+    script.write_text(ATTACK.format(**CLIENT))
+
+    def run(out):
+        child = subprocess.Popen([sys.executable, str(script), str(out)], env=env)
+        os.sched_setaffinity(child.pid, {cpu})
+        assert child.wait(timeout=600) == 0
+        return np.load(out)
+
+    alone = run(tmp_path / "alone.npy")
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])]
+    try:
+        for p in burners:
+            os.sched_setaffinity(p.pid, {cpu})
+        loaded = run(tmp_path / "loaded.npy")
+    finally:
+        for p in burners:
+            p.kill()
+            p.wait()
+    np.testing.assert_array_equal(loaded, alone)
