@@ -20,8 +20,10 @@ complement of the columns found: deflation):
      (random_upstream, b = 150, m = 1000);
   b. exact rounding: the kernel of L on the rows most confidently inactive under the final c
      (the fractions :data:`CELL_ROW_FRACTIONS` of them, most negative margin first), or on the rows where |L q|
-     is smallest, or on the inactive rows first in both orders, accepted only when exactly one-dimensional
-     (:func:`~gradinv.search._null_space`);
+     is smallest, or on the inactive rows first in both orders, accepted when exactly one-dimensional
+     (:func:`~gradinv.search._null_space`), or a *block* of up to :data:`~gradinv.certificate.MAX_BLOCK`
+     samples sharing one zero set (identical ReLU patterns: near-identical images, blank frames),
+     whose span alone is identified and added as that many directions (as in the informed search);
   c. checks: ≥ ``min_zero_fraction``·m exact zeros (``zero_tol``, the factorisation's), not a column
      already found, a robust zero set (:func:`~gradinv.certificate.zero_set_kernels`: no zero row
      carries a direction alone, which rejects the combinations of two near-duplicate samples' columns
@@ -56,7 +58,7 @@ from tqdm.auto import tqdm
 from sudl._array_api import svd, to_numpy
 
 from ..bound import SearchBound
-from ..certificate import zero_set_kernels
+from ..certificate import MAX_BLOCK, zero_set_kernels
 from ._layer import layer_parameters
 from ._result import SearchResult, bounded_stop_reason
 from .completion import LAST_UNDETERMINED, scan_line
@@ -205,8 +207,9 @@ def drifted_rows(A, bias, zero):
 
 
 def _round_candidate(c, q, A, bias, L, tols, found, same=1e-8):
-    """Exact direction (b,) for the column whose cell is near c, or None (module docstring, b.);
-    a direction with 1 − |cos| < ``same`` to a column of ``found`` is that column again (None)."""
+    """Exact directions (d × b) for the column whose cell is near c, or None (module docstring, b.):
+    one, or a block's d ≤ MAX_BLOCK; a direction with 1 − |cos| < ``same`` to a column of ``found``
+    is that column again (None)."""
     margin = A @ c + bias
     inactive = torch.nonzero(margin <= 0)[:, 0]
     by_margin = inactive[torch.argsort(margin[inactive])]
@@ -220,13 +223,12 @@ def _round_candidate(c, q, A, bias, L, tols, found, same=1e-8):
             rows = order[: int(frac * len(order))]
             if len(rows) < L.shape[1] - 1 + ROW_SLACK:
                 break
-            v = _null_space(L[rows], tols.kernel, tols.unique, tols=tols)
+            v = _null_space(L[rows], tols.kernel, tols.unique, max_dim=MAX_BLOCK, tols=tols)
             if v is None:
                 continue
-            direction = v[0]
-            if found is not None and float((found @ direction).abs().max()) > 1 - same:
+            if found is not None and len(v) == 1 and float((found @ v[0]).abs().max()) > 1 - same:
                 return None  # a found column again
-            return direction
+            return v
     return None
 
 
@@ -271,31 +273,54 @@ def cell_search(L, R, weight, bias, *, rows=None, random_state=None, max_time=No
     found = None
     bar = tqdm(total=b, disable=not progress, desc="cell search", unit="column")
 
-    def checked_zeros(direction):
-        """The exact zeros of L q, q = ``direction``, when it passes the checks (module docstring, c.), else 0."""
+    def checked_kernel(direction, max_dim=1):
+        """(exact zeros of L q, q = ``direction``, the kernel of L on them as rows) when they pass the
+        checks (module docstring, c.), else (0, None)."""
         g = Lt @ direction
         level = tols.zero_at(direction) * g.abs().max()
         zero = g.abs() <= level
         free = (zero & (g.abs() > NOISY_SURE_ZERO * level)).numpy() if noisy else None
-        if int(zero.sum()) < min_zeros or zero_set_kernels(Lt, direction[None], tols.zero_at(direction),
-                                                           max_dim=1)[0] is None or \
-                not is_cell(A_np, bias_np, zero.numpy(), free, max_drift=int(drift * int(zero.sum()))):
-            return 0
-        if found is not None and torch.linalg.svdvals(torch.cat([found, direction[None]]))[-1] < dependent:
-            return 0
-        return int(zero.sum())
+        if int(zero.sum()) < min_zeros:
+            return 0, None
+        kernel = zero_set_kernels(Lt, direction[None], tols.zero_at(direction), max_dim=max_dim)[0]
+        if kernel is None or not is_cell(A_np, bias_np, zero.numpy(), free, max_drift=int(drift * int(zero.sum()))):
+            return 0, None
+        return int(zero.sum()), torch.as_tensor(kernel.T, dtype=Lt.dtype)
 
-    def accept(direction):
-        """Add ``direction`` when it passes the checks."""
+    def checked_zeros(direction):
+        """The exact zeros of L q when q = ``direction`` passes the checks and is no combination of
+        the columns found, else 0."""
+        zeros, _ = checked_kernel(direction)
+        if zeros and found is not None and torch.linalg.svdvals(torch.cat([found, direction[None]]))[-1] < dependent:
+            return 0
+        return zeros
+
+    def add(direction, zeros):
         nonlocal found
-        zeros = checked_zeros(direction)
-        if not zeros:
-            return
         found_q.append(direction)
         found_z.append(zeros)
         found = torch.stack(found_q)
         bound.found()
         bar.update(1)
+
+    def accept(direction):
+        """Add ``direction`` when it passes the checks."""
+        zeros = checked_zeros(direction)
+        if zeros:
+            add(direction, zeros)
+
+    def accept_block(block):
+        """Add the directions of ``block`` (d × b, the null space of a candidate's rows): one column, or
+        a block of d ≤ MAX_BLOCK samples sharing their zeros, whose span alone is identified (the
+        kernel of L on the zero set of its first row, each direction of it not in the span found)."""
+        if len(block) == 1:
+            return accept(block[0])
+        zeros, kernel = checked_kernel(block[0], max_dim=MAX_BLOCK)
+        for direction in (kernel if zeros else []):
+            if len(found_q) >= b:
+                break
+            if found is None or torch.linalg.svdvals(torch.cat([found, direction[None]]))[-1] >= dependent:
+                add(direction, zeros)
 
     scanned, idle = False, False
     while len(found_q) < b and not bound.expired():
@@ -315,9 +340,9 @@ def cell_search(L, R, weight, bias, *, rows=None, random_state=None, max_time=No
         for c, q in zip(cf, qf):  # a round is cut by max_time only
             if len(found_q) >= b or bound.capped():
                 break
-            direction = _round_candidate(c, q, A, bias, Lt, tols, found, same)
-            if direction is not None:
-                accept(direction)
+            block = _round_candidate(c, q, A, bias, Lt, tols, found, same)
+            if block is not None:
+                accept_block(block)
         bound.round_done()
         idle = len(found_q) == n_found
     bar.close()
