@@ -184,7 +184,8 @@ def end_to_end_check(result, model, layer, gradients):
     # nothing (e.g. dL/dW dropped a singular value above rounding: a near-duplicate pair merged into its
     # midpoint, counted twice, matches every gradient to second order in their distance; the
     # false-certificate fuzz, near_duplicate 1e-4)
-    certifiable = result.pipeline.named_steps["reconstruct"].uncertifiable_ is None
+    rec = result.pipeline.named_steps["reconstruct"]
+    certifiable = rec.uncertifiable_ is None or rec.dependent_only_
     counts = label_counts(per_label_columns(model, layer, result.inputs), recovered.numpy()) if certifiable else None
     if counts is not None:
         n, B = counts
@@ -240,9 +241,13 @@ def certify_end_to_end(result, model, layer, gradients):
         column_ok = column_ok & _resolved(result, gradients, layer, mismatch)
         result.multiplicity = np.ones(len(column_ok), int) if counts is None else counts.sum(1)
         result.label_counts = counts
-        result.exact = column_ok.copy()
+        single = result.multiplicity == 1
+        result.exact = column_ok & single
         result.certificate_reason = np.where(column_ok, "certified: end to end", "not certified: its share of the "
                                              "gradient is too small for the end-to-end check to pin it").astype(object)
+        result.certificate_reason[column_ok & ~single] = (
+            "not certified: one input for several samples (sent more than once, or inputs closer than the gradient "
+            "resolves: a pair 1e-5 apart matched every gradient to 1e-14)")
     elif passed is False and rec.uncertifiable_ is None:  # else nothing is certified already
         confirmed = rec.proved_ | column_ok
         exact = column_ok & certified_samples(confirmed, rec.block_, rec.sparse_)

@@ -82,6 +82,7 @@ class FactorizedGradient:
     L (m' × b), R (b × n), grad_b (m',) are restricted to the ``rows`` kept (neurons active for
     some sample).  ``exact_rank``: G = L R holds to rounding, ‖G − L R‖_F ≤ ROUNDING_LEVEL·ε·√b·s₁
     (false for noise, and for near-duplicate inputs whose small singular value was dropped).
+    ``n_dependent_inputs``: the batch size given less the rank (inputs sent twice, or combinations).
     ``noisy``: the rank-b residual is above rounding (:func:`noise_evidence`: DP noise).
     ``floor`` (b × b): the rounding floor of the directions (:func:`rounding_floor`).
     Later steps fill ``directions`` (k × b, rows q with L q a candidate column
@@ -100,6 +101,7 @@ class FactorizedGradient:
     n_zeros: np.ndarray = None
     exact: np.ndarray = None
     exact_rank: bool = True
+    n_dependent_inputs: int = 0
     noisy: bool = False
     floor: np.ndarray = None
 
@@ -369,6 +371,6 @@ class GradientFactorization(GradientStep):
         self.batch_size_source_ = source
         return FactorizedGradient(L=L, R=R, grad_b=grad_b, rows=rows, n_neurons=m,
                                   singular_values=s, zero_tol=zero_tol, source_dtype=source_dtype,
-                                  exact_rank=exact_rank, noisy=noisy,
+                                  exact_rank=exact_rank, n_dependent_inputs=self.n_dependent_inputs_, noisy=noisy,
                                   floor=rounding_floor(R, float(source_eps), rows.size))
 

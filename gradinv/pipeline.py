@@ -204,31 +204,31 @@ class InversionResult:
     def outcome(self):
         """What was recovered, by kind of sample: a dict of counts.
 
-        ``exact``: recovered inputs certified exact; ``exact_copies``: the client's samples they
-        stand for (an input sent twice counts twice); ``sent_more_than_once``: certified inputs sent
-        more than once (:attr:`multiplicity`); ``groups``: the sizes of the blocks of inputs known
-        only by their span (:func:`~gradinv.certificate.proven_blocks`), members not certified;
-        ``not_exact``: the other inputs not certified; ``dependent``: inputs the rank of dL/dW
-        does not show (duplicates or combinations of others) whose count the end-to-end check did not
-        read (:attr:`n_dependent_inputs`)."""
+        ``exact``: recovered inputs certified exact; ``shared``: the sample counts of the inputs that
+        stand for several samples (:attr:`multiplicity` > 1: sent more than once, or inputs closer
+        than the gradient resolves; not certified); ``groups``: the sizes of the blocks of inputs
+        known only by their span (:func:`~gradinv.certificate.proven_blocks`), members not
+        certified; ``not_exact``: the other inputs not certified; ``dependent``: inputs the rank of
+        dL/dW does not show (duplicates or combinations of others) whose count the end-to-end check
+        did not read (:attr:`n_dependent_inputs`)."""
         exact = np.asarray(self.exact, bool)
         copies = np.ones(len(exact), int) if self.multiplicity is None else np.asarray(self.multiplicity, int)
+        shared = ~exact & (copies > 1)
         block = self.pipeline.named_steps["reconstruct"].block_
-        grouped = (block >= 0) & ~exact
+        grouped = (block >= 0) & ~exact & ~shared
         groups = sorted((int(np.sum(grouped & (block == g))) for g in np.unique(block[grouped])), reverse=True)
-        return dict(exact=int(exact.sum()), exact_copies=int(copies[exact].sum()),
-                    sent_more_than_once=int(np.sum(exact & (copies > 1))), groups=groups,
-                    not_exact=int(np.sum(~exact & ~grouped)),
+        return dict(exact=int(exact.sum()), shared=sorted(copies[shared].tolist(), reverse=True), groups=groups,
+                    not_exact=int(np.sum(~exact & ~grouped & ~shared)),
                     dependent=0 if self.multiplicity is not None else int(self.n_dependent_inputs))
 
     def describe(self):
-        """One sentence from :meth:`outcome`, e.g. "18 inputs recovered exactly (20 samples: 2 sent
-        twice or more); a group of 2 inputs known only by their span; 1 input not recovered exactly"."""
+        """One sentence from :meth:`outcome`, e.g. "18 inputs recovered exactly; 1 input standing for 2
+        samples (...); a group of 2 inputs known only by their span; 1 input not recovered exactly"."""
         o = self.outcome()
         plural = lambda k, word: f"{k} {word}{'s' * (k != 1)}"  # noqa: E731
-        parts = [f"{plural(o['exact'], 'input')} recovered exactly" + (
-            f" ({o['exact_copies']} samples: {o['sent_more_than_once']} sent more than once)"
-            if o["sent_more_than_once"] else "")]
+        parts = [f"{plural(o['exact'], 'input')} recovered exactly"]
+        parts += [f"1 input standing for {k} samples (sent {k} times, or {k} inputs closer than the gradient "
+                  "resolves)" for k in o["shared"]]
         parts += [f"a group of {g} inputs known only by their span" for g in o["groups"]]
         if o["not_exact"]:
             parts.append(f"{plural(o['not_exact'], 'input')} not recovered exactly")

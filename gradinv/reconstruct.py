@@ -99,6 +99,8 @@ class InputReconstruction(GradientStep):
     block_ : ndarray of int (b,), the proved block of each column (−1 for none)
     failures_ : ndarray of str (b,), how each column fails ("" when proved or in a block)
     uncertifiable_ : str or None, why no sample can be certified (None: the columns decide)
+    dependent_only_ : bool, the only reason is inputs of the batch size given that duplicate others
+        (the end-to-end check, which reads each input's count, may still certify)
     reasons_ : ndarray of str (b,), why each sample is certified or not: "certified: layer", or the
         other columns that fail and how ("missing column": not found exact; "fragile row": its
         zero set fails the leave-one-out test; "ReLU pattern": its input does not reproduce its
@@ -118,8 +120,9 @@ class InputReconstruction(GradientStep):
         self.certify = certify
 
     def _why_nothing_is_certified(self, fg):
-        """The reason no sample can be certified, or None; sets ``bias_residual_``."""
+        """The reason no sample can be certified, or None; sets ``bias_residual_`` and ``dependent_only_``."""
         xp = array_namespace(fg.L)
+        self.dependent_only_ = False
         # dL/db = dL/dZ·1 lies in col(L) to rounding; off it, the scales read from it are not the client's
         db = fg.grad_b[:, None]
         self.bias_residual_ = float(xp.linalg.vector_norm(db - fg.L @ (fg.L.T @ db)) / xp.linalg.vector_norm(db))
@@ -133,6 +136,11 @@ class InputReconstruction(GradientStep):
                     "the client's; the samples' scales are not known")
         if not fg.exact_rank:
             return "dL/dW is not rank b to rounding (noise, or near-duplicate inputs merged into one)"
+        if fg.n_dependent_inputs:  # an input sent twice is one sample; so are two closer than the gradient resolves
+            self.dependent_only_ = True
+            return (f"{fg.n_dependent_inputs} input(s) of the batch size given duplicate or combine others: which "
+                    "recovered input stands for several is not known from the layer (attack_model's end-to-end check "
+                    "reads it)")
         return None
 
     def fit_transform(self, fg, y=None):
