@@ -30,7 +30,7 @@ import numpy as np
 from sudl._array_api import svd, to_numpy
 
 from ._step import GradientStep
-from .certificate import row_set_kernel
+from .certificate import row_set_kernel, zero_set_kernels
 from .downstream import as_downstream
 from .reconstruct import reconstruct_inputs
 
@@ -72,14 +72,17 @@ def column_from_network(L, x, weight, bias, down, rows, active, zero_tol):
 
 
 class LastColumn(GradientStep):
-    """Pipeline step: replace the one direction not exact by the column its sample's input gives
-    (the module doc).  Any other number of missing directions passes through unchanged.
+    """Pipeline step: replace each direction its sample's input can give (the module doc): the one
+    direction not exact, and the unsettled member of each block whose other members are settled
+    (determined by their own zero sets: then the sample's input depends only on columns that are
+    right, and the block's span).  With two or more directions not exact nothing changes.
 
     Attributes
     ----------
-    outcome_ : str, what was done: "nothing missing", "k columns missing: left as they are",
-        "found from its zero set", "found from the network after the layer", "a block of d: the
-        kernel's part orthogonal to the d − 1 found", or why no column was found.
+    outcome_ : str, what was done, per direction tried: "found from its zero set", "found from the
+        network after the layer", "a block of d: the kernel's part orthogonal to the d − 1 found",
+        or why no column was found; "nothing missing"; "k columns missing: left as they are".
+    n_zeros_ : ndarray of int, the exact zeros of each direction passed on
 
     Parameters
     ----------
@@ -95,52 +98,77 @@ class LastColumn(GradientStep):
         self.downstream = downstream
 
     def fit_transform(self, fg, y=None):
-        exact = np.asarray(fg.exact, dtype=bool)
+        self.n_zeros_ = np.array(fg.n_zeros, dtype=int)
+        exact = np.asarray(fg.exact, dtype=bool).copy()
         missing = np.flatnonzero(~exact)
-        if len(missing) != 1 or self.weight is None or self.bias is None:
-            self.n_zeros_ = np.asarray(fg.n_zeros)
-            self.outcome_ = ("nothing missing" if len(missing) == 0 else "no layer weight and bias"
-                             if len(missing) == 1 else f"{len(missing)} columns missing: left as they are")
+        if len(missing) > 1 or self.weight is None or self.bias is None:
+            self.outcome_ = ("no layer weight and bias" if self.weight is None or self.bias is None
+                             else f"{len(missing)} columns missing: left as they are")
             return fg
-        k = int(missing[0])
-        X, _, _ = reconstruct_inputs(fg)
-        x = np.asarray(to_numpy(X), np.float64)[k]
+        L = np.asarray(to_numpy(fg.L), np.float64)
+        D = np.asarray(to_numpy(fg.directions), np.float64).copy()
+        todo = [*missing.tolist(), *unsettled_block_members(fg, D, exact)]
+        if not todo:
+            self.outcome_ = "nothing missing"
+            return fg
         W = np.asarray(to_numpy(self.weight), np.float64)[fg.rows]
         bias = np.asarray(to_numpy(self.bias), np.float64)[fg.rows]
         rtol = PATTERN_RTOL["float64" if fg.zero_tol < 1e-7 else "float32"]
-        inactive, active = predicted_pattern(x, W, bias, rtol)
-        L = np.asarray(to_numpy(fg.L), np.float64)
-        D = np.asarray(to_numpy(fg.directions), np.float64)
-        kernel = row_set_kernel(L, inactive)
-        q, self.outcome_ = None, "no column: the predicted zero set of its input has no robust kernel"
-        if kernel is not None and kernel.shape[1] == 1:
-            q, self.outcome_ = kernel[:, 0], "found from its zero set"
-        elif kernel is not None:
-            if self.downstream is not None:
-                down = as_downstream(self.downstream, int(fg.n_neurons))
-                q = column_from_network(L, x, W, bias, down, fg.rows, active, fg.zero_tol)
-                self.outcome_ = "found from the network after the layer" if q is not None else \
-                    "no column: the network after the layer fits no column to its input"
-            if q is None:
-                q = self._block_part(kernel, D, exact)
-        self.n_zeros_ = np.array(fg.n_zeros, dtype=int)
-        if q is None:
-            return fg
-        D[k] = q
-        codes = np.abs(L @ q)
-        self.n_zeros_[k] = int(np.sum(codes <= fg.zero_tol * codes.max()))
-        exact[k] = True
+        outcomes = []
+        for k in todo:  # the missing one first: the blocks' inputs depend on it
+            x = np.asarray(to_numpy(reconstruct_inputs(fg.with_directions(D, self.n_zeros_, exact))[0]), np.float64)[k]
+            q, outcome = self._column(k, x, L, W, bias, D, exact, fg)
+            outcomes.append(outcome)
+            if q is not None:
+                D[k] = q
+                codes = np.abs(L @ q)
+                self.n_zeros_[k] = int(np.sum(codes <= fg.zero_tol * codes.max()))
+                exact[k] = True
+        self.outcome_ = "; ".join(outcomes)
         return fg.with_directions(D, self.n_zeros_, exact)
 
-    def _block_part(self, kernel, D, exact):
-        """The part of ``kernel`` (b × d) orthogonal to the found directions inside it, when d − 1 are
-        (step 3 of the module doc); else None.  Sets ``outcome_``."""
-        unit = D[exact] / np.linalg.norm(D[exact], axis=1, keepdims=True)
-        inside = unit[np.linalg.norm(unit - (unit @ kernel) @ kernel.T, axis=1) <= 1e-6]
-        d = kernel.shape[1]
-        if len(inside) != d - 1:
-            self.outcome_ += f"; its kernel has {d} dimensions and {len(inside)} found columns"
-            return None
-        rest = kernel @ svd(inside @ kernel, full_matrices=True)[2][-1]  # the null vector of (d − 1) × d
-        self.outcome_ = f"a block of {d}: the kernel's part orthogonal to the {d - 1} found"
-        return rest / np.linalg.norm(rest)
+    def _column(self, k, x, L, W, bias, D, exact, fg):
+        """(q or None, what was done) for direction ``k`` from its sample's input ``x``."""
+        inactive, active = predicted_pattern(x, W, bias, PATTERN_RTOL["float64" if fg.zero_tol < 1e-7 else "float32"])
+        kernel = row_set_kernel(L, inactive)
+        if kernel is None:
+            return None, "no column: the predicted zero set of its input has no robust kernel"
+        if kernel.shape[1] == 1:
+            return kernel[:, 0], "found from its zero set"
+        others = exact.copy()
+        others[k] = False
+        if self.downstream is not None:
+            down = as_downstream(self.downstream, int(fg.n_neurons))
+            q = column_from_network(L, x, W, bias, down, fg.rows, active, fg.zero_tol)
+            if q is not None:
+                return q, "found from the network after the layer"
+        return block_part(kernel, D, others)
+
+
+def unsettled_block_members(fg, D, exact):
+    """Directions (indices) that fill a block's span beside members settled by their own zero sets:
+    a direction whose zero set's kernel has d ≥ 2 dimensions and holds d found directions, the d − 1
+    others each with a one-dimensional kernel of its own (:func:`~gradinv.certificate.zero_set_kernels`)."""
+    kernels = zero_set_kernels(fg.L, D, fg.zero_tols(D))
+    unit = D / np.linalg.norm(D, axis=1, keepdims=True)
+    out = []
+    for k, K in enumerate(kernels):
+        if not exact[k] or K is None or K.shape[1] < 2:
+            continue
+        members = np.flatnonzero(exact & (np.linalg.norm(unit - (unit @ K) @ K.T, axis=1) <= 1e-6))
+        mates = [i for i in members if i != k]
+        if len(members) == K.shape[1] and all(kernels[i] is not None and kernels[i].shape[1] == 1 for i in mates):
+            out.append(k)
+    return out
+
+
+def block_part(kernel, D, found):
+    """(the part of ``kernel`` (b × d) orthogonal to the ``found`` directions inside it when d − 1 are
+    (step 3 of the module doc), what was done), or (None, why not)."""
+    unit = D[found] / np.linalg.norm(D[found], axis=1, keepdims=True)
+    inside = unit[np.linalg.norm(unit - (unit @ kernel) @ kernel.T, axis=1) <= 1e-6]
+    d = kernel.shape[1]
+    if len(inside) != d - 1:
+        return None, f"no column: its kernel has {d} dimensions and {len(inside)} found columns"
+    rest = kernel @ svd(inside @ kernel, full_matrices=True)[2][-1]  # the null vector of (d − 1) × d
+    return rest / np.linalg.norm(rest), f"a block of {d}: the kernel's part orthogonal to the {d - 1} found"

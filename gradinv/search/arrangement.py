@@ -56,6 +56,7 @@ from sklearn.utils import check_random_state
 from tqdm.auto import tqdm
 
 from sudl._array_api import svd, to_numpy
+from sudl.rounding import split_block
 
 from ..bound import SearchBound
 from ..certificate import MAX_BLOCK, zero_set_kernels
@@ -316,11 +317,20 @@ def cell_search(L, R, weight, bias, *, rows=None, random_state=None, max_time=No
         if len(block) == 1:
             return accept(block[0])
         zeros, kernel = checked_kernel(block[0], max_dim=MAX_BLOCK)
-        for direction in (kernel if zeros else []):
+        if not zeros:
+            return
+        # atoms of the block with zeros of their own (a black frame's column inside a dark image's zero
+        # set: the dark image's is determined) first, then the rest of the block's span
+        atoms, _ = split_block(Lt.numpy(), kernel.T.numpy(), tols.zero_at(block[0]))
+        atoms = torch.as_tensor(atoms, dtype=Lt.dtype)
+        rest = kernel - (kernel @ atoms.T) @ atoms if len(atoms) else kernel
+        rest = torch.linalg.svd(rest, full_matrices=False)[2][: len(kernel) - len(atoms)] if len(atoms) else rest
+        for direction in [*atoms, *rest]:
             if len(found_q) >= b:
                 break
             if found is None or torch.linalg.svdvals(torch.cat([found, direction[None]]))[-1] >= dependent:
-                add(direction, zeros)
+                add(direction, int(((Lt @ direction).abs() <= tols.zero_at(direction)
+                                    * (Lt @ direction).abs().max()).sum()))
 
     scanned, idle = False, False
     while len(found_q) < b and not bound.expired():
