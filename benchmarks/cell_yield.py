@@ -58,8 +58,8 @@ def main(argv=None):
         hits = []
         for ci, qi in zip(c, q):
             d = cells._round_candidate(ci, qi, A, bias, L, tols, None)
-            if d is not None:
-                g = L @ d
+            if d is not None:  # one column, or a block's first direction
+                g = L @ d[0]
                 cos = (true.T @ (g / g.norm())).abs()
                 if float(cos.max()) > 1 - 1e-9:
                     hits.append(int(cos.argmax()))

@@ -6,8 +6,6 @@ import pytest
 import torch
 from torch import nn
 
-import gradinv.bound as bound_module
-from gradinv.bound import SearchBound
 from gradinv.downstream import Downstream, DownstreamError, as_downstream
 from gradinv.metrics import evaluate
 from gradinv.models import attack_model, find_attackable_layers
@@ -89,32 +87,3 @@ def test_a_custom_forward_gets_the_cell_search_with_w_and_b_alone_and_says_why()
 
     layer = find_attackable_layers(Net())[0]
     assert layer.search == "cells" and layer.knowledge.level == "layer" and "own forward()" in layer.reason
-
-
-def test_search_bound_stops_on_stagnation_not_while_columns_come(monkeypatch):
-    now = [0.0]
-    monkeypatch.setattr(bound_module.time, "perf_counter", lambda: now[0])
-    bound = SearchBound(max_time=None, min_patience=10.0, factor=2.0)
-    for t in (8.0, 16.0, 24.0, 32.0):  # a column every 8 s: never stagnant
-        now[0] = t
-        assert not bound.expired()
-        bound.found()
-    now[0] = 32.0 + 15.9  # patience max(10, 2 × 8) = 16 s
-    assert not bound.expired()
-    now[0] = 32.0 + 16.1
-    assert bound.expired()
-    capped = SearchBound(max_time=5.0)
-    now[0] += 5.1
-    assert capped.expired() and capped.capped()
-
-
-def test_search_bound_waits_for_long_rounds(monkeypatch):
-    now = [0.0]
-    monkeypatch.setattr(bound_module.time, "perf_counter", lambda: now[0])
-    bound = SearchBound(max_time=500.0, min_patience=10.0, factor=2.0)
-    now[0] = 40.0  # a first round of 40 s without a column: past the 10 s patience, not the cap
-    assert bound.expired() and not bound.capped()
-    bound.round_done(40.0)
-    assert not bound.expired()  # patience max(10, 2 × 40) = 80 s
-    now[0] = 80.1
-    assert bound.expired()
