@@ -50,6 +50,7 @@ def predicted_pattern(x, weight, bias, rtol):
 def column_from_network(L, x, weight, bias, down, rows, active, zero_tol):
     """q (b,) with L q ∝ M J(h)ᵀ u for the input ``x``, or None when no u fits (see the module doc, 2).
 
+    ``weight``, ``bias``: the layer's, on all m neurons (h = ReLU(W x + b) feeds the network);
     ``rows``: the neurons L covers; ``active``: the neurons active at ``x`` among them (the others,
     inactive or too near 0, carry g = 0 or are left out of the test).  A u fits when the smallest
     singular value of (I − L Lᵀ) M J(h)ᵀ, columns scaled to unit norm, is at most √``zero_tol``
@@ -111,9 +112,8 @@ class LastColumn(GradientStep):
         if not todo:
             self.outcome_ = "nothing missing"
             return fg
-        W = np.asarray(to_numpy(self.weight), np.float64)[fg.rows]
-        bias = np.asarray(to_numpy(self.bias), np.float64)[fg.rows]
-        rtol = PATTERN_RTOL["float64" if fg.zero_tol < 1e-7 else "float32"]
+        W = np.asarray(to_numpy(self.weight), np.float64)
+        bias = np.asarray(to_numpy(self.bias), np.float64)
         outcomes = []
         for k in todo:  # the missing one first: the blocks' inputs depend on it
             x = np.asarray(to_numpy(reconstruct_inputs(fg.with_directions(D, self.n_zeros_, exact))[0]), np.float64)[k]
@@ -129,7 +129,8 @@ class LastColumn(GradientStep):
 
     def _column(self, k, x, L, W, bias, D, exact, fg):
         """(q or None, what was done) for direction ``k`` from its sample's input ``x``."""
-        inactive, active = predicted_pattern(x, W, bias, PATTERN_RTOL["float64" if fg.zero_tol < 1e-7 else "float32"])
+        inactive, active = predicted_pattern(x, W[fg.rows], bias[fg.rows],
+                                             PATTERN_RTOL["float64" if fg.zero_tol < 1e-7 else "float32"])
         kernel = row_set_kernel(L, inactive)
         if kernel is None:
             return None, "no column: the predicted zero set of its input has no robust kernel"

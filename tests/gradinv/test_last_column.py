@@ -69,9 +69,21 @@ def test_two_columns_left_out_are_left_as_they_are():
     assert step.outcome_ == "2 columns missing: left as they are"
 
 
-def test_a_nested_zero_set_is_resolved_by_the_network_after_the_layer(nested):
+@pytest.mark.parametrize("n_dead", [0, 5])
+def test_a_nested_zero_set_is_resolved_by_the_network_after_the_layer(nested, n_dead):
+    """Also with neurons the factorisation drops (rows of dL/dW that are zero): the network still
+    takes every neuron's activation."""
+    import copy
+
     victim, (k, _) = nested
+    if n_dead:
+        victim = copy.copy(victim)
+        dead = np.flatnonzero(np.abs(victim.grad_Z.numpy()).sum(1) > 0)[:n_dead]
+        victim.grad_W, victim.grad_b, victim.grad_Z = (t.clone() for t in (victim.grad_W, victim.grad_b, victim.grad_Z))
+        for t in (victim.grad_W, victim.grad_b, victim.grad_Z):
+            t[dead] = 0
     fg, _, G = _factors_with_one_column_replaced(victim, k=k)
+    assert len(fg.rows) == fg.n_neurons - n_dead
     layer = victim.layer
     downstream = Downstream.from_module(victim.model[int(victim.layer_name) + 2:], layer.out_features)
     step = LastColumn(weight=layer.weight.detach(), bias=layer.bias.detach(), downstream=downstream)
