@@ -24,8 +24,6 @@ from sudl._array_api import array_namespace, device, svd, to_numpy
 from sudl.rounding import MAX_BLOCK, MAX_LEVERAGE
 
 
-
-
 def zero_set_kernels(L, directions, zero_tol, *, max_dim=MAX_BLOCK, max_leverage=MAX_LEVERAGE):
     """For each row q of ``directions``: an orthonormal basis (b × d) of the kernel of L restricted
     to the exact zeros of L q, when that kernel is robust and at most ``max_dim``-dimensional; else None.
@@ -75,16 +73,22 @@ def proven_blocks(kernels, directions, *, rtol=1e-6):
     the block's span is that of true columns and does not spoil the other samples, though its own
     samples are identified only where the other members are (:func:`~gradinv.reconstruct.certified_samples`).
     """
-    Q = np.asarray(to_numpy(directions), dtype=np.float64)
-    Q = Q / np.linalg.norm(Q, axis=1, keepdims=True)
     block = np.full(len(kernels), -1)
     for K in kernels:
         if K is None or K.shape[1] < 2:
             continue
-        members = np.flatnonzero(np.linalg.norm(Q - (Q @ K) @ K.T, axis=1) <= rtol)
+        members = np.flatnonzero(directions_in(K, directions, rtol=rtol))
         if len(members) == K.shape[1] and np.all(block[members] < 0):
             block[members] = block.max() + 1
     return block
+
+
+def directions_in(K, directions, *, rtol=1e-6):
+    """Boolean mask of the rows of ``directions`` (k × b) that lie in the span of K (b × d,
+    orthonormal columns), to ``rtol`` after scaling each to unit norm."""
+    Q = np.asarray(to_numpy(directions), dtype=np.float64)
+    Q = Q / np.linalg.norm(Q, axis=1, keepdims=True)
+    return np.linalg.norm(Q - (Q @ K) @ K.T, axis=1) <= rtol
 
 
 def relu_consistent(grad_Z, X, weight, bias, zero_tol, *, rtol=None):

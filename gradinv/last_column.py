@@ -30,7 +30,7 @@ import numpy as np
 from sudl._array_api import svd, to_numpy
 
 from ._step import GradientStep
-from .certificate import row_set_kernel, zero_set_kernels
+from .certificate import directions_in, row_set_kernel, zero_set_kernels
 from .downstream import as_downstream
 from .reconstruct import reconstruct_inputs
 
@@ -114,10 +114,11 @@ class LastColumn(GradientStep):
             return fg
         W = np.asarray(to_numpy(self.weight), np.float64)
         bias = np.asarray(to_numpy(self.bias), np.float64)
+        down = None if self.downstream is None else as_downstream(self.downstream, int(fg.n_neurons))
         outcomes = []
         for k in todo:  # the missing one first: the blocks' inputs depend on it
             x = np.asarray(to_numpy(reconstruct_inputs(fg.with_directions(D, self.n_zeros_, exact))[0]), np.float64)[k]
-            q, outcome = self._column(k, x, L, W, bias, D, exact, fg)
+            q, outcome = _column(k, x, L, W, bias, down, D, exact, fg)
             outcomes.append(outcome)
             if q is not None:
                 D[k] = q
@@ -127,23 +128,25 @@ class LastColumn(GradientStep):
         self.outcome_ = "; ".join(outcomes)
         return fg.with_directions(D, self.n_zeros_, exact)
 
-    def _column(self, k, x, L, W, bias, D, exact, fg):
-        """(q or None, what was done) for direction ``k`` from its sample's input ``x``."""
-        inactive, active = predicted_pattern(x, W[fg.rows], bias[fg.rows],
-                                             PATTERN_RTOL["float64" if fg.zero_tol < 1e-7 else "float32"])
-        kernel = row_set_kernel(L, inactive)
-        if kernel is None:
-            return None, "no column: the predicted zero set of its input has no robust kernel"
-        if kernel.shape[1] == 1:
-            return kernel[:, 0], "found from its zero set"
-        others = exact.copy()
-        others[k] = False
-        if self.downstream is not None:
-            down = as_downstream(self.downstream, int(fg.n_neurons))
-            q = column_from_network(L, x, W, bias, down, fg.rows, active, fg.zero_tol)
-            if q is not None:
-                return q, "found from the network after the layer"
-        return block_part(kernel, D, others)
+
+
+def _column(k, x, L, W, bias, down, D, exact, fg):
+    """(q or None, what was done) for direction ``k`` from its sample's input ``x`` (the module doc's
+    steps 1–3; ``down``: the :class:`~gradinv.downstream.Downstream` or None)."""
+    inactive, active = predicted_pattern(x, W[fg.rows], bias[fg.rows],
+                                         PATTERN_RTOL["float64" if fg.zero_tol < 1e-7 else "float32"])
+    kernel = row_set_kernel(L, inactive)
+    if kernel is None:
+        return None, "no column: the predicted zero set of its input has no robust kernel"
+    if kernel.shape[1] == 1:
+        return kernel[:, 0], "found from its zero set"
+    if down is not None:
+        q = column_from_network(L, x, W, bias, down, fg.rows, active, fg.zero_tol)
+        if q is not None:
+            return q, "found from the network after the layer"
+    others = exact.copy()
+    others[k] = False
+    return block_part(kernel, D, others)
 
 
 def unsettled_block_members(fg, D, exact):
@@ -151,12 +154,11 @@ def unsettled_block_members(fg, D, exact):
     a direction whose zero set's kernel has d ≥ 2 dimensions and holds d found directions, the d − 1
     others each with a one-dimensional kernel of its own (:func:`~gradinv.certificate.zero_set_kernels`)."""
     kernels = zero_set_kernels(fg.L, D, fg.zero_tols(D))
-    unit = D / np.linalg.norm(D, axis=1, keepdims=True)
     out = []
     for k, K in enumerate(kernels):
         if not exact[k] or K is None or K.shape[1] < 2:
             continue
-        members = np.flatnonzero(exact & (np.linalg.norm(unit - (unit @ K) @ K.T, axis=1) <= 1e-6))
+        members = np.flatnonzero(exact & directions_in(K, D))
         mates = [i for i in members if i != k]
         if len(members) == K.shape[1] and all(kernels[i] is not None and kernels[i].shape[1] == 1 for i in mates):
             out.append(k)
@@ -166,8 +168,7 @@ def unsettled_block_members(fg, D, exact):
 def block_part(kernel, D, found):
     """(the part of ``kernel`` (b × d) orthogonal to the ``found`` directions inside it when d − 1 are
     (step 3 of the module doc), what was done), or (None, why not)."""
-    unit = D[found] / np.linalg.norm(D[found], axis=1, keepdims=True)
-    inside = unit[np.linalg.norm(unit - (unit @ kernel) @ kernel.T, axis=1) <= 1e-6]
+    inside = D[found & directions_in(kernel, D)]
     d = kernel.shape[1]
     if len(inside) != d - 1:
         return None, f"no column: its kernel has {d} dimensions and {len(inside)} found columns"

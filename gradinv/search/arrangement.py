@@ -321,16 +321,15 @@ def cell_search(L, R, weight, bias, *, rows=None, random_state=None, max_time=No
             return
         # atoms of the block with zeros of their own (a black frame's column inside a dark image's zero
         # set: the dark image's is determined) first, then the rest of the block's span
-        atoms, _ = split_block(Lt.numpy(), kernel.T.numpy(), tols.zero_at(block[0]))
-        atoms = torch.as_tensor(atoms, dtype=Lt.dtype)
-        rest = kernel - (kernel @ atoms.T) @ atoms if len(atoms) else kernel
-        rest = torch.linalg.svd(rest, full_matrices=False)[2][: len(kernel) - len(atoms)] if len(atoms) else rest
-        for direction in [*atoms, *rest]:
+        atoms, atom_zeros = split_block(Lt.numpy(), kernel.T.numpy(), tols.zero_at(block[0]))
+        atoms, rest = torch.as_tensor(atoms, dtype=Lt.dtype), kernel
+        if len(atoms):  # the block's span beyond its atoms
+            rest = torch.linalg.svd(kernel - (kernel @ atoms.T) @ atoms)[2][: len(kernel) - len(atoms)]
+        for direction, n_zeros in [*zip(atoms, atom_zeros.tolist()), *((r, zeros) for r in rest)]:
             if len(found_q) >= b:
                 break
             if found is None or torch.linalg.svdvals(torch.cat([found, direction[None]]))[-1] >= dependent:
-                add(direction, int(((Lt @ direction).abs() <= tols.zero_at(direction)
-                                    * (Lt @ direction).abs().max()).sum()))
+                add(direction, n_zeros)
 
     scanned, idle = False, False
     while len(found_q) < b and not bound.expired():
