@@ -17,11 +17,12 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
-from gradinv import GradientFactorization, make_victim, stack_gradient
+from gradinv import GradientFactorization, stack_gradient
+from gradinv.cases import make_victim
 from gradinv.search import arrangement as cells
 from gradinv.search.starts import _cell_margin, _remaining_inputs_coords, _round_starts
 from gradinv.search.tolerances import tolerances
-from gradinv.victims import make_client
+from gradinv.cases import make_client
 
 
 def main(argv=None):

@@ -12,7 +12,8 @@ import time
 
 import numpy as np
 
-from gradinv import GradientFactorization, make_victim, stack_gradient
+from gradinv import GradientFactorization, stack_gradient
+from gradinv.cases import make_victim
 
 
 def span_error(L, G):

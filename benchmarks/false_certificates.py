@@ -1,7 +1,7 @@
 """False-certificate fuzz: perturbed gradients, wrong weights, duplicates, noise; count the
 certified samples that are not the client's (issue 21).  That count must be 0.
 
-Each trial takes a zoo client (:data:`gradinv.victims.ZOO`, one mean cross-entropy step, every
+Each trial takes a zoo client (:data:`gradinv.cases.ZOO`, one mean cross-entropy step, every
 parameter's gradient sent), perturbs what the server receives or knows (:data:`PERTURBATIONS`),
 and attacks it as a user would, ``attack_model(server_model, gradients)`` with no mode flag
 (layer certificate, then the end-to-end check).  A certified sample is *false* when it is not
@@ -34,7 +34,7 @@ import torch
 from gradinv import GradientError
 from gradinv.metrics import evaluate
 from gradinv.models import attack_model
-from gradinv.victims import ZOO, _to_torch_images, layer_gradient, make_client, parameter_gradients
+from gradinv.cases import ZOO, model_inputs, layer_gradient, make_client, parameter_gradients
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _resumable import append_row, done_keys, read_rows  # noqa: E402
@@ -62,7 +62,7 @@ PERTURBATIONS = {
 
 def _client_step(model, layer_name, images, labels, architecture):
     """The client's gradients for a batch of images: (attacked-layer inputs, {name: gradient})."""
-    x = _to_torch_images(images, architecture, next(model.parameters()).dtype)
+    x = model_inputs(images, architecture, next(model.parameters()).dtype)
     X = layer_gradient(model, layer_name, x, labels)[0]
     return X, parameter_gradients(model)
 

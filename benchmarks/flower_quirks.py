@@ -1,7 +1,7 @@
 """A live Flower federation on data as users have it: grey crops with blank frames and repeated crops.
 
 Each cell (batch size B, seed) builds a dataset of clients × rounds × B standardised 28×28 grey
-crops of scikit-image's bundled photographs (``gradinv.data``, source "skimage_grey"), of which
+crops of scikit-image's bundled photographs (``gradinv.cases.data``, source "skimage_grey"), of which
 a sixth are blank frames (one constant value: black or white before standardisation) and a sixth
 are copies of other crops of the set (``BLANK_SHARE``, ``REPEAT_SHARE``: about two of each per
 batch of 12), labels drawn at random from 10 classes.  It runs ``gradinv flower-demo --data`` on
@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _resumable import append_row, done_keys, read_rows  # noqa: E402
 
-from gradinv.data import sample_images  # noqa: E402
+from gradinv.cases.data import sample_images  # noqa: E402
 
 BLANK_SHARE = 1 / 6  # arbitrary: about two blank frames per batch of 12
 REPEAT_SHARE = 1 / 6  # arbitrary: about two repeated crops per batch of 12

@@ -1,6 +1,6 @@
 """Frontier benchmark: exact-recovery fraction vs batch size per victim, width and solver.
 
-For each (victim kind, width m, batch size b, seed) it builds the client (``gradinv.make_victim``,
+For each (victim kind, width m, batch size b, seed) it builds the client (``gradinv.cases.make_victim``,
 float64), then on the same gradient measures: one SVD of dL/dW, the attack (``invert_layer``
 with ``--solver``, by default the library's own choice for what the victim gives: "informed" where
 the loss passes through the classifier, else "cells" with the layer's W and b), and, for
@@ -18,9 +18,9 @@ continued later, with other kinds, sizes or seeds added to the same file.  The t
 ``OUT.md``, and a PNG plot of exact fraction vs b) are made from every row the file holds;
 ``--report`` makes them without running anything.
 
-Zoo mode (``--zoo [KIND ...]``, default every kind of ``gradinv.victims.ZOO``; shell-style
+Zoo mode (``--zoo [KIND ...]``, default every kind of ``gradinv.cases.ZOO``; shell-style
 patterns such as ``'mlp2_*'`` select several): each client is built with
-``gradinv.victims.make_client`` and attacked as a user would, ``attack_model(v.model,
+``gradinv.cases.make_client`` and attacked as a user would, ``attack_model(v.model,
 v.gradients)`` (the search it picks is recorded; fractions are of the batch's *distinct* inputs,
 an exact duplicate counted once, ``distinct`` in the row), then for b ≤ ``--spear-max-b`` with
 ``solver="spear"`` on the same gradient.  The Markdown output starts with the **worst case over
@@ -52,10 +52,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gradinv import GradientError, invert_layer, make_victim
+from gradinv import GradientError, invert_layer
+from gradinv.cases import make_victim
 from gradinv.metrics import distinct_inputs, evaluate
 from gradinv.models import attack_model
-from gradinv.victims import ZOO, make_client
+from gradinv.cases import ZOO, make_client
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _resumable import append_row, done_keys, read_rows, run_capped  # noqa: E402
@@ -433,7 +434,7 @@ def main(argv=None):
     p.add_argument("--memory", action="store_true",
                    help="also measure each informed attack's peak memory in a fresh process (benchmarks/peak_memory.py)")
     p.add_argument("--zoo", nargs="*", metavar="KIND",
-                   help="zoo mode: these kinds of gradinv.victims.ZOO (names or patterns; none given: all)")
+                   help="zoo mode: these kinds of gradinv.cases.ZOO (names or patterns; none given: all)")
     p.add_argument("--knowledge", choices=["model", "layer"], default="model",
                    help="zoo mode: what the server is given: the whole model (attack_model, default) or the "
                         "attacked layer's W and b only (invert_layer: SPEAR++'s knowledge, no downstream)")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from gradinv.search import templates
-from gradinv import make_victim
+from gradinv.cases import make_victim
 from gradinv.labels import label_counts
 
 

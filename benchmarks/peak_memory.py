@@ -27,7 +27,8 @@ def _rss():
 
 
 def _child(path, max_time, queue):
-    from gradinv import invert_layer, make_victim
+    from gradinv import invert_layer
+    from gradinv.cases import make_victim
 
     data = dict(np.load(path))
     tiny = make_victim("cross_entropy", batch_size=3, width=60, random_state=0)  # warm-up: imports, autograd
@@ -66,7 +67,7 @@ def main(argv=None):
     p.add_argument("--kind", default="cross_entropy")
     p.add_argument("--max-time", type=float, default=300.0)
     args = p.parse_args(argv)
-    from gradinv import make_victim
+    from gradinv.cases import make_victim
 
     v = make_victim(args.kind, batch_size=args.batch_size, width=args.width, random_state=0)
     out = dict(victim=args.kind, m=args.width, b=args.batch_size,

@@ -23,7 +23,7 @@ import torch
 
 from gradinv import GradientFactorization, stack_gradient
 from gradinv.factorize import FLOOR_FACTOR
-from gradinv.victims import make_client
+from gradinv.cases import make_client
 
 
 def column_exactness(fg, grad_Z):
@@ -45,7 +45,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clients", nargs="+", default=["mlp2_trained:20", "mlp2_trained:50", "mlp2_trained_raw:50",
                                                      "mlp2_photos:50", "conv_trained:50"],
-                   help="kind:batch_size pairs of gradinv.victims.ZOO")
+                   help="kind:batch_size pairs of gradinv.cases.ZOO")
     p.add_argument("--width", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--float32", action="store_true", help="clients computed in float32 (default float64)")

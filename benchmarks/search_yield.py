@@ -19,7 +19,8 @@ import time
 import numpy as np
 import torch
 
-from gradinv import GradientFactorization, make_victim, stack_gradient
+from gradinv import GradientFactorization, stack_gradient
+from gradinv.cases import make_victim
 from gradinv.search import acceptance, objective, polish, rounding, starts, templates
 from gradinv.search.tolerances import tolerances
 

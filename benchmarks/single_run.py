@@ -11,7 +11,8 @@ import time
 
 import torch
 
-from gradinv import KINDS, invert_layer, make_victim
+from gradinv import invert_layer
+from gradinv.cases import KINDS, make_victim
 from gradinv.metrics import evaluate
 
 

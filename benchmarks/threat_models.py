@@ -10,7 +10,7 @@ initialisation, width m, float64 unless said), attacked with the informed solver
 * ``float32``: the float32 client at ``--float32-batch``.
 * ``batch_size``: the batch size read from the singular-value gap, over noiseless cases.
 * ``labels``: a single-class batch and a batch with duplicated inputs (the warning, what is recovered).
-* ``zoo``: every kind of the client zoo (``gradinv.victims.ZOO``, ``--zoo`` to choose) over
+* ``zoo``: every kind of the client zoo (``gradinv.cases.ZOO``, ``--zoo`` to choose) over
   ``--zoo-seeds`` seeds: one Opacus DP-SGD step at σ = ``--zoo-sigma`` (C = ``--max-grad-norm``)
   and ``--zoo-steps`` full-batch FedAvg steps at η = ``--zoo-lr``, every parameter's update handed
   to ``attack_model`` as a user would, in approximate mode; the worst mean PSNR over kinds and
@@ -36,12 +36,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gradinv import GradientError, invert_layer, make_victim
+from gradinv import GradientError, invert_layer
+from gradinv.cases import make_victim
 from gradinv.factorize import DependentInputsWarning, GradientFactorization, stack_gradient
-from gradinv.federated import dp_sgd_gradient, dp_sgd_gradients, fedavg_pseudo_gradients, fedavg_update
+from gradinv.cases import dp_sgd_gradient, dp_sgd_gradients, fedavg_pseudo_gradients, fedavg_update
 from gradinv.metrics import evaluate
 from gradinv.models import attack_model
-from gradinv.victims import ZOO, layer_gradient, make_client
+from gradinv.cases import ZOO, layer_gradient, make_client
 
 
 def scored_row(base, attack, inputs, labels, dtype="float64"):

@@ -2,7 +2,8 @@
 
 Data flow:  grad = [dL/dW | dL/db] ─factorize─▶ (L, R) ─sudl─▶ Q̃ ─rounding─▶ Q ─reconstruct─▶ X.
 
->>> from gradinv import invert_layer, make_victim
+>>> from gradinv import invert_layer
+>>> from gradinv.cases import make_victim
 >>> v = make_victim("random_upstream", batch_size=10, width=300, random_state=0)
 >>> res = invert_layer(v.grad_W, v.grad_b, weight=v.layer.weight.detach(), bias=v.layer.bias.detach(),
 ...                    random_state=0)
@@ -12,14 +13,12 @@ Data flow:  grad = [dL/dW | dL/db] ─factorize─▶ (L, R) ─sudl─▶ Q̃ �
 
 from .factorize import (DependentInputsWarning, FactorizedGradient, GradientError, GradientFactorization,
                         estimate_batch_size, stack_gradient)
-from .federated import dp_sgd_gradient, dp_sgd_gradients, fedavg_pseudo_gradients, fedavg_update
 from .labels import infer_labels
 from .knowledge import Knowledge
 from .pipeline import ExactRounding, InversionResult, invert_layer, make_pipeline
 from .reconstruct import InputReconstruction
 from .search import SEARCHES, SearchResult, SearchStep, run_search
 from .search.spear import spear_search
-from .victims import KINDS, Victim, make_victim
 
 __all__ = [
     "invert_layer",
@@ -36,15 +35,8 @@ __all__ = [
     "FactorizedGradient",
     "GradientError",
     "DependentInputsWarning",
-    "dp_sgd_gradient",
-    "dp_sgd_gradients",
-    "fedavg_pseudo_gradients",
-    "fedavg_update",
     "infer_labels",
     "stack_gradient",
     "estimate_batch_size",
     "spear_search",
-    "make_victim",
-    "Victim",
-    "KINDS",
 ]

@@ -10,7 +10,7 @@ import numpy as np
 
 from ._table import print_table
 from .pipeline import SOLVERS, invert_layer
-from .victims import KINDS
+from .cases.victims import KINDS
 
 
 def save_grid(path, originals, reconstructions, *, n_show=10, title=""):
@@ -37,9 +37,9 @@ def save_grid(path, originals, reconstructions, *, n_show=10, title=""):
 
 
 def cmd_demo(args):
-    from .data import channel_statistics
+    from .cases.data import channel_statistics
     from .metrics import evaluate
-    from .victims import make_victim
+    from .cases.victims import make_victim
 
     t0 = time.perf_counter()
     v = make_victim(args.victim, batch_size=args.batch_size, width=args.width, random_state=args.seed)

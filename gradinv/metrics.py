@@ -58,9 +58,9 @@ def psnr(x_true, x_hat, data_range=None, cap=PSNR_CAP_DB):
 
 def ssim(image_true, image_hat):
     """Structural similarity of two images (H, W, C) with ``skimage.metrics.structural_similarity``."""
-    from .data import _skimage
+    from .cases.data import skimage_module
 
-    structural_similarity = _skimage("metrics").structural_similarity
+    structural_similarity = skimage_module("metrics").structural_similarity
 
     image_true, image_hat = np.asarray(image_true, np.float64), np.asarray(image_hat, np.float64)
     return float(structural_similarity(image_true, image_hat, channel_axis=-1,

@@ -123,7 +123,6 @@ def block_kernel(Y_white, w, zero_tol, active=None, max_dim=MAX_BLOCK):
     do; else None.  The direction need not be exact: descents settle inside a block's span on its
     shared zeros, at a combination of its atoms; a sample that alone carries a dimension of the
     zeros' span (leverage > :data:`MAX_LEVERAGE`, a sample below the gap by chance) is left out."""
-    xp = array_namespace(Y_white)
     n = Y_white.shape[1]
     for rows in _zero_levels(Y_white, w, active):
         rows = np.asarray(to_numpy(rows), dtype=np.float64)

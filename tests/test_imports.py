@@ -71,12 +71,14 @@ def test_no_import_cycle():
 
 
 def test_the_attack_imports_without_the_client_simulation_extra():
-    """scikit-image is an optional extra (``cases``): ``import gradinv`` and ``invert_layer`` need it not."""
+    """scikit-image is an optional extra (``cases``): ``import gradinv`` and ``invert_layer`` need neither it nor
+    the client simulation (:mod:`gradinv.cases`)."""
     import subprocess
     import sys
 
     code = ("import sys, gradinv; gradinv.invert_layer; from gradinv.models import attack_model; "
-            "assert not any(m == 'skimage' or m.startswith('skimage.') for m in sys.modules), 'skimage imported'")
+            "assert not any(m == 'skimage' or m.startswith('skimage.') for m in sys.modules), 'skimage imported'; "
+            "assert 'gradinv.cases' not in sys.modules, 'the client simulation imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
@@ -85,7 +87,7 @@ def test_without_scikit_image_the_simulated_clients_say_how_to_install_it(monkey
 
     import pytest
 
-    from gradinv import data
+    from gradinv.cases import data
 
     monkeypatch.setitem(sys.modules, "skimage.data", None)  # as if scikit-image were not installed
     data.grey_images.cache_clear()

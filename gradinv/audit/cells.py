@@ -5,10 +5,10 @@ the batch draw, the DP noise and the attack.  What the client sends:
 
 * σ = 0, E = 1 — one SGD step: the mean cross-entropy gradient of every parameter (the attack
   also uses the classifier's bias gradient);
-* σ > 0, E = 1 — one DP-SGD step through Opacus (:func:`gradinv.federated.dp_sgd_gradient`:
+* σ > 0, E = 1 — one DP-SGD step through Opacus (:func:`gradinv.cases.dp_sgd_gradient`:
   per-sample clipping to C, noise σC);
 * σ = 0, E > 1 — FedAvg, E full-batch SGD steps at learning rate η, the pseudo-gradient
-  (θ₀ − θ_E)/η (:func:`gradinv.federated.fedavg_update`);
+  (θ₀ − θ_E)/η (:func:`gradinv.cases.fedavg_update`);
 * σ > 0, E > 1 — E full-batch DP-SGD steps through Opacus (:func:`dp_fedavg_update`), the
   pseudo-gradient (θ₀ − θ_E)/η.
 
@@ -17,18 +17,16 @@ size b known to the server.  Everything a worker needs arrives as plain values (
 ``module:function`` string, the state_dict and the data as NumPy arrays), never a pickled model.
 """
 
-import copy
 import time
 import warnings
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..factorize import GradientError
 from ..factory import build_model as factory_model
-from ..federated import dp_sgd_gradient, fedavg_update
+from ..cases.updates import dp_fedavg_update, dp_sgd_gradient, fedavg_update, sgd_gradients
 from ..metrics import evaluate, exact_mask
 from ..models import attack_model, find_attackable_layers
 
@@ -117,39 +115,11 @@ def layer_inputs(model, linear, x):
     return seen[0].reshape(len(x), -1)
 
 
-def dp_fedavg_update(model, layer_name, x, labels, *, steps, noise_multiplier, max_grad_norm, lr, random_state=None):
-    """The attacked layer's pseudo-gradient (θ₀ − θ_E)/η after E full-batch DP-SGD steps (Opacus)."""
-    from opacus import PrivacyEngine
-    from torch.utils.data import DataLoader, TensorDataset
-
-    client = copy.deepcopy(model)
-    layer = client.get_submodule(layer_name)
-    w0, b0 = layer.weight.detach().clone(), layer.bias.detach().clone()
-    seed = int(np.random.RandomState(random_state).randint(2**31))
-    loader = DataLoader(TensorDataset(x, labels), batch_size=len(x), shuffle=False)
-    with warnings.catch_warnings():  # a simulation: Opacus' advice on secure RNG and input hooks does not apply
-        warnings.filterwarnings("ignore", message="Secure RNG turned off")
-        warnings.filterwarnings("ignore", message="Full backward hook is firing")
-        client, optimizer, loader = PrivacyEngine().make_private(
-            module=client, optimizer=torch.optim.SGD(client.parameters(), lr=lr), data_loader=loader,
-            noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm, poisson_sampling=False,
-            noise_generator=torch.Generator().manual_seed(seed))
-        xb, yb = next(iter(loader))
-        for _ in range(steps):
-            optimizer.zero_grad()
-            nn.functional.cross_entropy(client(xb), yb).backward()
-            optimizer.step()
-    return (w0 - layer.weight.detach()) / lr, (b0 - layer.bias.detach()) / lr
-
-
 def client_update(model, layer_name, x, labels, cell, settings):
     """What the client sends for ``cell``: (gradients dict, approximate?) — see the module doc."""
     sigma, steps = cell.noise_multiplier, cell.local_steps
     if sigma == 0 and steps == 1:
-        client = copy.deepcopy(model)
-        client.zero_grad()
-        nn.functional.cross_entropy(client(x), labels).backward()
-        return {n: p.grad.detach().clone() for n, p in client.named_parameters() if p.grad is not None}, False
+        return sgd_gradients(model, x, labels), False
     if steps == 1:
         gW, gb = dp_sgd_gradient(model, layer_name, x, labels, noise_multiplier=sigma,
                                  max_grad_norm=settings.max_grad_norm, random_state=cell.seed)

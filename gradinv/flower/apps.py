@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..cases import networks
+from ..cases.updates import local_sgd
 from ._flwr import require_flwr
 
 require_flwr()
@@ -31,12 +33,11 @@ ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
 
 def make_mlp(n_inputs, width, n_classes, *, activation="relu", random_state=0):
-    """Linear(n, m) → activation → Linear(m, C), float64, initialised from ``random_state`` (the
-    global torch generator is left as it was)."""
+    """Linear(n, m) → activation → Linear(m, C) (:func:`gradinv.cases.make_mlp`), float64,
+    initialised from ``random_state`` (the global torch generator is left as it was)."""
     with torch.random.fork_rng():
         torch.manual_seed(random_state)
-        return nn.Sequential(nn.Linear(n_inputs, width), ACTIVATIONS[activation](),
-                             nn.Linear(width, n_classes)).double()
+        return networks.make_mlp(n_inputs, width, n_classes, activation=ACTIVATIONS[activation]).double()
 
 
 def load_dataset(path=None, *, random_state=0):
@@ -81,18 +82,6 @@ def model_for(cfg, x, y):
                     random_state=int(cfg["seed"]))
 
 
-def local_sgd(model, x, y, *, steps, lr):
-    """E full-batch SGD steps (mean cross-entropy) on (x, y); returns the last loss."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-    x, y = torch.as_tensor(x), torch.as_tensor(y)
-    for _ in range(steps):
-        optimizer.zero_grad()
-        loss = nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-        optimizer.step()
-    return loss.item()
-
-
 client_app = ClientApp()
 
 
@@ -107,7 +96,7 @@ def client_train(msg: Message, context: Context) -> Message:
     xb, yb = shard_batch(x, y, partition, n_partitions, server_round, b)
     model = model_for(cfg, x, y)
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
-    loss = local_sgd(model, xb, yb, steps=steps, lr=lr)
+    loss = local_sgd(model, xb, yb, epochs=steps, lr=lr)
     truth = Path(cfg["out"]) / "truth"  # the demo's out-of-band copy, for the audit's comparison only
     truth.mkdir(parents=True, exist_ok=True)
     np.savez(truth / f"round{server_round}-node{context.node_id}.npz", x=xb, y=yb)

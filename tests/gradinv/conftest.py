@@ -1,6 +1,6 @@
 import pytest
 
-from gradinv import make_victim
+from gradinv.cases import make_victim
 
 
 @pytest.fixture(scope="session")

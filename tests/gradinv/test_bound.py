@@ -9,7 +9,8 @@ import types
 import numpy as np
 import pytest
 
-from gradinv import bound, invert_layer, make_victim
+from gradinv import bound, invert_layer
+from gradinv.cases import make_victim
 from gradinv.bound import SearchBound
 
 # A client whose cell search finds its columns over tens of rounds (42 here) with idle rounds between
@@ -18,7 +19,8 @@ CLIENT = dict(kind="cross_entropy", batch_size=30, width=150, random_state=0)
 
 ATTACK = """
 import os, sys, numpy as np
-from gradinv import invert_layer, make_victim
+from gradinv import invert_layer
+from gradinv.cases import make_victim
 v = make_victim({kind!r}, batch_size={batch_size}, width={width}, random_state={random_state})
 res = invert_layer(v.grad_W, v.grad_b, weight=v.layer.weight.detach(), bias=v.layer.bias.detach(),
                    solver="cells", random_state=0)

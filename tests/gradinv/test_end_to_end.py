@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from gradinv import dp_sgd_gradient, fedavg_update, invert_layer, make_victim
+from gradinv import invert_layer
+from gradinv.cases import dp_sgd_gradient, fedavg_update, make_victim
 from gradinv.metrics import evaluate
 from gradinv.models import attack_model
 
@@ -116,7 +117,7 @@ def test_the_model_confirms_columns_the_layer_cannot_prove():
     and a third column's zero set is fragile (one row carries a direction), so the layer certifies
     1 sample.  The model's own column at each recovered input confirms the fragile one, and
     every sample outside the block is certified, none falsely."""
-    from gradinv.victims import make_client
+    from gradinv.cases import make_client
 
     v = make_client("mlp2_windows", batch_size=20, width=1000, random_state=0)
     res, _ = attack_model(v.model, v.gradients, random_state=0)
@@ -166,7 +167,7 @@ def test_a_pair_closer_than_the_gradient_resolves_gets_no_false_certificate():
     rounding and every gradient matches one input sent twice to 1e-14, so the gradient cannot tell
     them from a duplicate; the merged input (5e-6 from either) is reported standing for two samples,
     not certified."""
-    from gradinv.victims import layer_gradient, make_client, parameter_gradients
+    from gradinv.cases import layer_gradient, make_client, parameter_gradients
 
     v = make_client("mlp2_raw", batch_size=8, width=200, random_state=0)
     x, y = v.inputs.clone(), v.labels.clone()

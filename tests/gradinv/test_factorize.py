@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from gradinv import GradientFactorization, make_victim, stack_gradient
+from gradinv import GradientFactorization, stack_gradient
+from gradinv.cases import make_victim
 
 
 def test_batch_size_estimate_on_real_clients():
@@ -33,7 +34,7 @@ def test_a_merged_near_duplicate_is_not_exact_rank():
     exact_rank is False and nothing will be certified."""
     import warnings
 
-    from gradinv.victims import layer_gradient, make_client
+    from gradinv.cases import layer_gradient, make_client
 
     v = make_client("mlp2_raw", batch_size=8, width=200, random_state=0)
     ranks = {}

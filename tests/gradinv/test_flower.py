@@ -15,7 +15,8 @@ from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
 
 from gradinv.cli import main  # noqa: E402
 from gradinv.flower import require_flwr  # noqa: E402
-from gradinv.flower.apps import load_dataset, local_sgd, make_mlp, shard_batch  # noqa: E402
+from gradinv.cases import local_sgd  # noqa: E402
+from gradinv.flower.apps import load_dataset, make_mlp, shard_batch  # noqa: E402
 from gradinv.flower.processes import LocalFederation, processes_with_home  # noqa: E402
 from gradinv.flower.strategy import LeakageAudit  # noqa: E402
 from gradinv.metrics import evaluate  # noqa: E402
@@ -53,7 +54,7 @@ def _federation_round(audit, model_fn, *, steps=1, lr=0.01, metrics_of=None, n_n
         xb, yb = shard_batch(x, y, i, n_nodes, 1, B)
         model = model_fn()
         model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
-        local_sgd(model, xb, yb, steps=steps, lr=lr)
+        local_sgd(model, xb, yb, epochs=steps, lr=lr)
         metrics = {"num-examples": B, "batch-size": B, "lr": lr, "local-steps": steps}
         if metrics_of is not None:
             metrics = metrics_of(metrics)

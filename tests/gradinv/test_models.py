@@ -71,7 +71,7 @@ def test_state_dict_layer_must_exist():
 
 
 def test_attack_model_passes_the_classifier_bias_gradient():
-    from gradinv import make_victim
+    from gradinv.cases import make_victim
 
     v = make_victim("cross_entropy", batch_size=8, width=200, random_state=0)
     grads = {n: p.grad for n, p in v.model.named_parameters()}

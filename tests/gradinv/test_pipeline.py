@@ -3,7 +3,8 @@ import pytest
 import torch
 from sklearn.pipeline import Pipeline
 
-from gradinv import DependentInputsWarning, GradientError, invert_layer, make_pipeline, make_victim, stack_gradient
+from gradinv import DependentInputsWarning, GradientError, invert_layer, make_pipeline, stack_gradient
+from gradinv.cases import make_victim
 from gradinv.search import informed as informed_search_module, templates
 from gradinv.labels import label_counts
 from gradinv.metrics import evaluate
@@ -174,7 +175,7 @@ def test_informed_rounding_skips_a_cell_without_active_neurons():
 def test_near_duplicate_pair_is_recovered_as_a_block():
     """Two near-identical crops with one label share their ReLU mask: no single column of the pair is
     identified, but its span is; the other 18 samples are exact and certified, the pair is not."""
-    from gradinv.victims import layer_gradient
+    from gradinv.cases import layer_gradient
 
     v = make_victim("cross_entropy", batch_size=20, width=300, random_state=0)
     x, labels = v.inputs.clone(), v.labels.clone()

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from gradinv import GradientFactorization, Knowledge, make_victim, stack_gradient
+from gradinv import GradientFactorization, Knowledge, stack_gradient
+from gradinv.cases import make_victim
 from gradinv.search import SEARCHES, SearchResult, run_search
 
 

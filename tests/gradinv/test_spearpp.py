@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from gradinv import GradientError, GradientFactorization, invert_layer, make_victim, stack_gradient
+from gradinv import GradientError, GradientFactorization, invert_layer, stack_gradient
+from gradinv.cases import make_victim
 from gradinv.search import arrangement as cells
 from gradinv.search.arrangement import drifted_rows, is_cell
 from gradinv.metrics import evaluate
 from gradinv.search.spearpp import l1_sphere_radam
-from gradinv.victims import make_client
+from gradinv.cases import make_client
 
 
 def _deep_client(batch_size, width, depth, seed):

@@ -1,12 +1,12 @@
-"""The client zoo (gradinv.victims.ZOO / make_client): every kind builds and shares a consistent gradient."""
+"""The client zoo (gradinv.cases.ZOO / make_client): every kind builds and shares a consistent gradient."""
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from gradinv.data import DATASET_CROPS, QUIRKS, SCALINGS, SOURCES, channel_statistics
-from gradinv.victims import (ARCHITECTURES, LABEL_DISTRIBUTIONS, TRAINING_STATES, ZOO, ClientSpec, draw_labels,
+from gradinv.cases.data import DATASET_CROPS, QUIRKS, SCALINGS, SOURCES, channel_statistics
+from gradinv.cases.zoo import (ARCHITECTURES, LABEL_DISTRIBUTIONS, TRAINING_STATES, ZOO, ClientSpec, draw_labels,
                              make_client)
 
 WIDTH, B = 64, 4

@@ -12,7 +12,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gradinv.victims import make_client
+from gradinv.cases import make_client
 
 _spec = importlib.util.spec_from_file_location(
     "false_certificates", Path(__file__).resolve().parents[2] / "benchmarks" / "false_certificates.py")

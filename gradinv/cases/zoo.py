@@ -1,25 +1,7 @@
-"""Victim clients: a PyTorch model, a private batch, and the gradient the client shares.
-
-Two families.  :func:`make_victim` builds the original clients of :data:`KINDS`:
-
-===================  ==================================================================
-"cross_entropy"      cross-entropy, 10 classes, standardised images, network at
-                     initialisation: the usual client, the default, the one that counts
-"cross_entropy_raw"  the same with raw [0, 1] pixels
-"trained"            cross-entropy, standardised images, network trained first for
-                     ``train_steps`` Adam steps on other crops
-"random_upstream"    synthetic: loss ⟨R, ReLU(Z)⟩ with R Gaussian, the SUDL theory's model
-===================  ==================================================================
-
-Their labels are the index of the photograph each crop came from.  Architectures: "mlp" =
-Linear(n, m) → ReLU → Linear(m, classes), the first Linear is attacked and X are the images;
-"conv" = Conv–ReLU–Conv–ReLU–Flatten → Linear(f, m) → ReLU → Linear(m, classes), the first
-Linear after the flatten is attacked and X are **features**, not pixels.
-
-:func:`make_client` builds the **client zoo** :data:`ZOO`, the clients an attack is judged on
-(the worst case over kinds and seeds is the figure that counts).  Each kind is a
+"""The client zoo :data:`ZOO`: the clients an attack is judged on (the worst case over kinds and
+seeds is the figure that counts); :func:`make_client` builds one.  Each kind is a
 :class:`ClientSpec` crossing depth (number of Linear layers, every hidden one of width m),
-architecture, image source and crop (:mod:`gradinv.data`), training state, label distribution
+architecture, image source and crop (:mod:`gradinv.cases.data`), training state, label distribution
 and input scaling; one mean cross-entropy step, C = 10 classes.  Kinds differ from
 "mlp2_photos" (the reference) in the columns marked *:
 
@@ -51,7 +33,7 @@ conv_photos          2      conv*  photos           random   32    init      uni
 conv_trained         2      conv*  photos           random   32    trained*  uniform  dataset
 ===================  =====  =====  ===============  =======  ====  ========  =======  =======
 
-Quirks (:func:`gradinv.data.apply_quirk`), what a real loader's batch holds: "duplicates" (one
+Quirks (:func:`gradinv.cases.data.apply_quirk`), what a real loader's batch holds: "duplicates" (one
 picture twice with its label, another twice with two labels), "blanks" (a white and a black
 frame), "near" (two pictures each with a copy shifted by one pixel).
 
@@ -61,7 +43,7 @@ over a random order of the classes.  Training state "trained": :data:`TRAIN_STEP
 (batches of 32, learning rate 1e-3, in float32) on a pool of :data:`TRAIN_POOL` other images of
 the same source (none equal to a batch image, labelled by the image they came from, or the
 digit), scaled as the client scales.  "dataset" scaling uses fixed per-channel statistics of
-crops of the same kind (:func:`gradinv.data.scale_images`).
+crops of the same kind (:func:`gradinv.cases.data.scale_images`).
 The attacked layer is the first Linear followed by ReLU ("0" for MLPs, the Linear after the
 flatten for conv); its inputs X (b × n) are pixels for MLPs and features for conv, so the batch
 size is bounded by n (64 for digits).  A seed fixes the network, the batch and the labels; the
@@ -73,194 +55,17 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
-from torch import nn
 
-from .data import (CHANNELS, CROPS, DIGIT_SIZE, N_DIGITS, QUIRKS, SCALINGS, SOURCES, apply_quirk, load_images,
-                   sample_images, scale_images)
+from .data import (CHANNELS, CROPS, DIGIT_SIZE, N_DIGITS, QUIRKS, SCALINGS, SOURCES, apply_quirk, sample_images,
+                   scale_images)
+from .networks import ARCHITECTURES, CONV_CHANNELS, adam_steps, attacked_layer, make_conv_net, make_mlp, model_inputs
+from .updates import layer_gradient, parameter_gradients
+from .victims import Victim
 
-KINDS = ("cross_entropy", "cross_entropy_raw", "trained", "random_upstream")
-ARCHITECTURES = ("mlp", "conv")
 TRAINING_STATES = ("init", "trained")
 LABEL_DISTRIBUTIONS = ("uniform", "one", "skewed")
-CONV_CHANNELS = 8
-TRAIN_STEPS = 200
-TRAIN_POOL = 512
-
-
-@dataclass
-class Victim:
-    """A client and the gradient it shares for the attacked layer Z = W X + b.
-
-    ``inputs`` (b × n) are the attacked layer's inputs (one per row), ``grad_Z`` (m × b) is
-    dL/dZ, so grad_W = grad_Z @ inputs and grad_b = grad_Z.sum(1).  ``grad_next_bias`` (C,) is
-    the gradient of the bias of the classifier fed by the attacked layer's ReLU (None when that
-    ReLU feeds a hidden layer, and for "random_upstream").  ``gradients`` maps every parameter
-    name of ``model`` to its gradient, as the client sends them (a parameter the loss does not
-    reach is left out); ``spec`` is the zoo kind's :class:`ClientSpec` (None for :data:`KINDS`).
-    ``images`` (b, H, W, C) are the client's images as fed to the model, ``model_inputs`` the same
-    as the tensor ``model`` takes (what :func:`gradinv.dp_sgd_gradient` and
-    :func:`gradinv.fedavg_update` need; for conv it is not ``inputs``).
-    """
-
-    kind: str
-    model: nn.Module
-    layer_name: str
-    images: np.ndarray
-    labels: torch.Tensor
-    inputs: torch.Tensor
-    grad_W: torch.Tensor
-    grad_b: torch.Tensor
-    grad_Z: torch.Tensor
-    grad_next_bias: torch.Tensor = None
-    gradients: dict = None
-    spec: "ClientSpec" = None
-    model_inputs: torch.Tensor = None
-
-    @property
-    def layer(self):
-        return self.model.get_submodule(self.layer_name)
-
-    @property
-    def batch_size(self):
-        return self.inputs.shape[0]
-
-    @property
-    def classifier(self):
-        """The model's last Linear if the attacked layer's ReLU feeds it directly, else None."""
-        if self.kind == "random_upstream":  # its loss does not pass through the classifier
-            return None
-        names = [name for name, _ in self.model.named_children()]
-        return self.model[-1] if names.index(self.layer_name) + 2 == len(names) - 1 else None
-
-    def knowledge(self):
-        """What the honest-but-curious server knows besides the gradient, as keyword arguments of
-        :func:`gradinv.invert_layer`: the layer's weight and bias, and the classifier fed by its ReLU
-        (omitted when the ReLU feeds a hidden layer, and for "random_upstream")."""
-        known = dict(weight=self.layer.weight.detach(), bias=self.layer.bias.detach())
-        if self.classifier is not None:
-            known["next_weight"] = self.classifier.weight.detach()
-        return known
-
-    def attack_kwargs(self):
-        """Keyword arguments of :func:`gradinv.invert_layer` for this client's honest gradient:
-        :meth:`knowledge` and the classifier's bias gradient (``next_bias_grad``), which the client
-        sends with dL/dW and dL/db (not for a DP-SGD or FedAvg update: that has its own)."""
-        known = self.knowledge()
-        if self.grad_next_bias is not None and "next_weight" in known:
-            known["next_bias_grad"] = self.grad_next_bias
-        return known
-
-
-def _linear_stack(n_in, width, n_classes, depth, dtype):
-    """Linear(n_in, m) → ReLU → [Linear(m, m) → ReLU] × (depth − 2) → Linear(m, n_classes)."""
-    if depth < 2:
-        raise ValueError(f"depth (number of Linear layers) must be >= 2, got {depth}")
-    dims = [n_in] + [width] * (depth - 1)
-    layers = []
-    for d_in, d_out in zip(dims[:-1], dims[1:]):
-        layers += [nn.Linear(d_in, d_out, dtype=dtype), nn.ReLU()]
-    return layers + [nn.Linear(width, n_classes, dtype=dtype)]
-
-
-def make_mlp(n_in, width, n_classes=10, dtype=None, depth=2):
-    """Linear(n_in, width) → ReLU → … → Linear(width, n_classes), ``depth`` Linear layers; the
-    attacked layer is "0".  Parameters are drawn in ``dtype`` (default: torch's), so a seed gives
-    one network whatever the global default."""
-    return nn.Sequential(*_linear_stack(n_in, width, n_classes, depth, dtype))
-
-
-def make_conv_net(in_channels, image_size, width, n_classes=10, channels=CONV_CHANNELS, dtype=None, depth=2):
-    """Conv → ReLU → Conv(stride 2) → ReLU → Flatten → ``depth`` Linear layers (as :func:`make_mlp`);
-    attacked: "5", the Linear after the flatten."""
-    features = channels * ((image_size + 1) // 2) ** 2
-    return nn.Sequential(
-        nn.Conv2d(in_channels, channels, 3, padding=1, dtype=dtype), nn.ReLU(),
-        nn.Conv2d(channels, channels, 3, stride=2, padding=1, dtype=dtype), nn.ReLU(),
-        nn.Flatten(),
-        *_linear_stack(features, width, n_classes, depth, dtype),
-    )
-
-
-def layer_gradient(model, layer_name, x, labels=None, upstream=None):
-    """One client step: the attacked layer's input X, dL/dW, dL/db and dL/dZ (every parameter's
-    ``.grad`` of ``model`` is left set by the same backward pass).
-
-    Loss: mean cross-entropy of ``model(x)`` against ``labels``; or, when ``upstream`` (b × m)
-    is given, ⟨upstream, ReLU(Z)⟩ (the synthetic random-upstream client).
-    """
-    layer = model.get_submodule(layer_name)
-    seen = {}
-
-    def hook(module, args, output):
-        seen["X"] = args[0].detach()
-        output.retain_grad()
-        seen["Z"] = output
-
-    handle = layer.register_forward_hook(hook)
-    try:
-        model.zero_grad()
-        out = model(x)
-        loss = (upstream * torch.relu(seen["Z"])).sum() if upstream is not None else nn.functional.cross_entropy(out, labels)
-        loss.backward()
-    finally:
-        handle.remove()
-    return seen["X"], layer.weight.grad.detach().clone(), layer.bias.grad.detach().clone(), seen["Z"].grad.detach().T.clone()
-
-
-def parameter_gradients(model):
-    """{name: gradient} of every parameter the last backward pass reached."""
-    return {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None}
-
-
-def _to_torch_images(images, architecture, dtype):
-    x = torch.as_tensor(images, dtype=dtype)
-    return x.permute(0, 3, 1, 2).contiguous() if architecture == "conv" else x.reshape(x.shape[0], -1)
-
-
-def _adam_steps(model, batches, architecture, dtype, lr=1e-3):
-    """Train ``model`` with Adam on each (images, labels) of ``batches`` (one step each)."""
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    for images, labels in batches:
-        loss = nn.functional.cross_entropy(model(_to_torch_images(images, architecture, dtype)),
-                                           torch.as_tensor(labels))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.zero_grad()
-
-
-def make_victim(kind="cross_entropy", *, batch_size, width=1000, n_classes=10, architecture="mlp",
-                source="photos", image_size=32, dtype=torch.float64, train_steps=100, random_state=0):
-    """Build a victim client of ``kind`` (one of :data:`KINDS`, see module doc) and compute the
-    gradient it shares."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown victim kind {kind!r}; choose one of {KINDS} (the zoo: make_client)")
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"architecture must be 'mlp' or 'conv', got {architecture!r}")
-    seed = int(np.random.RandomState(random_state).randint(2**31))
-    torch.manual_seed(seed)
-    standardised = kind != "cross_entropy_raw"
-    images, labels = load_images(batch_size, source=source, size=image_size, standardised=standardised,
-                                 random_state=seed)
-    channels = images.shape[-1]
-    if architecture == "mlp":
-        model, layer_name = make_mlp(images[0].size, width, n_classes, dtype=dtype), "0"
-    else:
-        model, layer_name = make_conv_net(channels, images.shape[1], width, n_classes, dtype=dtype), "5"
-    if kind == "trained":
-        rng = np.random.RandomState(seed + 1)  # fresh standardised crops, labelled by their photograph
-        crops = (load_images(64, source=source, size=image_size, random_state=rng) for _ in range(train_steps))
-        _adam_steps(model, ((x, y % n_classes) for x, y in crops), architecture, dtype)
-    x = _to_torch_images(images, architecture, dtype)
-    labels = torch.as_tensor(labels % n_classes)
-    upstream = None
-    if kind == "random_upstream":
-        gen = torch.Generator().manual_seed(seed)
-        upstream = torch.randn(batch_size, width, generator=gen, dtype=dtype)
-    X, gW, gb, gZ = layer_gradient(model, layer_name, x, labels, upstream)
-    g_next = None if upstream is not None else model[-1].bias.grad.detach().clone()
-    return Victim(kind, model, layer_name, images, labels, X, gW, gb, gZ, g_next, parameter_gradients(model),
-                  model_inputs=x)
+TRAIN_STEPS = 200  # arbitrary: a network past its initialisation, as a client's in mid-training
+TRAIN_POOL = 512  # arbitrary: other images of the source to train on
 
 
 @dataclass(frozen=True)
@@ -269,9 +74,9 @@ class ClientSpec:
 
     depth: number of Linear layers (≥ 2; every hidden one of width m); architecture: "mlp" or
     "conv" (a conv front end before the Linear layers); source, crop, size: the images
-    (:mod:`gradinv.data`); training: "init" or "trained"; labels: "uniform", "one" or "skewed";
+    (:mod:`gradinv.cases.data`); training: "init" or "trained"; labels: "uniform", "one" or "skewed";
     scaling: "raw", "dataset" or "batch"; n_classes: C; quirk: what the batch holds besides
-    distinct crops (:func:`gradinv.data.apply_quirk`: "duplicates", "blanks", "near").
+    distinct crops (:func:`gradinv.cases.data.apply_quirk`: "duplicates", "blanks", "near").
     """
 
     depth: int = 2
@@ -381,15 +186,8 @@ def _train_on_pool(model, spec, pool, seed, batch=32):
             idx = rng.choice(len(x), size=min(batch, len(x)), replace=False)
             yield scale_images(x[idx], spec.scaling, source=spec.source, size=spec.size, crop=spec.crop), y[idx]
 
-    _adam_steps(model.float(), batches(), spec.architecture, torch.float32)
+    adam_steps(model.float(), batches(), spec.architecture, torch.float32)
     model.to(dtype)
-
-
-def _attacked_layer(model):
-    """The name of the first Linear whose next module is a ReLU."""
-    children = list(model.named_children())
-    return next(name for (name, mod), (_, nxt) in zip(children, children[1:])
-                if isinstance(mod, nn.Linear) and isinstance(nxt, nn.ReLU))
 
 
 def make_client(kind, *, batch_size, width=1000, random_state=0, dtype=torch.float64):
@@ -426,8 +224,8 @@ def make_client(kind, *, batch_size, width=1000, random_state=0, dtype=torch.flo
     if spec.training == "trained":
         _train_on_pool(model, spec, _training_pool(spec, images, train_seed), train_seed)
     images = scale_images(images, spec.scaling, source=spec.source, size=spec.size, crop=spec.crop)
-    layer_name = _attacked_layer(model)
-    labels, x = torch.as_tensor(labels), _to_torch_images(images, spec.architecture, dtype)
+    layer_name = attacked_layer(model)
+    labels, x = torch.as_tensor(labels), model_inputs(images, spec.architecture, dtype)
     X, gW, gb, gZ = layer_gradient(model, layer_name, x, labels)
     victim = Victim(name, model, layer_name, images, labels, X, gW, gb, gZ, gradients=parameter_gradients(model),
                     spec=spec, model_inputs=x)

@@ -44,7 +44,7 @@ SKIMAGE_MISSING = ("the simulated clients' images and crops need scikit-image, a
                    "pip install 'spearkit[cases]'")
 
 
-def _skimage(module):
+def skimage_module(module):
     """``skimage.<module>``, or an ImportError that says how to install it (the ``cases`` extra)."""
     import importlib
 
@@ -64,7 +64,7 @@ def photos():
     """The bundled colour photographs as float64 arrays in [0, 1], shape (H, W, 3)."""
     from sklearn.datasets import load_sample_images
 
-    skimage_data = _skimage("data")
+    skimage_data = skimage_module("data")
     images = [np.asarray(im, dtype=np.float64) / 255.0 for im in load_sample_images().images]
     for name in SKIMAGE_PHOTOS:
         images.append(np.asarray(getattr(skimage_data, name)()[..., :3], dtype=np.float64) / 255.0)
@@ -74,7 +74,7 @@ def photos():
 @lru_cache(maxsize=1)
 def grey_images():
     """scikit-image's bundled grey images (:data:`SKIMAGE_GREY`) in [0, 1], shape (H, W, 1)."""
-    skimage_data = _skimage("data")
+    skimage_data = skimage_module("data")
     return tuple(np.asarray(getattr(skimage_data, name)(), dtype=np.float64)[..., None] / 255.0
                  for name in SKIMAGE_GREY)
 
@@ -92,7 +92,7 @@ def crops(source, n_images, size=32, *, crop="random", random_state=None):
     """``n_images`` square crops of ``source``'s images, (n, size, size, C) in [0, 1], and the
     index of the image each came from (a natural class label).  ``crop``: "random" (a window of
     ``size`` to 8·``size`` pixels resized to ``size``) or "window" (a ``size``×``size`` window)."""
-    resize = _skimage("transform").resize
+    resize = skimage_module("transform").resize
 
     if crop not in ("random", "window"):
         raise ValueError(f"crop must be 'random' or 'window' for image sources, got {crop!r}")
