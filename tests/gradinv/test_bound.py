@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from gradinv import bound, invert_layer
-from gradinv.cases import make_victim
 from gradinv.bound import SearchBound
+from gradinv.cases import make_victim
 
 # A client whose cell search finds its columns over tens of rounds (42 here) with idle rounds between
 # them: a bound in seconds on a slower machine would stop it at another column.

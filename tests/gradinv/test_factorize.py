@@ -55,7 +55,12 @@ def test_a_merged_near_duplicate_is_not_exact_rank():
 def test_without_a_rank_gap_the_noise_edge_gives_the_batch_size():
     """Signal singular values 1 … 0.05 (no ratio ≥ 10) over white noise whose edge is ~4× below the
     smallest: the approximate mode reads b from the noise edge; the exact one refuses."""
-    from gradinv.factorize import GradientFactorization, NoRankGapError, noise_edge_rank, stack_gradient
+    from gradinv.factorize import (
+        GradientFactorization,
+        NoRankGapError,
+        noise_edge_rank,
+        stack_gradient,
+    )
 
     rng = np.random.default_rng(0)
     m, n, b = 400, 300, 10

@@ -13,9 +13,9 @@ from flwr.app import ArrayRecord, ConfigRecord, Error, Message, MetricRecord, Re
 from flwr.serverapp.strategy import FedAvg  # noqa: E402
 from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
 
+from gradinv.cases import local_sgd  # noqa: E402
 from gradinv.cli import main  # noqa: E402
 from gradinv.flower import require_flwr  # noqa: E402
-from gradinv.cases import local_sgd  # noqa: E402
 from gradinv.flower.apps import load_dataset, make_mlp, shard_batch  # noqa: E402
 from gradinv.flower.processes import LocalFederation, processes_with_home  # noqa: E402
 from gradinv.flower.strategy import LeakageAudit  # noqa: E402

@@ -4,12 +4,11 @@ import numpy as np
 import pytest
 
 from gradinv import stack_gradient
-from gradinv.cases import make_victim
+from gradinv.cases import make_client, make_victim
 from gradinv.downstream import Downstream
 from gradinv.factorize import GradientFactorization
 from gradinv.last_column import LastColumn
 from gradinv.reconstruct import InputReconstruction, certified_samples
-from gradinv.cases import make_client
 
 
 def _factors_with_one_column_replaced(victim, k, random_state=0):

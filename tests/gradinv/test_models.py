@@ -39,7 +39,9 @@ def test_cli_attacks_a_plain_training_script_output(tmp_path, monkeypatch, capsy
     dist = np.linalg.norm(rec[:, None] - x[None], axis=2)
     err = dist.min(axis=1) / np.linalg.norm(x, axis=1).mean()
     assert exact.sum() >= 11 and np.all(err[exact] < 1e-6)
-    from sklearn.datasets import load_digits  # the script's batch: the first 12 digits, in order
+    from sklearn.datasets import (
+        load_digits,  # the script's batch: the first 12 digits, in order
+    )
 
     assert np.array_equal(labels[exact], load_digits().target[:12][dist.argmin(axis=1)][exact])
 

@@ -9,9 +9,14 @@ import pytest
 import torch
 
 from gradinv import infer_labels, invert_layer
-from gradinv.cases import dp_sgd_gradient, fedavg_update, make_victim
+from gradinv.cases import (
+    dp_sgd_gradient,
+    fedavg_update,
+    layer_gradient,
+    make_mlp,
+    make_victim,
+)
 from gradinv.metrics import evaluate
-from gradinv.cases import layer_gradient, make_mlp
 
 pytest.importorskip("opacus")
 
@@ -140,11 +145,10 @@ def test_approximate_mode_keeps_exact_zeros_of_an_exact_rank_update():
     """The approximate mode loosens the zero tolerance only where the factors show noise: a two-step
     FedAvg pseudo-gradient has rank b to rounding and keeps the exact tolerance (with the loose one,
     the zoo's mlp2_raw was inverted to 9 dB, ``docs/threat_models_zoo.md``); DP noise gets the loose one."""
-    from gradinv.factorize import GradientFactorization, ZERO_TOL, stack_gradient
-    from gradinv.cases import dp_sgd_gradients, fedavg_pseudo_gradients
+    from gradinv.cases import dp_sgd_gradients, fedavg_pseudo_gradients, make_client
+    from gradinv.factorize import ZERO_TOL, GradientFactorization, stack_gradient
     from gradinv.models import attack_model
     from gradinv.pipeline import APPROXIMATE_ZERO_TOL
-    from gradinv.cases import make_client
 
     v = make_client("mlp2_raw", batch_size=20, width=1000, random_state=0)
     fed = fedavg_pseudo_gradients(v.model, v.model_inputs, v.labels, epochs=2, lr=0.01)
@@ -163,9 +167,8 @@ def test_cell_search_inverts_a_dp_update_of_a_deep_client():
     """A deep client's DP-SGD update (σ = 1e-5, C = 1) goes to the cell search in the approximate
     mode, whose cell test leaves the noisy zeros free and whose kernels are exact to the noise:
     every column is found and the batch comes back near the client's (without it: no column)."""
-    from gradinv.cases import dp_sgd_gradients
+    from gradinv.cases import dp_sgd_gradients, make_client
     from gradinv.models import attack_model
-    from gradinv.cases import make_client
 
     v = make_client("mlp3_photos", batch_size=20, width=1000, random_state=0)
     dp = dp_sgd_gradients(v.model, v.model_inputs, v.labels, noise_multiplier=1e-5, max_grad_norm=1.0,
@@ -198,9 +201,8 @@ def test_cell_search_inverts_a_fedavg_update_of_a_deep_client_exactly():
     """Two local steps (η = 0.01) of a deep client: a column vanishes where its sample is inactive
     at both steps, a few rows short of θ₀'s cell; the approximate mode's cell test allows for that
     (``cells.APPROXIMATE_DRIFT``) and every sample comes back exact (without it: 30.9 dB)."""
-    from gradinv.cases import fedavg_pseudo_gradients
+    from gradinv.cases import fedavg_pseudo_gradients, make_client
     from gradinv.models import attack_model
-    from gradinv.cases import make_client
 
     v = make_client("mlp3_photos", batch_size=20, width=1000, random_state=1)
     fed = fedavg_pseudo_gradients(v.model, v.model_inputs, v.labels, epochs=2, lr=0.01)

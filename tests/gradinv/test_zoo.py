@@ -5,9 +5,22 @@ import pytest
 import torch
 from torch import nn
 
-from gradinv.cases.data import DATASET_CROPS, QUIRKS, SCALINGS, SOURCES, channel_statistics
-from gradinv.cases.zoo import (ARCHITECTURES, LABEL_DISTRIBUTIONS, TRAINING_STATES, ZOO, ClientSpec, draw_labels,
-                             make_client)
+from gradinv.cases.data import (
+    DATASET_CROPS,
+    QUIRKS,
+    SCALINGS,
+    SOURCES,
+    channel_statistics,
+)
+from gradinv.cases.zoo import (
+    ARCHITECTURES,
+    LABEL_DISTRIBUTIONS,
+    TRAINING_STATES,
+    ZOO,
+    ClientSpec,
+    draw_labels,
+    make_client,
+)
 
 WIDTH, B = 64, 4
 

@@ -12,8 +12,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradinv.search import templates
 from gradinv.labels import label_counts
+from gradinv.search import templates
 
 
 def batch(C, b, logits, rng):

@@ -6,7 +6,13 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from gradinv import DependentInputsWarning, GradientError, GradientFactorization, invert_layer, stack_gradient
+from gradinv import (
+    DependentInputsWarning,
+    GradientError,
+    GradientFactorization,
+    invert_layer,
+    stack_gradient,
+)
 from gradinv.reconstruct import reconstruct_inputs
 from sudl.rounding import count_zeros, kernel_direction
 

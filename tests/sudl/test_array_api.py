@@ -1,14 +1,12 @@
 """One code path for every backend: NumPy-only calls fail on array-api-strict's 'device1'."""
 
+import array_api_strict
 import numpy as np
 import pytest
-
-import array_api_strict
 import torch
 
-from sudl import SparselyUsedDictionaryLearning, make_sparsely_used_signal
+from sudl import SparselyUsedDictionaryLearning, make_sparsely_used_signal, whiten
 from sudl.solvers import solve
-from sudl import whiten
 
 DEVICE1 = array_api_strict.Device("device1")
 

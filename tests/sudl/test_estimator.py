@@ -5,7 +5,12 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.estimator_checks import check_estimator
 
-from sudl import SparselyUsedDictionaryLearning, dictionary_recovery_error, exact_recovery_rate, make_sparsely_used_signal
+from sudl import (
+    SparselyUsedDictionaryLearning,
+    dictionary_recovery_error,
+    exact_recovery_rate,
+    make_sparsely_used_signal,
+)
 from sudl.datasets import make_relu_gradient_signal
 
 

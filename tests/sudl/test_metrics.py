@@ -3,7 +3,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sudl import dictionary_recovery_error, exact_recovery_rate, make_sparsely_used_signal
+from sudl import (
+    dictionary_recovery_error,
+    exact_recovery_rate,
+    make_sparsely_used_signal,
+)
 
 
 @given(n=st.integers(2, 12), seed=st.integers(0, 2**16))
