@@ -24,6 +24,19 @@ from sudl._array_api import array_namespace, device, svd, to_numpy
 from sudl.rounding import MAX_BLOCK, MAX_LEVERAGE
 
 
+PATTERN_RTOL = {"float64": 1e-7, "float32": 1e-3}
+"""How far from 0, relative to ‖w_r‖‖x̂_k‖ + |b_r|, a pre-activation must be to be read as active or
+inactive (neurons nearer are left out); the margin of :func:`~gradinv.certificate.relu_consistent`."""
+
+
+def predicted_pattern(x, weight, bias, rtol):
+    """(inactive, active) boolean masks over the rows of ``weight``: neurons the input ``x`` leaves
+    at most −margin, at least +margin (margin = ``rtol``·(‖w_r‖‖x‖ + |b_r|))."""
+    z = weight @ x + bias
+    margin = rtol * (np.linalg.norm(weight, axis=1) * np.linalg.norm(x) + np.abs(bias))
+    return z < -margin, z > margin
+
+
 def zero_set_kernels(L, directions, zero_tol, *, max_dim=MAX_BLOCK, max_leverage=MAX_LEVERAGE):
     """For each row q of ``directions``: an orthonormal basis (b × d) of the kernel of L restricted
     to the exact zeros of L q, when that kernel is robust and at most ``max_dim``-dimensional; else None.

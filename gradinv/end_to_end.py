@@ -185,7 +185,7 @@ def end_to_end_check(result, model, layer, gradients):
     # midpoint, counted twice, matches every gradient to second order in their distance; the
     # false-certificate fuzz, near_duplicate 1e-4)
     rec = result.pipeline.named_steps["reconstruct"]
-    certifiable = rec.uncertifiable_ is None or rec.dependent_only_
+    certifiable = rec.uncertifiable_ is None or rec.model_may_certify_
     counts = label_counts(per_label_columns(model, layer, result.inputs), recovered.numpy()) if certifiable else None
     if counts is not None:
         n, B = counts

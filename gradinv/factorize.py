@@ -17,6 +17,9 @@ precision (:data:`ZERO_TOL`).
 """
 
 ZERO_TOL = {"float64": 1e-9, "float32": 1e-5}
+"""Relative size below which an entry of a column counts as an exact zero, by dtype (arbitrary: well
+above the dtype's rounding; the exact tests widen it to :data:`FLOOR_FACTOR` times a direction's
+rounding floor where that is larger)."""
 ROUNDING_LEVEL = 100
 """Singular values below ROUNDING_LEVEL·ε·s₁ (ε of the gradient's dtype) may be rounding error."""
 NOISE_LEVEL = 1e4
@@ -123,6 +126,15 @@ class FactorizedGradient:
         xp = array_namespace(self.L)
         directions = xp.asarray(directions, dtype=self.L.dtype, device=device(self.L))
         return replace(self, directions=directions, n_zeros=np.asarray(n_zeros), exact=np.asarray(exact))
+
+
+def scatter_rows(A, rows, n_rows):
+    """The (n_rows × k) array whose ``rows`` are those of A and whose other rows are zero."""
+    xp = array_namespace(A)
+    position = np.full(n_rows, A.shape[0])
+    position[rows] = np.arange(len(rows))
+    padded = xp.concat([A, xp.zeros((1, A.shape[1]), dtype=A.dtype, device=device(A))], axis=0)
+    return xp.take(padded, xp.asarray(position, device=device(A)), axis=0)
 
 
 def rounding_floor(R, source_eps, n_neurons):

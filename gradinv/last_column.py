@@ -30,22 +30,9 @@ import numpy as np
 from sudl._array_api import svd, to_numpy
 
 from ._step import GradientStep
-from .certificate import directions_in, row_set_kernel, zero_set_kernels
+from .certificate import PATTERN_RTOL, directions_in, predicted_pattern, row_set_kernel, zero_set_kernels
 from .downstream import as_downstream
 from .reconstruct import reconstruct_inputs
-
-PATTERN_RTOL = {"float64": 1e-7, "float32": 1e-3}
-"""How far from 0, relative to ‖w_r‖‖x̂_k‖ + |b_r|, a pre-activation must be to be read as active or
-inactive (neurons nearer are left out); the margin of :func:`~gradinv.certificate.relu_consistent`."""
-
-
-def predicted_pattern(x, weight, bias, rtol):
-    """(inactive, active) boolean masks over the rows of ``weight``: neurons the input ``x`` leaves
-    at most −margin, at least +margin (margin = ``rtol``·(‖w_r‖‖x‖ + |b_r|))."""
-    z = weight @ x + bias
-    margin = rtol * (np.linalg.norm(weight, axis=1) * np.linalg.norm(x) + np.abs(bias))
-    return z < -margin, z > margin
-
 
 def column_from_network(L, x, weight, bias, down, rows, active, zero_tol):
     """q (b,) with L q ∝ M J(h)ᵀ u for the input ``x``, or None when no u fits (see the module doc, 2).

@@ -85,7 +85,8 @@ SPARSITY_FILTER = 0.3
 """Fraction of the neurons a candidate column must vanish on (SPEAR's filter) in the searches that
 sample candidates; :data:`EXACT_SEARCHES` do not need it."""
 DEFAULT_MAX_TIME = 60.0
-"""Seconds bound of the searches other than :data:`EXACT_SEARCHES` when ``max_time`` is None."""
+"""Seconds bound of the searches other than :data:`EXACT_SEARCHES` when ``max_time`` is None (arbitrary:
+those searches have no stagnation test of their own)."""
 APPROXIMATE_ZERO_TOL = 1e-2
 """Zero tolerance of the approximate mode when the update is noisy (DP-SGD; measured, ``docs/threat_models.md``).
 An update of exact rank b (FedAvg) keeps the exact tolerance: with 1e-2, two-step FedAvg updates of
@@ -143,7 +144,9 @@ def make_pipeline(method=None, *, batch_size=None, random_state=None, max_time=N
         ("rounding", ExactRounding(min_zero_fraction=min_zero_fraction, random_state=random_state)),
         ("last_column", LastColumn(weight=None if approximate else weight, bias=bias,
                                    downstream=downstream if downstream is not None else next_weight)),
-        ("reconstruct", InputReconstruction(weight=weight, bias=bias, certify=not approximate)),
+        ("reconstruct", InputReconstruction(weight=weight, bias=bias,
+                                            downstream=downstream if downstream is not None else next_weight,
+                                            certify=not approximate)),
     ])
 
 
@@ -365,9 +368,10 @@ def invert_layer(grad_W, grad_b, *, batch_size=None, solver=None, weight=None, b
     if next_weight is not None or (downstream is not None and weight is not None and bias is not None):
         labels, margin = infer_labels(rec.grad_Z_, _jacobians_at(X, weight, bias, next_weight, downstream),
                                       zero_tol=factorize.zero_tol_)
-    return InversionResult(inputs=X, exact=rec.exact_, sparse=rec.sparse_, batch_size=factorize.batch_size_,
-                           grad_Z=rec.grad_Z_, n_zeros=pipe.named_steps["last_column"].n_zeros_, labels=labels,
-                           label_margin=margin, n_dependent_inputs=factorize.n_dependent_inputs_,
+    split = rec.pair_ is not None  # one column split into two inputs: one more than the rank
+    return InversionResult(inputs=X, exact=rec.exact_, sparse=rec.sparse_, batch_size=factorize.batch_size_ + split,
+                           grad_Z=rec.grad_Z_, n_zeros=rec.n_zeros_, labels=labels, label_margin=margin,
+                           n_dependent_inputs=max(factorize.n_dependent_inputs_ - split, 0),
                            approximate=approximate, solver=solver, time=time.perf_counter() - start, pipeline=pipe,
                            mode="approximate" if approximate else "exact", mode_reason=mode_reason,
                            certificate_reason=rec.reasons_, layer_exact=rec.exact_.copy(), search_reason=search_reason)

@@ -3,6 +3,8 @@
 With exact directions q̂_j (columns of Q̂, dL/dZ = L Q̂ diag(s)) the bias gradient
 dL/db = dL/dZ · 1 = L Q̂ s gives the scales:  s = Q̂⁻¹ Lᵀ dL/db  (L has orthonormal columns).
 Then Q = Q̂ diag(s) and X = Q⁻¹ R holds the inputs, one per row (Xᵀ in the paper's notation).
+When dL/db leaves col(L), two inputs that are multiples of one another share a column; with the
+classifier W₂ known the pair is split and every input recovered (:mod:`gradinv.collinear`).
 """
 
 import numpy as np
@@ -11,7 +13,9 @@ from sudl._array_api import array_namespace, device, to_numpy
 
 from ._step import GradientStep
 from .certificate import proven_blocks, relu_consistent, zero_set_kernels
-from .factorize import GradientError
+from .collinear import find_pair
+from .downstream import as_downstream
+from .factorize import GradientError, scatter_rows
 
 
 def reconstruct_inputs(fg):
@@ -25,15 +29,6 @@ def reconstruct_inputs(fg):
     Q = Q_hat * s[None, :]
     X = xp.linalg.solve(Q, fg.R)
     return X, s, fg.L @ Q
-
-
-def scatter_rows(A, rows, n_rows):
-    """The (n_rows × k) array whose ``rows`` are those of A and whose other rows are zero."""
-    xp = array_namespace(A)
-    position = np.full(n_rows, A.shape[0])
-    position[rows] = np.arange(len(rows))
-    padded = xp.concat([A, xp.zeros((1, A.shape[1]), dtype=A.dtype, device=device(A))], axis=0)
-    return xp.take(padded, xp.asarray(position, device=device(A)), axis=0)
 
 
 def certified_samples(proved, block, settled=None):
@@ -99,8 +94,12 @@ class InputReconstruction(GradientStep):
     block_ : ndarray of int (b,), the proved block of each column (−1 for none)
     failures_ : ndarray of str (b,), how each column fails ("" when proved or in a block)
     uncertifiable_ : str or None, why no sample can be certified (None: the columns decide)
-    dependent_only_ : bool, the only reason is inputs of the batch size given that duplicate others
-        (the end-to-end check, which reads each input's count, may still certify)
+    model_may_certify_ : bool, the reason is one the end-to-end check can settle: inputs of the batch
+        size given that duplicate others (it reads each input's count), or a pair split with the
+        classifier (it recomputes every gradient from the whole batch)
+    pair_ : :class:`~gradinv.collinear.SplitPair` or None, the column split into two inputs that are
+        multiples of one another (they are the last two rows of ``inputs_``: b + 1 of them)
+    n_zeros_ : ndarray of int, exact zeros of each column on the neurons kept
     reasons_ : ndarray of str (b,), why each sample is certified or not: "certified: layer", or the
         other columns that fail and how ("missing column": not found exact; "fragile row": its
         zero set fails the leave-one-out test; "ReLU pattern": its input does not reproduce its
@@ -110,19 +109,23 @@ class InputReconstruction(GradientStep):
     ----------
     weight, bias : arrays (m × n) and (m,) or None
         The attacked layer's parameters (known to the server); enable the ReLU certificate.
+    downstream : the classifier's weight W₂ (C × m), a :class:`~gradinv.downstream.Downstream`, or None
+        With W and b, splits a column shared by two inputs that are multiples of one another.
     certify : bool, default=True
         False in the approximate mode: ``exact_`` is then all False.
     """
 
-    def __init__(self, weight=None, bias=None, certify=True):
+    def __init__(self, weight=None, bias=None, downstream=None, certify=True):
         self.weight = weight
         self.bias = bias
+        self.downstream = downstream
         self.certify = certify
 
     def _why_nothing_is_certified(self, fg):
-        """The reason no sample can be certified, or None; sets ``bias_residual_`` and ``dependent_only_``."""
+        """The reason no sample can be certified, or None; sets ``bias_residual_``, ``model_may_certify_``
+        and ``pair_``."""
         xp = array_namespace(fg.L)
-        self.dependent_only_ = False
+        self.model_may_certify_, self.pair_ = False, None
         # dL/db = dL/dZ·1 lies in col(L) to rounding; off it, the scales read from it are not the client's
         db = fg.grad_b[:, None]
         self.bias_residual_ = float(xp.linalg.vector_norm(db - fg.L @ (fg.L.T @ db)) / xp.linalg.vector_norm(db))
@@ -131,19 +134,53 @@ class InputReconstruction(GradientStep):
         if self.weight is None or self.bias is None:
             return "no layer weight and bias"
         if self.bias_residual_ > fg.zero_tol:  # x_k = α x_i puts g_i + α g_k in dL/dW and g_i + g_k in dL/db
+            self.pair_ = self._split_pair(fg)
+            if self.pair_ is not None:
+                self.model_may_certify_ = True
+                return ("two inputs that are multiples of one another (blank frames are) share one column of dL/dW; "
+                        "split with the classifier (gradinv.collinear), which the layer alone does not prove")
             return (f"dL/db is off the span of dL/dW by {self.bias_residual_:.1e} (relative): inputs that are "
                     "multiples of one another by factors other than 1 (blank frames are), or a dL/db that is not "
                     "the client's; the samples' scales are not known")
         if not fg.exact_rank:
             return "dL/dW is not rank b to rounding (noise, or near-duplicate inputs merged into one)"
         if fg.n_dependent_inputs:  # an input sent twice is one sample; so are two closer than the gradient resolves
-            self.dependent_only_ = True
+            self.model_may_certify_ = True
             return (f"{fg.n_dependent_inputs} input(s) of the batch size given duplicate or combine others: which "
                     "recovered input stands for several is not known from the layer (attack_model's end-to-end check "
                     "reads it)")
         return None
 
+    def _split_pair(self, fg):
+        """:func:`~gradinv.collinear.find_pair` where the classifier fed by the layer's ReLU is known."""
+        if self.downstream is None or self.weight is None or self.bias is None:
+            return None
+        down = as_downstream(self.downstream, int(fg.n_neurons))
+        return find_pair(fg, self.weight, self.bias, down.weight.numpy()) if down.is_linear else None
+
+    def _fit_pair(self, fg, why):
+        """The outputs when a column was split into a pair (:attr:`pair_`): b + 1 inputs, none certified
+        by the layer (``why``)."""
+        xp = array_namespace(fg.L)
+        pair = self.pair_
+        X = xp.asarray(pair.inputs, dtype=fg.L.dtype, device=device(fg.L))
+        X = xp.astype(X, fg.source_dtype) if fg.source_dtype is not None else X
+        self.inputs_, self.scales_ = X, pair.scales
+        self.grad_Z_ = xp.asarray(pair.grad_Z, dtype=fg.L.dtype, device=device(fg.L))
+        zero = np.abs(pair.grad_Z[fg.rows, -2:]) <= fg.zero_tol * np.abs(pair.grad_Z[fg.rows, -2:]).max(axis=0)
+        self.n_zeros_ = np.r_[np.delete(np.asarray(fg.n_zeros, int), pair.column), zero.sum(axis=0)]
+        n = len(self.n_zeros_)
+        self.sparse_, self.exact_, self.proved_, self.in_block_ = (np.zeros(n, bool) for _ in range(4))
+        self.block_ = np.full(n, -1)
+        self.failures_ = np.array([why] * n, dtype=object)
+        self.reasons_ = np.array([f"not certified: {why}"] * n, dtype=object)
+        return X
+
     def fit_transform(self, fg, y=None):
+        why = self._why_nothing_is_certified(fg)
+        self.uncertifiable_ = why
+        if self.pair_ is not None:
+            return self._fit_pair(fg, why)
         X, s, G = reconstruct_inputs(fg)
         xp = array_namespace(X)
         X = xp.astype(X, fg.source_dtype) if fg.source_dtype is not None else X
@@ -151,13 +188,12 @@ class InputReconstruction(GradientStep):
         self.inputs_ = X
         self.scales_ = s
         self.grad_Z_ = scatter_rows(G, fg.rows, fg.n_neurons)
+        self.n_zeros_ = np.asarray(fg.n_zeros, int)
         zero_tol = fg.zero_tols(fg.directions)
         sparse = np.asarray(fg.exact, dtype=bool) & (scale > 1e-12 * scale.max())
         kernels = zero_set_kernels(fg.L, fg.directions, zero_tol)
         robust = np.array([K is not None and K.shape[1] == 1 for K in kernels])
         self.sparse_ = sparse & robust
-        why = self._why_nothing_is_certified(fg)
-        self.uncertifiable_ = why
         if why is not None:
             self.exact_ = self.proved_ = self.in_block_ = np.zeros_like(self.sparse_)
             self.block_ = np.full(len(scale), -1)

@@ -113,7 +113,7 @@ MAX_BLOCK = 3
 """Largest block of atoms sharing one zero set that is split or proved as a span (arbitrary, not
 measured: the split tries (d − 1)-subsets of samples and the proof's cost grows with the block)."""
 BLOCK_SUBSETS = 512
-"""(d − 1)-subsets of a block's own samples tried when d ≥ 3 (d = 2 tries every sample)."""
+"""(d − 1)-subsets of a block's own samples tried when d ≥ 3 (d = 2 tries every sample; arbitrary, not measured)."""
 
 
 def block_kernel(Y_white, w, zero_tol, active=None, max_dim=MAX_BLOCK):

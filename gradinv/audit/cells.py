@@ -30,8 +30,7 @@ from ..cases.updates import dp_fedavg_update, dp_sgd_gradient, fedavg_update, sg
 from ..metrics import evaluate, exact_mask
 from ..models import attack_model, find_attackable_layers
 
-#: Samples per cell kept for the report's image grid.
-N_KEPT = 8
+N_KEPT = 8  # arbitrary: samples per cell kept for the report's image grid
 
 
 class AuditError(ValueError):

@@ -25,7 +25,7 @@ from .privacy import DEFAULT_DELTA, epsilon, format_epsilon
 CAVEAT = ("A cell this attack does not break is <b>not recovered by this attack within its bound</b> "
           "(max_time = {max_time:g} s per cell): that is not evidence that the setting protects the data. "
           "Other attacks, more time or more knowledge may recover more.")
-N_GRID_CELLS = 6
+N_GRID_CELLS = 6  # arbitrary: the report's image grids, one per cell, for the most exposed cells
 APPROXIMATE_PSNR_DB = 20.0
 """The PSNR above which the report counts a reconstruction as recognisable (arbitrary: a common
 threshold in the gradient-inversion literature, where 20 dB images are visibly the same)."""

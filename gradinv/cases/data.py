@@ -35,9 +35,9 @@ CROPS = ("random", "window", "full")
 SCALINGS = ("raw", "dataset", "batch")
 QUIRKS = ("none", "duplicates", "blanks", "near")
 """What a real loader's batch holds that random crops do not (:func:`apply_quirk`)."""
-DIGIT_SIZE = 8
-N_DIGITS = 1797
-DATASET_CROPS = 512
+DIGIT_SIZE = 8  # load_digits' images are 8×8
+N_DIGITS = 1797  # load_digits holds 1797 images
+DATASET_CROPS = 512  # arbitrary: crops whose per-channel mean and std stand for the dataset's
 
 
 SKIMAGE_MISSING = ("the simulated clients' images and crops need scikit-image, an optional extra: "

@@ -12,10 +12,11 @@ from .starts import cell_point
 EXACT_MISFIT = 1e-20
 """:func:`_misfit` of a polish that fits its labels to rounding error (a true column's: ~1e-30)."""
 PROJECTION_PASSES = 10
-"""Times a descent's polish is moved to its nearest cell and polished again (:func:`_polish_projected`)."""
+"""Times a descent's polish is moved to its nearest cell and polished again (:func:`_polish_projected`;
+arbitrary, not measured)."""
 NEAR_FOUND_ROWS = 5
 """A polish whose labels are within this many rows of a found column's zeros is only rounded on all
-its rows (:func:`_round_polished`)."""
+its rows (:func:`_round_polished`; arbitrary, not measured)."""
 
 
 def _active_products(L, J, active):

@@ -9,9 +9,10 @@ from .polish import NEAR_FOUND_ROWS, _active_products, _misfit, _polish, _rows_f
 
 
 ROUNDING_ROW_FRACTIONS = (1.0, 0.95, 0.85, 0.7, 0.5)
-"""Fractions of the most confident rows the exact rounding keeps, in turn."""
+"""Fractions of the most confident rows the exact rounding keeps, in turn (arbitrary, not measured)."""
 FRAGILE_LEVERAGE = 0.99
-"""Rows of L with leverage ‖L_k‖² above this are fragile: see :func:`fragile_rows`."""
+"""Rows of L with leverage ‖L_k‖² above this are fragile: see :func:`fragile_rows` (arbitrary: a row that
+alone carries 99 % of a direction of L)."""
 MAX_POLISH_MISFIT = 0.01
 """Exact mode: a polish whose fit leaves more than this fraction ‖min(|L_k q|, |L_k q − w_kᵀu|)‖² /
 ‖W₂_Aᵀu‖² unexplained is not rounded.  Measured (cross-entropy client, b = 400, m = 4000, one

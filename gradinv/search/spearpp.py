@@ -40,13 +40,14 @@ from sudl.rounding import round_directions
 from ._result import SearchResult
 
 N_STARTS = 256
-"""Restarts per round (batched)."""
+"""Restarts per round (batched; arbitrary: SPEAR++'s text gives no number)."""
 STEPS = 300
-"""RAdam steps per round."""
+"""RAdam steps per round (arbitrary: SPEAR++'s text gives no number)."""
 LR, LR_FINAL = 0.02, 0.002
-"""RAdam learning rate, decayed geometrically from LR to LR_FINAL over a round."""
+"""RAdam learning rate, decayed geometrically from LR to LR_FINAL over a round (arbitrary, not measured)."""
 DISTINCT_COS = 0.99
-"""Restart results closer than this (|cos|) to one another or to a column found are rounded once, or not at all."""
+"""Restart results closer than this (|cos|) to one another or to a column found are rounded once, or not at all
+(arbitrary: distinct columns of a batch are far less aligned)."""
 
 
 def l1_sphere_radam(L, starts, *, steps=STEPS, lr=LR, lr_final=LR_FINAL, deadline=float("inf")):

@@ -9,7 +9,7 @@ from sudl import complete_basis
 
 
 CELL_POINT_ITERS = 8
-"""Least-squares passes of :func:`cell_point`."""
+"""Least-squares passes of :func:`cell_point` (arbitrary, not measured)."""
 
 
 def _remaining_inputs_coords(found_q, RV):

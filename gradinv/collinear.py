@@ -1,0 +1,151 @@
+"""Two inputs that are multiples of one another (a black and a white frame; any x₂ = α x₁, α ≠ 1):
+the pair behind one column, split with the classifier its ReLU feeds.
+
+With x₁ = τ₁ d and x₂ = τ₂ d, dL/dW = Σ g_j x_jᵀ holds one column c = τ₁ g₁ + τ₂ g₂ for the pair
+(its rank is b − 1) while dL/db = Σ g_j holds g₁ + g₂, which leaves col(L):
+r = (I − L Lᵀ) dL/db ≠ 0, and no sample's scale can be read off dL/db.  With the layer's W, b and
+the classifier W₂ (C × m) its ReLU feeds, g_k = M(τ_k) W₂ᵀ u_k, M(τ) = diag(τ W d + b > 0):
+
+* **d**, the pair's input direction, is left by the b − 2 other columns: x̂ = row k of Q̂⁻¹ R
+  depends on the columns i ≠ k only, whatever stands in column k's place.
+* **τ₁, τ₂.**  c ∈ col(L) makes (I − L Lᵀ) g₁ and (I − L Lᵀ) g₂ both multiples of r, so r lies in
+  the C-dimensional range of B(τ) = (I − L Lᵀ) M(τ) W₂ᵀ at both members' τ, and (m ≫ b + C) at
+  no other.  M(τ) changes only at the m breakpoints τ = −b_k / (W d)_k: every interval between
+  them is tested (running sums of the normal equations, then an exact least-squares fit of the
+  intervals they pass), :func:`pair_masks`.
+* **u_k** ∝ B(τ_k)⁺ r: g_k = κ_k h_k with h_k = M(τ_k) W₂ᵀ B(τ_k)⁺ r, κ₁ + κ₂ = 1, and
+  dL/db = Σ_{i≠k} s_i L q̂_i + κ₁ h₁ + (1 − κ₁) h₂ is linear in the other samples' scales s and κ₁.
+* **X** = Γ⁺ dL/dW with Γ = [L Q̂ diag(s) | κ₁ h₁ | (1 − κ₁) h₂]: all b inputs, the pair's included.
+
+Each fit must hold to the zero tolerance on all m rows, and each of the pair's inputs must
+reproduce its own mask; otherwise nothing is claimed.  A deeper network after the layer (J(h)
+varies with τ inside an interval) and groups of three or more such inputs are not split.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sudl._array_api import to_numpy
+
+from .certificate import PATTERN_RTOL, predicted_pattern
+from .factorize import scatter_rows
+
+SCREEN_TOL = 1e-4
+"""Relative residual below which the normal equations' screen passes an interval on to the exact
+least-squares fit (arbitrary: the normal equations resolve about √ε ≈ 1e-8, true members reach it)."""
+
+
+def _intervals(a, bias):
+    """Breakpoints τ = −b_k / a_k sorted, and one τ inside each interval they bound (the two
+    unbounded ones included): (order of the rows with a_k ≠ 0, sorted τ, the interval points)."""
+    rows = np.flatnonzero(a != 0)
+    tau = -bias[rows] / a[rows]
+    order = np.argsort(tau, kind="stable")
+    bp = tau[order]
+    span = 1.0 + np.abs(bp).max()
+    points = np.concatenate([[bp[0] - span], (bp[:-1] + bp[1:]) / 2, [bp[-1] + span]])
+    return rows[order], points
+
+
+def _residuals(L, W2, r, a, bias, order):
+    """Relative residual of r's fit by B(τ) on each interval of :func:`_intervals`, from running sums
+    of the normal equations: ‖r‖² − vᵀ S⁺ v with S = W₂ M W₂ᵀ − (W₂ M L)(W₂ M L)ᵀ, v = W₂ M r."""
+    active = (bias > 0) & (a == 0) | (a < 0)  # the mask for τ below every breakpoint
+    step = np.where(a[order] > 0, 1.0, -1.0)  # passing its breakpoint turns a row on (a > 0) or off
+    Wa, La = W2[:, active], L[active]
+    S0, T0, v0 = Wa @ Wa.T, Wa @ La, Wa @ r[active]
+    Wk = W2[:, order]
+    S = S0 + np.concatenate([np.zeros((1,) + S0.shape), np.cumsum(step[:, None, None] * Wk.T[:, :, None]
+                                                                  * Wk.T[:, None, :], axis=0)])
+    T = T0 + np.concatenate([np.zeros((1,) + T0.shape), np.cumsum(step[:, None, None] * Wk.T[:, :, None]
+                                                                  * L[order][:, None, :], axis=0)])
+    v = v0 + np.concatenate([np.zeros((1,) + v0.shape), np.cumsum(step[:, None] * Wk.T * r[order][:, None], axis=0)])
+    S = S - T @ np.swapaxes(T, 1, 2)
+    fit = np.einsum("ic,ic->i", v, (np.linalg.pinv(S, hermitian=True) @ v[:, :, None])[:, :, 0])
+    return np.sqrt(np.maximum(r @ r - fit, 0.0)) / np.linalg.norm(r)
+
+
+def _project_out(L, A):
+    """(I − L Lᵀ) A for L with orthonormal columns."""
+    return A - L @ (L.T @ A)
+
+
+def pair_masks(L, W2, r, a, bias, tol):
+    """The two masks M(τ₁), M(τ₂) (boolean, m) whose B(τ) fits r to ``tol``, with α_k = B(τ_k)⁺ r;
+    None unless exactly two runs of adjacent intervals pass (each run: its best fit)."""
+    order, points = _intervals(a, bias)
+    screened = np.flatnonzero(_residuals(L, W2, r, a, bias, order) <= SCREEN_TOL)
+    fits = []
+    for i in screened:
+        M = points[i] * a + bias > 0
+        B = _project_out(L, M[:, None] * W2.T)
+        alpha = np.linalg.lstsq(B, r, rcond=None)[0]
+        residual = np.linalg.norm(B @ alpha - r) / np.linalg.norm(r)
+        if residual <= tol:
+            fits.append((i, residual, M, alpha))
+    runs = []
+    for fit in fits:
+        if runs and fit[0] == runs[-1][-1][0] + 1:
+            runs[-1].append(fit)
+        else:
+            runs.append([fit])
+    if len(runs) != 2:
+        return None
+    return [min(run, key=lambda f: f[1])[2:] for run in runs]
+
+
+@dataclass
+class SplitPair:
+    """The batch with column ``column`` split into the pair behind it: ``inputs`` (b + 1 × n), the
+    other samples first in their columns' order, then the pair; ``grad_Z`` (m × b + 1) on every
+    neuron; ``scales`` (b + 1,) of the other columns (from dL/db) and of h₁, h₂ (κ₁, 1 − κ₁)."""
+
+    column: int
+    inputs: np.ndarray
+    grad_Z: np.ndarray
+    scales: np.ndarray
+
+
+def find_pair(fg, weight, bias, next_weight):
+    """:func:`split_pair` on each column in turn, fewest exact zeros first (a pair's column vanishes
+    only where both members are inactive); the first split that holds, or None."""
+    for k in np.argsort(np.asarray(fg.n_zeros), kind="stable"):
+        split = split_pair(fg, weight, bias, next_weight, int(k))
+        if split is not None:
+            return split
+    return None
+
+
+def split_pair(fg, weight, bias, next_weight, k):
+    """Column ``k`` of ``fg`` split into two inputs that are multiples of one another (see the module
+    doc): a :class:`SplitPair`, or None when no pair explains dL/db to the zero tolerance or a member
+    does not reproduce its mask.  Every array float64."""
+    L = scatter_rows(np.asarray(to_numpy(fg.L), np.float64), fg.rows, fg.n_neurons)
+    R = np.asarray(to_numpy(fg.R), np.float64)
+    db = scatter_rows(np.asarray(to_numpy(fg.grad_b), np.float64)[:, None], fg.rows, fg.n_neurons)[:, 0]
+    Q = np.asarray(to_numpy(fg.directions), np.float64).T
+    W, bias, W2 = (np.asarray(to_numpy(x), np.float64) for x in (weight, bias, next_weight))
+    r = _project_out(L, db[:, None])[:, 0]
+    if np.linalg.norm(r) <= fg.zero_tol * np.linalg.norm(db):  # dL/db in col(L): no pair to split
+        return None
+    d = np.linalg.solve(Q.T, np.eye(len(Q))[k]) @ R  # row k of Q⁻¹ R
+    masks = pair_masks(L, W2, r, W @ d, bias, fg.zero_tol)
+    if masks is None:
+        return None
+    (M1, a1), (M2, a2) = masks
+    h1, h2 = M1 * (W2.T @ a1), M2 * (W2.T @ a2)
+    others = L @ np.delete(Q, k, axis=1)
+    A = np.column_stack([others, h1 - h2])
+    sol = np.linalg.lstsq(A, db - h2, rcond=None)[0]
+    if np.linalg.norm(A @ sol - (db - h2)) > fg.zero_tol * np.linalg.norm(db):
+        return None
+    s, kappa = sol[:-1], sol[-1]
+    gamma = np.column_stack([others * s, kappa * h1, (1 - kappa) * h2])
+    X = np.linalg.lstsq(gamma, L @ R, rcond=None)[0]
+    rtol = PATTERN_RTOL["float64" if fg.zero_tol < 1e-7 else "float32"]
+    for x, M in zip(X[-2:], (M1, M2)):  # each member's own ReLU pattern is its mask (away from 0)
+        inactive, active = predicted_pattern(x, W, bias, rtol)
+        if np.any(inactive & M) or np.any(active & ~M):
+            return None
+    return SplitPair(k, X, gamma, np.r_[s, kappa, 1 - kappa])

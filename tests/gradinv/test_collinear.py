@@ -1,0 +1,67 @@
+"""Two inputs that are multiples of one another (a black and a white frame) share one column of dL/dW:
+split with the classifier (gradinv.collinear), every input exact, certified end to end only."""
+
+import numpy as np
+import pytest
+import torch
+
+from gradinv import GradientFactorization, invert_layer, stack_gradient
+from gradinv.cases import ClientSpec, layer_gradient, make_client
+from gradinv.collinear import find_pair
+from gradinv.metrics import evaluate
+from gradinv.models import attack_model
+
+GREY_BLANKS = ClientSpec(source="skimage_grey", size=28, quirk="blanks")  # one channel: black and white are collinear
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_black_and_a_white_frame_are_split_and_every_input_is_exact(seed):
+    v = make_client(GREY_BLANKS, batch_size=12, width=300, random_state=seed)
+    x = v.inputs.numpy()
+    assert np.ptp(x[0]) == 0 and np.ptp(x[1]) == 0 and x[0, 0] * x[1, 0] < 0  # the quirk: collinear frames
+    res = invert_layer(v.grad_W, v.grad_b, random_state=0, **v.attack_kwargs())
+    rec = res.pipeline.named_steps["reconstruct"]
+    assert rec.pair_ is not None and res.batch_size == 12 and len(res.inputs) == 12
+    ev = evaluate(v.inputs, res.inputs, res.exact)
+    assert ev["exact"] == 12 and ev["certified"] == 0  # the layer alone does not prove the split
+    assert all("multiples of one another" in r for r in res.certificate_reason)
+    res, _ = attack_model(v.model, v.gradients, random_state=0)
+    ev = evaluate(v.inputs, res.inputs, res.exact)
+    assert ev["exact"] == 12 and ev["certified"] == 12 and ev["false_certificates"] == 0
+    assert res.end_to_end.startswith("passed") and res.describe() == "12 inputs recovered exactly"
+
+
+def test_without_the_classifier_the_pair_is_not_split_and_nothing_is_claimed():
+    v = make_client(GREY_BLANKS, batch_size=12, width=300, random_state=0)
+    res = invert_layer(v.grad_W, v.grad_b, weight=v.layer.weight.detach(), bias=v.layer.bias.detach(), random_state=0)
+    assert res.pipeline.named_steps["reconstruct"].pair_ is None
+    assert not res.exact.any() and "off the span" in res.certificate_reason[0]
+
+
+def test_three_collinear_inputs_are_not_split():
+    """A mid-grey frame beside the black and the white one: three members, no pair explains dL/db."""
+    v = make_client(GREY_BLANKS, batch_size=12, width=300, random_state=0)
+    x = v.model_inputs.clone()
+    x[2] = 0.5 * (x[0] + x[1])
+    _, gW, gb, _ = layer_gradient(v.model, v.layer_name, x, v.labels)
+    res = invert_layer(gW, gb, random_state=0, **v.knowledge())
+    assert res.pipeline.named_steps["reconstruct"].pair_ is None
+    assert evaluate(x, res.inputs, res.exact)["false_certificates"] == 0 and not res.exact.any()
+
+
+def test_a_bias_gradient_moved_off_the_span_is_no_pair():
+    """dL/db of a clean batch plus a vector off col(L): nothing to split, nothing certified."""
+    v = make_client("mlp2_photos", batch_size=10, width=300, random_state=0)
+    off = torch.randn(v.grad_b.shape, generator=torch.Generator().manual_seed(0), dtype=v.grad_b.dtype)
+    res = invert_layer(v.grad_W, v.grad_b + 1e-3 * v.grad_b.norm() * off / off.norm(), random_state=0,
+                       **v.knowledge())
+    rec = res.pipeline.named_steps["reconstruct"]
+    assert rec.pair_ is None and rec.bias_residual_ > 1e-4 and not res.exact.any()
+
+
+def test_find_pair_needs_a_bias_gradient_off_the_span():
+    """dL/db inside col(L) (any clean batch): nothing to split, whatever the directions."""
+    v = make_client("mlp2_photos", batch_size=10, width=300, random_state=1)
+    factors = GradientFactorization().fit_transform(stack_gradient(v.grad_W, v.grad_b))
+    factors = factors.with_directions(np.eye(10), np.arange(10), np.ones(10, bool))
+    assert find_pair(factors, v.layer.weight.detach(), v.layer.bias.detach(), v.classifier.weight.detach()) is None
