@@ -1,5 +1,5 @@
 """Two inputs that are multiples of one another (a black and a white frame; any x₂ = α x₁, α ≠ 1):
-the pair behind one column, split with the classifier its ReLU feeds.
+the pair behind one column, split with the classifier the layer's ReLU feeds.
 
 With x₁ = τ₁ d and x₂ = τ₂ d, dL/dW = Σ g_j x_jᵀ holds one column c = τ₁ g₁ + τ₂ g₂ for the pair
 (its rank is b − 1) while dL/db = Σ g_j holds g₁ + g₂, which leaves col(L):
@@ -18,9 +18,10 @@ the classifier W₂ (C × m) its ReLU feeds, g_k = M(τ_k) W₂ᵀ u_k, M(τ) = 
 * **X** = Γ⁺ dL/dW with Γ = [L Q̂ diag(s) | κ₁ h₁ | (1 − κ₁) h₂]: all b inputs, the pair's included.
 
 Each fit must hold to the zero tolerance on all m rows, and each of the pair's inputs must
-reproduce its own mask; otherwise nothing is claimed.  A deeper network after the layer (J(h)
-varies with τ inside an interval) and groups of three or more such inputs are not split.
-"""
+reproduce its own mask; otherwise nothing is claimed.  Not split: groups of three or more such
+inputs, and pairs before a deeper network, whose Jacobian J(h) changes with τ inside an interval
+(J at eight points an interval split 1 of 3 such batches, mlp3_grey_blanks at b = 20, in up to
+208 s, so it was not kept)."""
 
 from dataclasses import dataclass
 
@@ -72,18 +73,17 @@ def _project_out(L, A):
 
 
 def pair_masks(L, W2, r, a, bias, tol):
-    """The two masks M(τ₁), M(τ₂) (boolean, m) whose B(τ) fits r to ``tol``, with α_k = B(τ_k)⁺ r;
-    None unless exactly two runs of adjacent intervals pass (each run: its best fit)."""
+    """The two members' (M(τ_k), α_k = B(τ_k)⁺ r) whose B(τ) fits r to ``tol``; None unless exactly
+    two runs of adjacent intervals pass (each run: its best fit).  The intervals are screened by
+    running sums first (:func:`_residuals`)."""
     order, points = _intervals(a, bias)
-    screened = np.flatnonzero(_residuals(L, W2, r, a, bias, order) <= SCREEN_TOL)
     fits = []
-    for i in screened:
+    for i in np.flatnonzero(_residuals(L, W2, r, a, bias, order) <= SCREEN_TOL):
         M = points[i] * a + bias > 0
         B = _project_out(L, M[:, None] * W2.T)
         alpha = np.linalg.lstsq(B, r, rcond=None)[0]
-        residual = np.linalg.norm(B @ alpha - r) / np.linalg.norm(r)
-        if residual <= tol:
-            fits.append((i, residual, M, alpha))
+        fits.append((i, np.linalg.norm(B @ alpha - r) / np.linalg.norm(r), M, alpha))
+    fits = [f for f in fits if f[1] <= tol]
     runs = []
     for fit in fits:
         if runs and fit[0] == runs[-1][-1][0] + 1:

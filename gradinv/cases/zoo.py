@@ -29,13 +29,16 @@ mlp2_blanks          2      mlp    photos           random   32    init      uni
 mlp2_near            2      mlp    photos           random   32    init      uniform  dataset  (quirk "near")
 mlp3_duplicates      3*     mlp    photos           random   32    init      uniform  dataset  (quirk "duplicates")
 mlp3_blanks          3*     mlp    photos           random   32    init      uniform  dataset  (quirk "blanks")
+mlp2_grey_blanks     2      mlp    skimage_grey*    random   28*   init      uniform  dataset  (quirk "blanks")
+mlp3_grey_blanks     3*     mlp    skimage_grey*    random   28*   init      uniform  dataset  (quirk "blanks")
 conv_photos          2      conv*  photos           random   32    init      uniform  dataset
 conv_trained         2      conv*  photos           random   32    trained*  uniform  dataset
 ===================  =====  =====  ===============  =======  ====  ========  =======  =======
 
 Quirks (:func:`gradinv.cases.data.apply_quirk`), what a real loader's batch holds: "duplicates" (one
 picture twice with its label, another twice with two labels), "blanks" (a white and a black
-frame), "near" (two pictures each with a copy shifted by one pixel).
+frame; on one channel, the grey kinds, the two are multiples of one another), "near" (two pictures
+each with a copy shifted by one pixel).
 
 Labels: "uniform" draws each label uniformly over the C classes, independently of the image;
 "one" gives the whole batch one label; "skewed" draws from Zipf-like probabilities p_k ∝ 1/k
@@ -143,6 +146,8 @@ ZOO = {
     "mlp2_near": ClientSpec(quirk="near"),
     "mlp3_duplicates": ClientSpec(depth=3, quirk="duplicates"),
     "mlp3_blanks": ClientSpec(depth=3, quirk="blanks"),
+    "mlp2_grey_blanks": ClientSpec(source="skimage_grey", size=28, quirk="blanks"),  # one channel: collinear frames
+    "mlp3_grey_blanks": ClientSpec(depth=3, source="skimage_grey", size=28, quirk="blanks"),
     "conv_photos": ClientSpec(architecture="conv"),
     "conv_trained": ClientSpec(architecture="conv", training="trained"),
 }
