@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 
 @dataclass
@@ -48,3 +49,9 @@ def bounded_stop_reason(n_found, b, bound, max_time):
     if bound.capped():
         return f"max_time={max_time:g} s reached"
     return f"stagnated: no new column in {bound.patience} rounds (gradinv.bound)"
+
+
+def found_directions(found_q, found_zeros, b):
+    """The directions a search accepted as rows (k × b; torch tensors in, NumPy out) and their zero counts."""
+    Q = torch.stack(found_q).numpy() if found_q else np.zeros((0, b))
+    return Q, np.asarray(found_zeros, dtype=int)

@@ -61,7 +61,7 @@ from sudl.rounding import split_block
 from ..bound import SearchBound
 from ..certificate import MAX_BLOCK, zero_set_kernels
 from ._layer import layer_parameters
-from ._result import SearchResult, bounded_stop_reason
+from ._result import SearchResult, bounded_stop_reason, found_directions
 from .completion import LAST_UNDETERMINED, scan_line
 from .rounding import _null_space
 from .starts import IDLE_BALANCED, _cell_margin, _remaining_inputs_coords, _round_starts
@@ -355,8 +355,7 @@ def cell_search(L, R, weight, bias, *, rows=None, random_state=None, max_time=No
         bound.round_done()
         idle = len(found_q) == n_found
     bar.close()
-    Q = torch.stack(found_q).numpy() if found_q else np.zeros((0, b))
-    return Q, np.asarray(found_z, dtype=int)
+    return found_directions(found_q, found_z, b)
 
 
 def search(factors, knowledge, *, random_state=None, max_time=None, verbose=0, input_norm=None,

@@ -86,7 +86,7 @@ from ..certificate import zero_set_kernels
 from ..downstream import as_downstream
 from ..factorize import GradientError
 from ._layer import layer_parameters
-from ._result import SearchResult, bounded_stop_reason
+from ._result import SearchResult, bounded_stop_reason, found_directions
 from .acceptance import DEEP_NEXT_LAYER_RTOL, _next_layer_fit
 from .knowledge import SearchKnowledge
 from .objective import _descend
@@ -221,8 +221,7 @@ def informed_search(L, R, weight, bias, downstream, *, random_state=None, max_ti
         bound.round_done()
         idle = len(found_q) == n_found
     bar.close()
-    Q = torch.stack(found_q).numpy() if found_q else np.zeros((0, b))
-    return Q, np.asarray(found_z, dtype=int)
+    return found_directions(found_q, found_z, b)
 
 
 def search(factors, knowledge, *, random_state=None, max_time=None, verbose=0, input_norm=None,
