@@ -291,11 +291,6 @@ column on the deep ones; the project's own cross-entropy victim 86.6 / 67.6 dB a
 FedAvg rows the cell search was better on two and worse on two."""
 
 
-def default_solver(weight, bias, next_weight=None, downstream=None):
-    """The search for what the server knows: :meth:`gradinv.knowledge.Knowledge.default_search`."""
-    return Knowledge(weight, bias, next_weight, downstream).default_search()
-
-
 def _jacobians_at(X, weight, bias, next_weight, downstream):
     """W₂ (C × m), or the downstream Jacobians J(h_j) (b × C × m) at the recovered inputs' activations
     h_j = ReLU(W x_j + b): exact where x_j is, so the labels read from them are too."""
@@ -322,7 +317,7 @@ def invert_layer(grad_W, grad_b, *, batch_size=None, solver=None, weight=None, b
     the search then uses its Jacobian at each candidate, :mod:`gradinv.downstream`);
     ``next_bias_grad``: the classifier's
     bias gradient (optional, sent by the client with the rest; one mean cross-entropy step's, so
-    not for DP-SGD or FedAvg updates).  ``solver`` defaults to :func:`default_solver`'s, and in the
+    not for DP-SGD or FedAvg updates).  ``solver`` defaults to :meth:`~gradinv.knowledge.Knowledge.default_search`'s, and in the
     approximate mode a noisy update (DP-SGD) gets :data:`NOISY_SEARCH` instead, where the layer's W
     and b are known (``mode_reason`` says so); ``approximate`` for DP-SGD or FedAvg updates (see
     :func:`make_pipeline`): None (default) detects them from the update itself
