@@ -1,6 +1,7 @@
 """The README's command lines, run as a user runs them: from a fresh folder holding a copy of
 ``examples/``, with the installed ``gradinv`` command (the ``test`` extra's packages present,
-Opacus' top-level ``examples`` package among them)."""
+Opacus' top-level ``examples`` package among them): the demo, the training example then ``gradinv attack``
+both ways, the audit example on a small grid, and the Flower demo."""
 
 import shutil
 import subprocess
@@ -53,3 +54,19 @@ def test_readme_audit_example_on_a_small_grid(user_folder):
                            "--batch-sizes 8 --noise-multipliers 0 --local-steps 1 --max-time 10 --workers 1 "
                            "--out audit-digits")
     assert "1 cells: 1 computed" in out and (user_folder / "audit-digits" / "report.html").exists()
+
+
+@pytest.mark.slow
+def test_readme_flower_demo_line(user_folder):
+    """Real Flower processes (a SuperLink, 3 SuperNodes, `flwr run`): every FedSGD batch exact, all stopped after."""
+    import json
+
+    from gradinv.flower.processes import processes_with_home
+
+    out = run(user_folder, "gradinv flower-demo --clients 3 --rounds 2 --batch-size 12 --out flower-demo")
+    records = [json.loads(line) for line in (user_folder / "flower-demo" / "leakage.jsonl").read_text().splitlines()]
+    assert len(records) == 6 and {r["round"] for r in records} == {1, 2} and len({r["node_id"] for r in records}) == 3
+    for r in records:
+        assert r["inverted"] and r["truth_compared"] and r["exact_fraction"] >= 0.9 and r["false_certificates"] == 0, r
+    assert "6 of 6 client updates recovered exactly" in out
+    assert not processes_with_home(user_folder / "flower-demo" / "flwr-home")
