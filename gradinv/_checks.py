@@ -97,7 +97,7 @@ def check_positive(value, name, *, below=None, optional=True):
 
 
 def check_layer_arguments(grad_W, grad_b, *, weight=None, bias=None, next_weight=None, next_bias_grad=None,
-                          batch_size=None, max_time=None, zero_tol=None, approximate=None):
+                          next_weight_grad=None, batch_size=None, max_time=None, zero_tol=None, approximate=None):
     """The arguments of :func:`gradinv.invert_layer`, checked and converted (see the module doc);
     returns them as a dict of the same names."""
     grad_W = check_array(grad_W, "grad_W", ndim=2)
@@ -113,6 +113,7 @@ def check_layer_arguments(grad_W, grad_b, *, weight=None, bias=None, next_weight
     out["next_weight"] = check_optional_array(next_weight, "next_weight", ndim=2, shape=(None, m))
     n_classes = None if out["next_weight"] is None else out["next_weight"].shape[0]
     out["next_bias_grad"] = check_optional_array(next_bias_grad, "next_bias_grad", ndim=1, shape=(n_classes,))
+    out["next_weight_grad"] = check_optional_array(next_weight_grad, "next_weight_grad", ndim=2, shape=(None, m))
     out["batch_size"] = check_count(batch_size, "batch_size")
     out["max_time"] = check_positive(max_time, "max_time")  # None: until the search stagnates
     out["zero_tol"] = check_positive(zero_tol, "zero_tol", below=1.0)

@@ -18,10 +18,13 @@ the classifier W₂ (C × m) its ReLU feeds, g_k = M(τ_k) W₂ᵀ u_k, M(τ) = 
 * **X** = Γ⁺ dL/dW with Γ = [L Q̂ diag(s) | κ₁ h₁ | (1 − κ₁) h₂]: all b inputs, the pair's included.
 
 Each fit must hold to the zero tolerance on all m rows, and each of the pair's inputs must
-reproduce its own mask; otherwise nothing is claimed.  Not split: groups of three or more such
-inputs, and pairs before a deeper network, whose Jacobian J(h) changes with τ inside an interval
-(J at eight points an interval split 1 of 3 such batches, mlp3_grey_blanks at b = 20, in up to
-208 s, so it was not kept)."""
+reproduce its own mask; otherwise nothing is claimed.
+
+Before a deeper network J(h) changes with τ inside an interval (J at eight points an interval
+split 1 of 3 batches of mlp3_grey_blanks at b = 20, in up to 208 s).  There the weight gradient of
+the network's first Linear, dL/dW₂ = Σ_j δ_j h_jᵀ, which the client sends too, holds every
+sample's activation in its row space, and each input is where its activation meets that row space
+(:func:`find_pair_by_activations`).  Groups of three or more such inputs are not split."""
 
 from dataclasses import dataclass
 
@@ -99,7 +102,7 @@ def pair_masks(L, W2, r, a, bias, tol):
 class SplitPair:
     """The batch with column ``column`` split into the pair behind it: ``inputs`` (b + 1 × n), the
     other samples first in their columns' order, then the pair; ``grad_Z`` (m × b + 1) on every
-    neuron; ``scales`` (b + 1,) of the other columns (from dL/db) and of h₁, h₂ (κ₁, 1 − κ₁)."""
+    neuron; ``scales`` (b + 1,) the norm of each of its columns."""
 
     column: int
     inputs: np.ndarray
@@ -148,4 +151,124 @@ def split_pair(fg, weight, bias, next_weight, k):
         inactive, active = predicted_pattern(x, W, bias, rtol)
         if np.any(inactive & M) or np.any(active & ~M):
             return None
-    return SplitPair(k, X, gamma, np.r_[s, kappa, 1 - kappa])
+    return SplitPair(k, X, gamma, np.linalg.norm(gamma, axis=0))
+
+
+def _row_space(next_weight_grad, b):
+    """V (m × r): an orthonormal basis of the row space of dL/dW₂ (the next Linear's weight gradient,
+    m₂ × m), its singular values above rounding (max(m₂, m)·ε·s₁); None when its rank is below b (a
+    classifier with fewer classes than samples: its rows are not every sample's activation)."""
+    G2 = np.asarray(to_numpy(next_weight_grad), np.float64)
+    _, s, Vt = np.linalg.svd(G2, full_matrices=False)
+    rank = int(np.sum(s > max(G2.shape) * np.finfo(np.float64).eps * s[0]))
+    return Vt[:rank].T if rank >= b else None
+
+
+def activation_scales(v, W, bias, V, tol):
+    """Every t with ReLU(t W v + b) in span(V), interval by interval along the line (see
+    :func:`find_pair_by_activations`): h(t) = t α + β with α, β the masked W v and b, so the
+    distance to span(V) is a quadratic in t whose minimum is screened from running sums and then
+    checked exactly (relative distance ≤ ``tol``, t inside its interval)."""
+    a = W @ v
+    order, points = _intervals(a, bias)
+    active = (bias > 0) & (a == 0) | (a < 0)
+    step = np.where(a[order] > 0, 1.0, -1.0)
+    Va = V * a[:, None]
+    Vb = V * bias[:, None]
+
+    def running(first, per_row):
+        return first + np.concatenate([np.zeros((1,) + np.shape(first)), np.cumsum(step.reshape(
+            (-1,) + (1,) * np.ndim(first)) * per_row[order], axis=0)])
+
+    aa = running((a[active] ** 2).sum(), a ** 2)
+    ab = running((a[active] * bias[active]).sum(), a * bias)
+    bb = running((bias[active] ** 2).sum(), bias ** 2)
+    pa = running(Va[active].sum(0), Va)
+    pb = running(Vb[active].sum(0), Vb)
+    A = aa - np.einsum("ij,ij->i", pa, pa)
+    B = ab - np.einsum("ij,ij->i", pa, pb)
+    C = bb - np.einsum("ij,ij->i", pb, pb)
+    t = -B / np.where(A > 0, A, np.inf)
+    norm2 = aa * t ** 2 + 2 * ab * t + bb
+    screen = np.maximum(C - B * B / np.where(A > 0, A, np.inf), 0) <= SCREEN_TOL ** 2 * np.maximum(norm2, 1e-300)
+    hits = []
+    for i in np.flatnonzero(screen):
+        M = points[i] * a + bias > 0
+        p, q = (y - V @ (V.T @ y) for y in (M * a, M * bias))
+        ti = -(p @ q) / (p @ p)  # the exact minimiser on interval i
+        z = ti * a + bias
+        h = np.maximum(z, 0)
+        if np.array_equal(z > 0, M) and np.linalg.norm(ti * p + q) <= tol * np.linalg.norm(h):
+            hits.append(ti)
+    return hits
+
+
+def find_pair_by_activations(fg, weight, bias, next_weight_grad, tol):
+    """A pair of inputs that are multiples of one another, in front of a deeper network: the next
+    Linear's weight gradient dL/dW₂ = Σ_j δ_j h_jᵀ holds every sample's activation
+    h_j = ReLU(W x_j + b) in its row space (its rank is b when its width is ≥ b).
+
+    * The pair's line: d = row k of Q̂⁻¹ R (exact whatever column k holds); along t·d, h is affine
+      between breakpoints, so the members' scales are where h meets the row space
+      (:func:`activation_scales`): two of them.
+    * Every other sample: with column k unknown, x_j lies in the plane of d and row j of Q̂⁻¹ R; its
+      found column's support is its mask M_j, so h_j = M_j (W x_j + b) is affine on that plane and
+      x_j is the one point where it meets the row space (a least-squares fit in two unknowns).
+    * Then every column of dL/dZ (:func:`_pair_columns`): the pair's two from dL/db and their shared one.
+
+    Tries the columns fewest exact zeros first; a :class:`SplitPair` or None."""
+    L = scatter_rows(np.asarray(to_numpy(fg.L), np.float64), fg.rows, fg.n_neurons)
+    R = np.asarray(to_numpy(fg.R), np.float64)
+    db = scatter_rows(np.asarray(to_numpy(fg.grad_b), np.float64)[:, None], fg.rows, fg.n_neurons)[:, 0]
+    Q = np.asarray(to_numpy(fg.directions), np.float64).T
+    W, bias = (np.asarray(to_numpy(x), np.float64) for x in (weight, bias))
+    V = _row_space(next_weight_grad, len(Q) + 1)
+    if V is None or np.linalg.norm(_project_out(L, db[:, None])) <= fg.zero_tol * np.linalg.norm(db):
+        return None
+    D = np.linalg.solve(Q, R)  # the inputs up to their scales, one per row (all but row k hold column k's error)
+    C = L @ Q
+    tols = fg.zero_tols(fg.directions)
+    for k in np.argsort(np.asarray(fg.n_zeros), kind="stable"):
+        taus = activation_scales(D[k], W, bias, V, tol)
+        if len(taus) != 2:
+            continue
+        X = [_input_on_plane(D[j], D[k], np.abs(C[:, j]) > tols[j] * np.abs(C[:, j]).max(), W, bias, V, tol)
+             for j in range(len(Q)) if j != k]
+        if any(x is None for x in X):
+            continue
+        split = _pair_columns(np.array(X), D[k], taus, L @ R, db, W, bias, fg.zero_tol)
+        if split is not None:
+            X, gamma = split
+            return SplitPair(int(k), X, gamma, np.linalg.norm(gamma, axis=0))
+    return None
+
+
+def _pair_columns(X, d, taus, G, db, W, bias, tol):
+    """Every column of dL/dZ once the inputs are known: the other samples' columns and the pair's
+    c = τ₁ g₁ + τ₂ g₂ from dL/dW = [Γ | c] [X; d] (independent rows), then g₁ + g₂ = e = dL/db − Γ 1
+    gives g₁ = (c − τ₂ e)/(τ₁ − τ₂) and g₂ = (τ₁ e − c)/(τ₁ − τ₂).  Each of the pair's columns must
+    vanish where its input is inactive (to ``tol``); (X with the pair last, the columns) or None."""
+    coef = np.linalg.lstsq(np.vstack([X, d]).T, G.T, rcond=None)[0].T
+    gamma, c = coef[:, :-1], coef[:, -1]
+    e = db - gamma.sum(axis=1)
+    (t1, t2) = taus
+    g1, g2 = (c - t2 * e) / (t1 - t2), (t1 * e - c) / (t1 - t2)
+    for t, g in ((t1, g1), (t2, g2)):
+        if np.abs(g[t * (W @ d) + bias <= 0]).max(initial=0.0) > tol * np.abs(g).max():
+            return None
+    return np.vstack([X, t1 * d, t2 * d]), np.column_stack([gamma, g1, g2])
+
+
+def _input_on_plane(v, d, M, W, bias, V, tol):
+    """The x = t v + u d whose activation M (W x + b) lies in span(V), with W x + b > 0 exactly on the
+    mask M; None when none fits to ``tol``."""
+    P = lambda y: y - V @ (V.T @ y)  # noqa: E731
+    A = np.column_stack([P(M * (W @ v)), P(M * (W @ d))])
+    rhs = -P(M * bias)
+    (t, u), *_ = np.linalg.lstsq(A, rhs, rcond=None)
+    x = t * v + u * d
+    z = W @ x + bias
+    h = np.maximum(z, 0)
+    if np.linalg.norm(A @ [t, u] - rhs) > tol * max(np.linalg.norm(h), np.finfo(np.float64).tiny):
+        return None
+    return x if np.array_equal(z > 0, M) else None

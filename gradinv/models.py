@@ -139,6 +139,8 @@ def attack_model(model, gradients, *, layer=None, **kwargs):
             target.downstream, target.no_downstream_reason = None, str(e)
         else:
             known["next_bias_grad"] = _classifier_bias_grad(gradients, _last_bias(target), kwargs)
+            if isinstance(target.downstream[0], nn.Linear):  # its weight gradient's rows: every sample's h_j
+                known["next_weight_grad"] = gradients.get(f"{target.downstream_names[0]}.weight")
     result = invert_layer(gradients[keys[0]], gradients[keys[1]], **{**known, **kwargs})
     result = certify_end_to_end(result, model, target, gradients)
     return result, target

@@ -97,7 +97,8 @@ APPROXIMATE_NEXT_LAYER_RTOL = 0.35
 
 
 def make_pipeline(method=None, *, batch_size=None, random_state=None, max_time=None, min_zero_fraction=None,
-                  weight=None, bias=None, next_weight=None, downstream=None, next_bias_grad=None, zero_tol=None,
+                  weight=None, bias=None, next_weight=None, downstream=None, next_bias_grad=None, next_weight_grad=None,
+                  zero_tol=None,
                   approximate=False, verbose=0):
     """Build the attack pipeline; ``Pipeline.fit_transform(stack_gradient(grad_W, grad_b))`` → X.
 
@@ -146,7 +147,7 @@ def make_pipeline(method=None, *, batch_size=None, random_state=None, max_time=N
                                    downstream=downstream if downstream is not None else next_weight)),
         ("reconstruct", InputReconstruction(weight=weight, bias=bias,
                                             downstream=downstream if downstream is not None else next_weight,
-                                            certify=not approximate)),
+                                            next_weight_grad=next_weight_grad, certify=not approximate)),
     ])
 
 
@@ -307,7 +308,8 @@ def _jacobians_at(X, weight, bias, next_weight, downstream):
 
 
 def invert_layer(grad_W, grad_b, *, batch_size=None, solver=None, weight=None, bias=None, next_weight=None,
-                 downstream=None, next_bias_grad=None, random_state=None, max_time=None, zero_tol=None,
+                 downstream=None, next_bias_grad=None, next_weight_grad=None, random_state=None, max_time=None,
+                 zero_tol=None,
                  approximate=None, verbose=0):
     """Invert a linear+ReLU layer's gradient: the client's inputs X from dL/dW and dL/db.
 
@@ -317,7 +319,10 @@ def invert_layer(grad_W, grad_b, *, batch_size=None, solver=None, weight=None, b
     the search then uses its Jacobian at each candidate, :mod:`gradinv.downstream`);
     ``next_bias_grad``: the classifier's
     bias gradient (optional, sent by the client with the rest; one mean cross-entropy step's, so
-    not for DP-SGD or FedAvg updates).  ``solver`` defaults to :meth:`~gradinv.knowledge.Knowledge.default_search`'s, and in the
+    not for DP-SGD or FedAvg updates); ``next_weight_grad``: the weight gradient dL/dW₂ of the Linear a
+    deeper ``downstream`` starts with (sent with the rest; it splits two inputs that are multiples of
+    one another, :func:`~gradinv.collinear.find_pair_by_activations`).  ``solver`` defaults to
+    :meth:`~gradinv.knowledge.Knowledge.default_search`'s, and in the
     approximate mode a noisy update (DP-SGD) gets :data:`NOISY_SEARCH` instead, where the layer's W
     and b are known (``mode_reason`` says so); ``approximate`` for DP-SGD or FedAvg updates (see
     :func:`make_pipeline`): None (default) detects them from the update itself
@@ -326,10 +331,11 @@ def invert_layer(grad_W, grad_b, *, batch_size=None, solver=None, weight=None, b
     (:mod:`gradinv._checks`).
     """
     checked = check_layer_arguments(grad_W, grad_b, weight=weight, bias=bias, next_weight=next_weight,
-                                    next_bias_grad=next_bias_grad, batch_size=batch_size, max_time=max_time,
+                                    next_bias_grad=next_bias_grad, next_weight_grad=next_weight_grad,
+                                    batch_size=batch_size, max_time=max_time,
                                     zero_tol=zero_tol, approximate=approximate)
-    grad_W, grad_b, weight, bias, next_weight, next_bias_grad = (checked[k] for k in (
-        "grad_W", "grad_b", "weight", "bias", "next_weight", "next_bias_grad"))
+    grad_W, grad_b, weight, bias, next_weight, next_bias_grad, next_weight_grad = (checked[k] for k in (
+        "grad_W", "grad_b", "weight", "bias", "next_weight", "next_bias_grad", "next_weight_grad"))
     batch_size, max_time, zero_tol, approximate = (checked[k] for k in ("batch_size", "max_time", "zero_tol",
                                                                         "approximate"))
     if downstream is not None:  # checked (and its copies made) once, for the search and the labels
@@ -347,6 +353,7 @@ def invert_layer(grad_W, grad_b, *, batch_size=None, solver=None, weight=None, b
         return make_pipeline(noisy_solver if noisy else solver, batch_size=batch_size,
                                    random_state=random_state, max_time=max_time, weight=weight, bias=bias,
                                    next_weight=next_weight, downstream=downstream, next_bias_grad=next_bias_grad,
+                                   next_weight_grad=next_weight_grad,
                                    zero_tol=zero_tol, approximate=approximate, verbose=verbose)
 
     pipe, X, approximate, noisy, mode_reason = _fit_detecting_noise(build, stack_gradient(grad_W, grad_b),

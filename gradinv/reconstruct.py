@@ -13,7 +13,7 @@ from sudl._array_api import array_namespace, device, to_numpy
 
 from ._step import GradientStep
 from .certificate import proven_blocks, relu_consistent, zero_set_kernels
-from .collinear import find_pair
+from .collinear import find_pair, find_pair_by_activations
 from .downstream import as_downstream
 from .factorize import GradientError, scatter_rows
 
@@ -111,14 +111,17 @@ class InputReconstruction(GradientStep):
         The attacked layer's parameters (known to the server); enable the ReLU certificate.
     downstream : the classifier's weight W₂ (C × m), a :class:`~gradinv.downstream.Downstream`, or None
         With W and b, splits a column shared by two inputs that are multiples of one another.
+    next_weight_grad : array (m₂ × m) or None
+        dL/dW₂ of the Linear a deeper network starts with: the same split in front of it.
     certify : bool, default=True
         False in the approximate mode: ``exact_`` is then all False.
     """
 
-    def __init__(self, weight=None, bias=None, downstream=None, certify=True):
+    def __init__(self, weight=None, bias=None, downstream=None, next_weight_grad=None, certify=True):
         self.weight = weight
         self.bias = bias
         self.downstream = downstream
+        self.next_weight_grad = next_weight_grad
         self.certify = certify
 
     def _why_nothing_is_certified(self, fg):
@@ -152,11 +155,17 @@ class InputReconstruction(GradientStep):
         return None
 
     def _split_pair(self, fg):
-        """:func:`~gradinv.collinear.find_pair` where the classifier fed by the layer's ReLU is known."""
+        """:func:`~gradinv.collinear.find_pair` where the classifier fed by the layer's ReLU is known,
+        :func:`~gradinv.collinear.find_pair_by_activations` where a deeper network's first weight
+        gradient is."""
         if self.downstream is None or self.weight is None or self.bias is None:
             return None
         down = as_downstream(self.downstream, int(fg.n_neurons))
-        return find_pair(fg, self.weight, self.bias, down.weight.numpy()) if down.is_linear else None
+        if down.is_linear:
+            return find_pair(fg, self.weight, self.bias, down.weight.numpy())
+        if self.next_weight_grad is not None:
+            return find_pair_by_activations(fg, self.weight, self.bias, self.next_weight_grad, fg.zero_tol)
+        return None
 
     def _fit_pair(self, fg, why):
         """The outputs when a column was split into a pair (:attr:`pair_`): b + 1 inputs, none certified

@@ -65,3 +65,19 @@ def test_find_pair_needs_a_bias_gradient_off_the_span():
     factors = GradientFactorization().fit_transform(stack_gradient(v.grad_W, v.grad_b))
     factors = factors.with_directions(np.eye(10), np.arange(10), np.ones(10, bool))
     assert find_pair(factors, v.layer.weight.detach(), v.layer.bias.detach(), v.classifier.weight.detach()) is None
+
+
+def test_in_front_of_a_deeper_network_the_next_layers_weight_gradient_splits_the_pair():
+    """3 Linear layers: no classifier after the ReLU, but dL/dW₂'s rows hold every sample's activation."""
+    v = make_client(ClientSpec(depth=3, source="skimage_grey", size=28, quirk="blanks"), batch_size=12, width=300,
+                    random_state=0)
+    known = dict(weight=v.layer.weight.detach(), bias=v.layer.bias.detach(), downstream=v.model[2:])
+    res = invert_layer(v.grad_W, v.grad_b, random_state=0, **known)
+    assert res.pipeline.named_steps["reconstruct"].pair_ is None  # the network alone: J(h) varies along the line
+    assert evaluate(v.inputs, res.inputs, res.exact)["exact"] == 0
+    res = invert_layer(v.grad_W, v.grad_b, next_weight_grad=v.gradients["2.weight"], random_state=0, **known)
+    assert res.pipeline.named_steps["reconstruct"].pair_ is not None
+    assert evaluate(v.inputs, res.inputs, res.exact)["exact"] == 12
+    res, _ = attack_model(v.model, v.gradients, random_state=0)  # reads dL/dW₂ from what the client sent
+    ev = evaluate(v.inputs, res.inputs, res.exact)
+    assert ev["exact"] == 12 and ev["certified"] == 12 and ev["false_certificates"] == 0
