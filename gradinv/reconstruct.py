@@ -161,10 +161,13 @@ class InputReconstruction(GradientStep):
         if self.downstream is None or self.weight is None or self.bias is None:
             return None
         down = as_downstream(self.downstream, int(fg.n_neurons))
-        if down.is_linear:
-            return find_pair(fg, self.weight, self.bias, down.weight.numpy())
-        if self.next_weight_grad is not None:
-            return find_pair_by_activations(fg, self.weight, self.bias, self.next_weight_grad, fg.zero_tol)
+        try:
+            if down.is_linear:
+                return find_pair(fg, self.weight, self.bias, down.weight.numpy())
+            if self.next_weight_grad is not None:
+                return find_pair_by_activations(fg, self.weight, self.bias, self.next_weight_grad, fg.zero_tol)
+        except np.linalg.LinAlgError:  # directions too near dependent to solve for: no split is claimed
+            return None
         return None
 
     def _fit_pair(self, fg, why):
