@@ -41,8 +41,8 @@ least-squares fit (arbitrary: the normal equations resolve about √ε ≈ 1e-8,
 
 
 def _intervals(a, bias):
-    """Breakpoints τ = −b_k / a_k sorted, and one τ inside each interval they bound (the two
-    unbounded ones included): (order of the rows with a_k ≠ 0, sorted τ, the interval points)."""
+    """The breakpoints τ = −b_k / a_k in order and one τ inside each interval they bound (the two
+    unbounded ones included): (the rows with a_k ≠ 0, by their breakpoint; the m′ + 1 interval points)."""
     rows = np.flatnonzero(a != 0)
     tau = -bias[rows] / a[rows]
     order = np.argsort(tau, kind="stable")
@@ -195,6 +195,8 @@ def activation_scales(v, W, bias, V, tol):
     for i in np.flatnonzero(screen):
         M = points[i] * a + bias > 0
         p, q = (y - V @ (V.T @ y) for y in (M * a, M * bias))
+        if not p @ p > 0:  # no active row (h = 0), or h's slope inside the row space: no single t
+            continue
         ti = -(p @ q) / (p @ p)  # the exact minimiser on interval i
         z = ti * a + bias
         h = np.maximum(z, 0)
