@@ -141,7 +141,8 @@ class InputReconstruction(GradientStep):
             if self.pair_ is not None:
                 self.model_may_certify_ = True
                 return ("two inputs that are multiples of one another (blank frames are) share one column of dL/dW; "
-                        "split with the classifier (gradinv.collinear), which the layer alone does not prove")
+                        "split with the network after the layer (gradinv.collinear), which the layer alone does not "
+                        "prove")
             return (f"dL/db is off the span of dL/dW by {self.bias_residual_:.1e} (relative): inputs that are "
                     "multiples of one another by factors other than 1 (blank frames are), or a dL/db that is not "
                     "the client's; the samples' scales are not known")

@@ -1,5 +1,5 @@
 """Two inputs that are multiples of one another (a black and a white frame) share one column of dL/dW:
-split with the classifier (gradinv.collinear), every input exact, certified end to end only."""
+split with the network after the layer (gradinv.collinear), every input exact, certified end to end only."""
 
 import numpy as np
 import pytest
