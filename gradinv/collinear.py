@@ -70,8 +70,15 @@ def _residuals(L, W2, r, a, bias, order):
     return np.sqrt(np.maximum(r @ r - fit, 0.0)) / np.linalg.norm(r)
 
 
+def _factors(fg):
+    """L (m × b) and dL/db (m,) on every neuron, R and Q̂ (the directions as columns), float64 NumPy."""
+    L = scatter_rows(np.asarray(to_numpy(fg.L), np.float64), fg.rows, fg.n_neurons)
+    db = scatter_rows(np.asarray(to_numpy(fg.grad_b), np.float64)[:, None], fg.rows, fg.n_neurons)[:, 0]
+    return L, np.asarray(to_numpy(fg.R), np.float64), db, np.asarray(to_numpy(fg.directions), np.float64).T
+
+
 def _project_out(L, A):
-    """(I − L Lᵀ) A for L with orthonormal columns."""
+    """(I − L Lᵀ) A for L with orthonormal columns (A a matrix or a vector)."""
     return A - L @ (L.T @ A)
 
 
@@ -124,12 +131,9 @@ def split_pair(fg, weight, bias, next_weight, k):
     """Column ``k`` of ``fg`` split into two inputs that are multiples of one another (see the module
     doc): a :class:`SplitPair`, or None when no pair explains dL/db to the zero tolerance or a member
     does not reproduce its mask.  Every array float64."""
-    L = scatter_rows(np.asarray(to_numpy(fg.L), np.float64), fg.rows, fg.n_neurons)
-    R = np.asarray(to_numpy(fg.R), np.float64)
-    db = scatter_rows(np.asarray(to_numpy(fg.grad_b), np.float64)[:, None], fg.rows, fg.n_neurons)[:, 0]
-    Q = np.asarray(to_numpy(fg.directions), np.float64).T
+    L, R, db, Q = _factors(fg)
     W, bias, W2 = (np.asarray(to_numpy(x), np.float64) for x in (weight, bias, next_weight))
-    r = _project_out(L, db[:, None])[:, 0]
+    r = _project_out(L, db)
     if np.linalg.norm(r) <= fg.zero_tol * np.linalg.norm(db):  # dL/db in col(L): no pair to split
         return None
     d = np.linalg.solve(Q.T, np.eye(len(Q))[k]) @ R  # row k of Q⁻¹ R
@@ -194,7 +198,7 @@ def activation_scales(v, W, bias, V, tol):
     hits = []
     for i in np.flatnonzero(screen):
         M = points[i] * a + bias > 0
-        p, q = (y - V @ (V.T @ y) for y in (M * a, M * bias))
+        p, q = (_project_out(V, y) for y in (M * a, M * bias))
         if not p @ p > 0:  # no active row (h = 0), or h's slope inside the row space: no single t
             continue
         ti = -(p @ q) / (p @ p)  # the exact minimiser on interval i
@@ -219,13 +223,10 @@ def find_pair_by_activations(fg, weight, bias, next_weight_grad, tol):
     * Then every column of dL/dZ (:func:`_pair_columns`): the pair's two from dL/db and their shared one.
 
     Tries the columns fewest exact zeros first; a :class:`SplitPair` or None."""
-    L = scatter_rows(np.asarray(to_numpy(fg.L), np.float64), fg.rows, fg.n_neurons)
-    R = np.asarray(to_numpy(fg.R), np.float64)
-    db = scatter_rows(np.asarray(to_numpy(fg.grad_b), np.float64)[:, None], fg.rows, fg.n_neurons)[:, 0]
-    Q = np.asarray(to_numpy(fg.directions), np.float64).T
+    L, R, db, Q = _factors(fg)
     W, bias = (np.asarray(to_numpy(x), np.float64) for x in (weight, bias))
     V = _row_space(next_weight_grad, len(Q) + 1)
-    if V is None or np.linalg.norm(_project_out(L, db[:, None])) <= fg.zero_tol * np.linalg.norm(db):
+    if V is None or np.linalg.norm(_project_out(L, db)) <= fg.zero_tol * np.linalg.norm(db):
         return None
     D = np.linalg.solve(Q, R)  # the inputs up to their scales, one per row (all but row k hold column k's error)
     C = L @ Q
@@ -264,9 +265,8 @@ def _pair_columns(X, d, taus, G, db, W, bias, tol):
 def _input_on_plane(v, d, M, W, bias, V, tol):
     """The x = t v + u d whose activation M (W x + b) lies in span(V), with W x + b > 0 exactly on the
     mask M; None when none fits to ``tol``."""
-    P = lambda y: y - V @ (V.T @ y)  # noqa: E731
-    A = np.column_stack([P(M * (W @ v)), P(M * (W @ d))])
-    rhs = -P(M * bias)
+    A = _project_out(V, np.column_stack([M * (W @ v), M * (W @ d)]))
+    rhs = -_project_out(V, M * bias)
     (t, u), *_ = np.linalg.lstsq(A, rhs, rcond=None)
     x = t * v + u * d
     z = W @ x + bias
