@@ -30,11 +30,15 @@ __all__ = ["RoundingResult", "count_zeros", "kernel_direction", "min_exact_zeros
 
 @dataclass
 class RoundingResult:
-    """Rounded directions (rows), their exact-zero counts and certificates."""
+    """Rounded directions (rows), their exact-zero counts and certificates; ``block_atoms`` (rows, NumPy) are
+    the other exact atoms of the blocks that were split (a direction takes one atom of its block, the one
+    nearest it; the others come here, so that a search whose descents keep settling in one block gets
+    all of its atoms)."""
 
     directions: object
     n_zeros: np.ndarray
     exact: np.ndarray
+    block_atoms: np.ndarray = None
 
 
 def min_exact_zeros(n_features):
@@ -353,7 +357,8 @@ def round_directions(
     active = xp.asarray(active, device=device(Y_white))
 
     if W.shape[0] == 0:
-        return RoundingResult(directions=W, n_zeros=np.zeros(0, dtype=int), exact=np.zeros(0, dtype=bool))
+        return RoundingResult(directions=W, n_zeros=np.zeros(0, dtype=int), exact=np.zeros(0, dtype=bool),
+                              block_atoms=np.zeros((0, n)))
     W = W / xp.linalg.vector_norm(W, axis=1, keepdims=True)
     given = W
     if n_irls:
@@ -376,20 +381,21 @@ def round_directions(
             rows.append(w)
         W = xp.stack(rows)
     exact = (n_zeros >= min_zeros) & zeros_determine(Y_white, W, zero_tol, active)
+    block_atoms = np.zeros((0, n))
     if split_blocks and not exact.all():
-        W, n_zeros, exact = _split_blocks(Y_white, W, given, n_zeros, exact, zero_tol, active, rng)
+        W, n_zeros, exact, block_atoms = _split_blocks(Y_white, W, given, n_zeros, exact, zero_tol, active, rng)
     if not exact.all():  # keep the given direction where rounding found nothing exact
         keep = xp.asarray(exact, device=device(W))[:, None]
         W = xp.where(keep, W, given)
         n_zeros = np.where(exact, n_zeros, to_numpy(count_zeros(Y_white @ given.T, zero_tol, active)))
-    return RoundingResult(directions=W, n_zeros=n_zeros, exact=exact)
+    return RoundingResult(directions=W, n_zeros=n_zeros, exact=exact, block_atoms=block_atoms)
 
 
 def _split_blocks(Y_white, W, given, n_zeros, exact, zero_tol, active, rng):
     """Stage 4 of :func:`round_directions`: each direction not exact whose zeros leave a block gets
-    the block's atom nearest its given direction."""
+    the block's atom nearest its given direction; the block's other atoms are returned beside."""
     xp = array_namespace(Y_white)
-    rows = [W[i, :] for i in range(W.shape[0])]
+    rows, others = [W[i, :] for i in range(W.shape[0])], []
     for i in np.flatnonzero(~exact):
         K = block_kernel(Y_white, W[i, :], zero_tol, active)
         if K is None:
@@ -399,7 +405,8 @@ def _split_blocks(Y_white, W, given, n_zeros, exact, zero_tol, active, rng):
             best = int(np.argmax(np.abs(atoms @ np.asarray(to_numpy(given[i, :]), dtype=np.float64))))
             rows[i] = xp.asarray(atoms[best], dtype=W.dtype, device=device(W))
             n_zeros[i], exact[i] = z[best], True
-    return xp.stack(rows), n_zeros, exact
+            others.extend(np.delete(atoms, best, axis=0))
+    return xp.stack(rows), n_zeros, exact, np.asarray(others).reshape(-1, W.shape[1])
 
 
 def _distinct_nonzero_samples(Y, zero_tol):

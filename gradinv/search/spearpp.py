@@ -13,7 +13,7 @@ Figure 1 ("ℓ1 loss and RAdam") describe it, each round
   b. rounds every distinct result (:data:`DISTINCT_COS`, our addition) to an exact column by sampling (:func:`sudl.rounding.round_directions`:
      IRLS, kernel polish on the smallest entries, then SPEAR's sampling of (b−1)-subsets among them,
      and, our addition, the split of a block: twin columns of near-duplicate images share most
-     zeros, and a result left on those is split into the block's columns);
+     zeros, and a result left on those is split into the block's columns, every one of which is kept);
   c. keeps the candidates whose column has ≥ ``min_zero_fraction``·m exact zeros (the sparsity
      filter) spanning q^⊥ robustly (the rounding's certificate, :func:`sudl.rounding.zeros_determine`, our addition: it
      rejects the combinations of two near-duplicate samples' columns, which vanish on their common
@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from sudl import complete_basis
 from sudl._array_api import svd, to_numpy
-from sudl.rounding import round_directions
+from sudl.rounding import count_zeros, round_directions
 
 from ._result import SearchResult
 
@@ -111,14 +111,17 @@ def spearpp_search(L, *, random_state=None, max_time=60.0, n_starts=N_STARTS, st
         if not len(Q):
             continue
         rounded = round_directions(Y, torch.as_tensor(Q), random_state=rng, n_samples=n_samples, zero_tol=zero_tol)
-        D = to_numpy(rounded.directions)
-        for i in np.flatnonzero(rounded.exact & (rounded.n_zeros >= min_zero_fraction * m)):
+        D = np.vstack([to_numpy(rounded.directions)[rounded.exact], rounded.block_atoms])
+        if not len(D):
+            continue
+        n_zeros = to_numpy(count_zeros(Y @ torch.as_tensor(D).T, zero_tol)).astype(int)
+        for i in np.flatnonzero(n_zeros >= min_zero_fraction * m):
             q = D[i] / np.linalg.norm(D[i])
             if len(found) and (np.abs(found @ q).max() > 1 - 1e-8 or
                                svd(np.vstack([found, q]))[1][-1] < 1e-6):
                 continue  # a column found again, or dependent on those found
             found = np.vstack([found, q])
-            zeros.append(int(rounded.n_zeros[i]))
+            zeros.append(int(n_zeros[i]))
             times.append(time.perf_counter() - start)
             rounds.append(n_rounds - 1)
             bar.update(1)

@@ -62,7 +62,7 @@ def test_every_certified_atom_is_a_code_column(rho):
 
 def test_a_block_of_two_atoms_with_nearly_shared_zeros_is_split_into_both():
     """Near-duplicate images give two code columns sharing most zeros: a direction in their span,
-    vanishing on the shared zeros, is rounded to one of the two atoms, and the split finds both."""
+    vanishing on the shared zeros, is rounded to one of the two atoms, the other comes as a block atom."""
     rng = np.random.default_rng(2)
     Y, code, D = make_sparsely_used_signal(800, 12, density=0.5, random_state=2)
     flip = rng.random(800) < 0.05  # atom 1 used where atom 0 is, but for 5 % of the samples
@@ -78,5 +78,7 @@ def test_a_block_of_two_atoms_with_nearly_shared_zeros_is_split_into_both():
     assert len(atoms) == 2 and np.allclose(np.sort(np.abs(atoms @ truth.T).max(1)), 1, atol=1e-9)
     rounded = round_directions(white.Y_white, combo[None], random_state=0, n_irls=0, n_samples=0)
     assert rounded.exact[0] and np.abs(rounded.directions[0] @ truth.T).max() > 1 - 1e-9
+    both = np.vstack([rounded.directions[0], rounded.block_atoms])  # the block's other atom comes beside
+    assert len(both) == 2 and np.allclose(np.sort(np.abs(both @ truth.T).max(0)), 1, atol=1e-9)
     unsplit = round_directions(white.Y_white, combo[None], random_state=0, n_irls=0, n_samples=0, split_blocks=False)
     assert not unsplit.exact[0]
