@@ -136,9 +136,9 @@ def search(factors, knowledge, *, random_state=None, max_time=60.0, verbose=0, n
     """The registry's entry (``"spear++"``): :func:`spearpp_search` on L (the gradient alone;
     ``knowledge`` unused)."""
     start = time.perf_counter()
-    Q, zeros, times, rounds, n_rounds = spearpp_search(factors.L, random_state=random_state, max_time=max_time, n_starts=n_starts,
-                              steps=steps, min_zero_fraction=min_zero_fraction, zero_tol=factors.zero_tol,
-                              progress=bool(verbose))
+    Q, zeros, times, rounds, n_rounds = spearpp_search(
+        factors.L, random_state=random_state, max_time=max_time, n_starts=n_starts, steps=steps,
+        min_zero_fraction=min_zero_fraction, zero_tol=factors.zero_tol, progress=bool(verbose))
     reason = "every column found" if len(zeros) >= factors.L.shape[1] else f"max_time={max_time:g} s reached"
     return SearchResult(Q, zeros, np.ones(len(zeros), bool), "spear++", reason, time.perf_counter() - start,
                         found_times=times, found_rounds=rounds, n_rounds=n_rounds)
