@@ -98,8 +98,7 @@ APPROXIMATE_NEXT_LAYER_RTOL = 0.35
 
 def make_pipeline(method=None, *, batch_size=None, random_state=None, max_time=None, min_zero_fraction=None,
                   weight=None, bias=None, next_weight=None, downstream=None, next_bias_grad=None, next_weight_grad=None,
-                  zero_tol=None,
-                  approximate=False, verbose=0):
+                  zero_tol=None, approximate=False, verbose=0):
     """Build the attack pipeline; ``Pipeline.fit_transform(stack_gradient(grad_W, grad_b))`` → X.
 
     method: a name of :data:`gradinv.search.SEARCHES`, or None (default) for the strongest search
@@ -309,8 +308,7 @@ def _jacobians_at(X, weight, bias, next_weight, downstream):
 
 def invert_layer(grad_W, grad_b, *, batch_size=None, solver=None, weight=None, bias=None, next_weight=None,
                  downstream=None, next_bias_grad=None, next_weight_grad=None, random_state=None, max_time=None,
-                 zero_tol=None,
-                 approximate=None, verbose=0):
+                 zero_tol=None, approximate=None, verbose=0):
     """Invert a linear+ReLU layer's gradient: the client's inputs X from dL/dW and dL/db.
 
     ``weight``/``bias``: the layer's parameters (needed for certificates); ``next_weight``: the

@@ -30,15 +30,16 @@ __all__ = ["RoundingResult", "count_zeros", "kernel_direction", "min_exact_zeros
 
 @dataclass
 class RoundingResult:
-    """Rounded directions (rows), their exact-zero counts and certificates; ``block_atoms`` (rows, NumPy) are
-    the other exact atoms of the blocks that were split (a direction takes one atom of its block, the one
-    nearest it; the others come here, so that a search whose descents keep settling in one block gets
-    all of its atoms)."""
+    """Rounded directions (rows), their exact-zero counts and certificates; ``block_atoms`` (rows, NumPy) and
+    ``block_n_zeros`` are the other exact atoms of the blocks that were split and their zero counts (a
+    direction takes one atom of its block, the one nearest it; the others come here, so that a search
+    whose descents keep settling in one block gets all of its atoms)."""
 
     directions: object
     n_zeros: np.ndarray
     exact: np.ndarray
-    block_atoms: np.ndarray = None
+    block_atoms: np.ndarray
+    block_n_zeros: np.ndarray
 
 
 def min_exact_zeros(n_features):
@@ -358,7 +359,7 @@ def round_directions(
 
     if W.shape[0] == 0:
         return RoundingResult(directions=W, n_zeros=np.zeros(0, dtype=int), exact=np.zeros(0, dtype=bool),
-                              block_atoms=np.zeros((0, n)))
+                              block_atoms=np.zeros((0, n)), block_n_zeros=np.zeros(0, dtype=int))
     W = W / xp.linalg.vector_norm(W, axis=1, keepdims=True)
     given = W
     if n_irls:
@@ -381,21 +382,22 @@ def round_directions(
             rows.append(w)
         W = xp.stack(rows)
     exact = (n_zeros >= min_zeros) & zeros_determine(Y_white, W, zero_tol, active)
-    block_atoms = np.zeros((0, n))
+    block_atoms, block_n_zeros = np.zeros((0, n)), np.zeros(0, dtype=int)
     if split_blocks and not exact.all():
-        W, n_zeros, exact, block_atoms = _split_blocks(Y_white, W, given, n_zeros, exact, zero_tol, active, rng)
+        W, n_zeros, exact, block_atoms, block_n_zeros = _split_blocks(Y_white, W, given, n_zeros, exact, zero_tol, active, rng)
     if not exact.all():  # keep the given direction where rounding found nothing exact
         keep = xp.asarray(exact, device=device(W))[:, None]
         W = xp.where(keep, W, given)
         n_zeros = np.where(exact, n_zeros, to_numpy(count_zeros(Y_white @ given.T, zero_tol, active)))
-    return RoundingResult(directions=W, n_zeros=n_zeros, exact=exact, block_atoms=block_atoms)
+    return RoundingResult(directions=W, n_zeros=n_zeros, exact=exact, block_atoms=block_atoms,
+                          block_n_zeros=block_n_zeros)
 
 
 def _split_blocks(Y_white, W, given, n_zeros, exact, zero_tol, active, rng):
     """Stage 4 of :func:`round_directions`: each direction not exact whose zeros leave a block gets
     the block's atom nearest its given direction; the block's other atoms are returned beside."""
     xp = array_namespace(Y_white)
-    rows, others = [W[i, :] for i in range(W.shape[0])], []
+    rows, others, other_zeros = [W[i, :] for i in range(W.shape[0])], [], []
     for i in np.flatnonzero(~exact):
         K = block_kernel(Y_white, W[i, :], zero_tol, active)
         if K is None:
@@ -406,7 +408,9 @@ def _split_blocks(Y_white, W, given, n_zeros, exact, zero_tol, active, rng):
             rows[i] = xp.asarray(atoms[best], dtype=W.dtype, device=device(W))
             n_zeros[i], exact[i] = z[best], True
             others.extend(np.delete(atoms, best, axis=0))
-    return xp.stack(rows), n_zeros, exact, np.asarray(others).reshape(-1, W.shape[1])
+            other_zeros.extend(np.delete(z, best))
+    return (xp.stack(rows), n_zeros, exact, np.asarray(others).reshape(-1, W.shape[1]),
+            np.asarray(other_zeros, dtype=int))
 
 
 def _distinct_nonzero_samples(Y, zero_tol):

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from sudl import complete_basis
 from sudl._array_api import svd, to_numpy
-from sudl.rounding import count_zeros, round_directions
+from sudl.rounding import round_directions
 
 from ._result import SearchResult
 
@@ -112,9 +112,7 @@ def spearpp_search(L, *, random_state=None, max_time=60.0, n_starts=N_STARTS, st
             continue
         rounded = round_directions(Y, torch.as_tensor(Q), random_state=rng, n_samples=n_samples, zero_tol=zero_tol)
         D = np.vstack([to_numpy(rounded.directions)[rounded.exact], rounded.block_atoms])
-        if not len(D):
-            continue
-        n_zeros = to_numpy(count_zeros(Y @ torch.as_tensor(D).T, zero_tol)).astype(int)
+        n_zeros = np.concatenate([rounded.n_zeros[rounded.exact], rounded.block_n_zeros])
         for i in np.flatnonzero(n_zeros >= min_zero_fraction * m):
             q = D[i] / np.linalg.norm(D[i])
             if len(found) and (np.abs(found @ q).max() > 1 - 1e-8 or
