@@ -13,8 +13,11 @@ initialisation, width m, float64 unless said), attacked with the informed solver
 * ``zoo``: every kind of the client zoo (``gradinv.cases.ZOO``, ``--zoo`` to choose) over
   ``--zoo-seeds`` seeds: one Opacus DP-SGD step at σ = ``--zoo-sigma`` (C = ``--max-grad-norm``)
   and ``--zoo-steps`` full-batch FedAvg steps at η = ``--zoo-lr``, every parameter's update handed
-  to ``attack_model`` as a user would, in approximate mode; the worst mean PSNR over kinds and
-  seeds per threat is printed first.
+  to ``attack_model`` as a user would: with no mode flag and no batch size (the attack reads both
+  from the update; ``--zoo-hints`` passes ``approximate=True`` and the true b).  Resumable: each
+  cell runs capped in a child process and is appended to ``--out``.jsonl as it ends; a rerun skips
+  the cells there.  The worst mean PSNR over kinds and seeds per threat is printed first, with
+  the rows whose batch size was read right.
 
 Per row: exact samples (relative error ≤ 1e-6, 1e-4 in float32), certified, false
 certificates, mean PSNR (dB, matched pairs), label accuracy, time.  Writes JSON, Markdown and a
@@ -22,7 +25,7 @@ PNG of PSNR vs σ.
 
     python benchmarks/threat_models.py --out docs/threat_models
     python benchmarks/threat_models.py --quick --out /tmp/tm
-    python benchmarks/threat_models.py --sections zoo --zoo-seeds 0 --out docs/threat_models_zoo
+    python benchmarks/threat_models.py --sections zoo --zoo-seeds 0 1 2 --out docs/threat_models_zoo_read
 """
 
 import argparse
@@ -30,6 +33,7 @@ import datetime
 import json
 import os
 import platform
+import sys
 import warnings
 from pathlib import Path
 
@@ -37,12 +41,14 @@ import numpy as np
 import torch
 
 from gradinv import GradientError, invert_layer
-from gradinv.cases import make_victim
+from gradinv.cases import (ZOO, dp_sgd_gradient, dp_sgd_gradients, fedavg_pseudo_gradients, fedavg_update,
+                           layer_gradient, make_client, make_victim)
 from gradinv.factorize import DependentInputsWarning, GradientFactorization, stack_gradient
-from gradinv.cases import dp_sgd_gradient, dp_sgd_gradients, fedavg_pseudo_gradients, fedavg_update
 from gradinv.metrics import evaluate
 from gradinv.models import attack_model
-from gradinv.cases import ZOO, layer_gradient, make_client
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _resumable import append_row, done_keys, read_rows, run_capped  # noqa: E402
 
 
 def scored_row(base, attack, inputs, labels, dtype="float64"):
@@ -154,46 +160,87 @@ def label_rows(args):
     return out
 
 
+ZOO_KEY = ("client", "seed", "threat", "setting", "hints")
+"""A cell of the zoo section: a row of its file with these values is not run again."""
+
+
+def zoo_update(kind, seed, threat, args):
+    """The zoo client ``kind`` (seed ``seed``) and the update it sends under ``threat``: one Opacus
+    DP-SGD step, or ``--zoo-steps`` full-batch FedAvg steps as a pseudo-gradient."""
+    v = make_client(kind, batch_size=args.batch_size, width=args.width, random_state=seed)
+    x, y = v.model_inputs, v.labels
+    if threat == "dp":
+        return v, dp_sgd_gradients(v.model, x, y, noise_multiplier=args.zoo_sigma, max_grad_norm=args.max_grad_norm,
+                                   random_state=seed)
+    return v, fedavg_pseudo_gradients(v.model, x, y, epochs=args.zoo_steps, lr=args.zoo_lr)
+
+
+def zoo_cell(kind, seed, threat, setting, args):
+    """One row of the zoo section: the update attacked through ``attack_model`` as a user would, with
+    no mode flag and no batch size unless ``--zoo-hints`` (then ``approximate=True`` and the true b)."""
+    torch.set_default_dtype(torch.float64)
+    v, grads = zoo_update(kind, seed, threat, args)
+    b = len(v.labels)
+    hints = dict(batch_size=b, approximate=True) if args.zoo_hints else {}
+    base = dict(client=kind, seed=seed, threat=threat, setting=setting, hints=args.zoo_hints, b=b)
+    read = {}
+
+    def attack():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            res = attack_model(v.model, grads, max_time=args.max_time, random_state=seed, **hints)[0]
+        read.update(mode=res.mode, mode_reason=res.mode_reason[:200],
+                    batch_size_read=None if args.zoo_hints else int(res.batch_size))
+        return res
+
+    row = scored_row(base, attack, v.inputs, v.labels)
+    return {**row, "mode": read.get("mode", ""), **read}
+
+
+def zoo_settings(args):
+    return {"dp": f"sigma={args.zoo_sigma:g}, C={args.max_grad_norm:g}",
+            "fedavg": f"E={args.zoo_steps}, b_mini={args.batch_size}, lr={args.zoo_lr:g}"}
+
+
 def zoo_rows(args):
-    """DP-SGD and FedAvg updates of every zoo client, attacked through ``attack_model`` (module doc)."""
-    out = []
+    """DP-SGD and FedAvg updates of every zoo client, attacked through ``attack_model`` (module doc).
+    Each cell runs capped in a child process and is appended to ``--out``.jsonl at once; cells
+    already there are skipped.  Returns every zoo row of the file."""
+    path = args.out.with_suffix(".jsonl")
+    done = done_keys(path, ZOO_KEY)
+    cap = args.zoo_cell_cap or 4 * args.max_time + 120
     for kind in args.zoo:
         for seed in args.zoo_seeds:
-            v = make_client(kind, batch_size=args.batch_size, width=args.width, random_state=seed)
-            x, y = v.model_inputs, v.labels
-            updates = {
-                ("dp", f"sigma={args.zoo_sigma:g}, C={args.max_grad_norm:g}"): dp_sgd_gradients(
-                    v.model, x, y, noise_multiplier=args.zoo_sigma, max_grad_norm=args.max_grad_norm,
-                    random_state=seed),
-                ("fedavg", f"E={args.zoo_steps}, b_mini={len(x)}, lr={args.zoo_lr:g}"): fedavg_pseudo_gradients(
-                    v.model, x, y, epochs=args.zoo_steps, lr=args.zoo_lr),
-            }
-            for (threat, setting), grads in updates.items():
-                base = dict(client=kind, seed=seed, threat=threat, setting=setting, mode="approximate", b=len(x))
-
-                def attack(grads=grads):
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", UserWarning)
-                        return attack_model(v.model, grads, batch_size=len(x), approximate=True,
-                                            max_time=args.max_time, random_state=seed)[0]
-
-                row = scored_row(base, attack, v.inputs, v.labels)
-                out.append(row)
+            for threat, setting in zoo_settings(args).items():
+                if (kind, seed, threat, setting, args.zoo_hints) in done:
+                    continue
+                status, row = run_capped(Path(__file__), "zoo_cell", (kind, seed, threat, setting, args), cap)
+                if status != "ok":
+                    row = dict(client=kind, seed=seed, threat=threat, setting=setting, hints=args.zoo_hints,
+                               b=args.batch_size, mode="", exact=0, certified=0, false_certificates=0,
+                               psnr=float("nan"), label_accuracy=float("nan"), time=float("nan"), solver="",
+                               error=f"cell cap {cap:.0f} s reached" if status == "capped" else row[-300:])
+                row.update(command=args.command, date=str(datetime.date.today()))
+                append_row(path, row)
                 print(json.dumps(row), flush=True)
-    return out
+    return [r for r in read_rows(path) if "client" in r]
 
 
 def zoo_worst_case(rows):
-    """Per threat of the zoo rows: the worst mean PSNR over kinds and seeds (a failed attack counts as
-    −∞ dB), the kind it falls on, and how many rows reach 30 dB."""
+    """Per threat (and hints given or not) of the zoo rows: the worst mean PSNR over kinds and seeds
+    (a failed attack counts as −∞ dB), the kind it falls on, how many rows reach 30 dB, and on how
+    many rows the batch size the attack read from the update was the true one."""
     out = []
-    for threat in dict.fromkeys(r["threat"] for r in rows if "client" in r and r["client"] != "cross_entropy"):
-        sub = [r for r in rows if r["threat"] == threat and r.get("client", "cross_entropy") != "cross_entropy"]
+    zoo = [r for r in rows if r.get("client", "cross_entropy") != "cross_entropy"]
+    for threat, hints in dict.fromkeys((r["threat"], r.get("hints", True)) for r in zoo):
+        sub = [r for r in zoo if (r["threat"], r.get("hints", True)) == (threat, hints)]
         psnr = [r["psnr"] if np.isfinite(r["psnr"]) else -np.inf for r in sub]
         worst = sub[int(np.argmin(psnr))]
-        out.append(dict(threat=threat, setting=worst["setting"], worst_psnr=float(min(psnr)),
+        read = [r for r in sub if r.get("batch_size_read") is not None]
+        out.append(dict(threat=threat, setting=worst["setting"], hints=hints, worst_psnr=float(min(psnr)),
                         worst_client=f"{worst['client']} (seed {worst['seed']})",
-                        rows_over_30db=sum(p >= 30 for p in psnr), rows=len(sub)))
+                        rows_over_30db=sum(p >= 30 for p in psnr), rows=len(sub),
+                        batch_size_read_right=sum(r["batch_size_read"] == r["b"] for r in read) if read else None))
     return out
 
 
@@ -201,14 +248,18 @@ def markdown(rows, header):
     worst = zoo_worst_case(rows)
     lines = []
     if worst:
-        lines += [header, "", "Worst case over the zoo's kinds and seeds (mean PSNR of a batch; a failed attack is −∞):",
-                  "", "| threat | setting | worst_psnr | worst_client | rows ≥ 30 dB |", "|---|---|---|---|---|"]
-        lines += [f"| {w['threat']} | {w['setting']} | {w['worst_psnr']:.3g} | {w['worst_client']} | "
-                  f"{w['rows_over_30db']} of {w['rows']} |" for w in worst]
+        lines += [header, "", "Worst case over the zoo's kinds and seeds (mean PSNR of a batch; a failed attack is −∞; "
+                  "hints: `approximate=True` and the true batch size passed to `attack_model`, else neither):",
+                  "", "| threat | setting | hints | worst_psnr | worst_client | rows ≥ 30 dB | batch size read right |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {w['threat']} | {w['setting']} | {w['hints']} | {w['worst_psnr']:.3g} | {w['worst_client']} | "
+                  f"{w['rows_over_30db']} of {w['rows']} | "
+                  + (f"{w['batch_size_read_right']} of {w['rows']} |" if w["batch_size_read_right"] is not None
+                     else "(given) |") for w in worst]
         lines.append("")
         header = "Every row:"
-    cols = ["client", "seed", "threat", "setting", "mode", "solver", "b", "exact", "certified", "false_certificates", "psnr",
-            "label_accuracy", "time"]
+    cols = ["client", "seed", "threat", "setting", "hints", "mode", "solver", "b", "batch_size_read", "exact", "certified",
+            "false_certificates", "psnr", "label_accuracy", "time"]
     lines += [header, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         r = {"client": "cross_entropy", "seed": 0, **r}
@@ -258,7 +309,14 @@ def main(argv=None):
     p.add_argument("--zoo-sigma", type=float, default=1e-5, help="Opacus noise multiplier of the zoo section")
     p.add_argument("--zoo-steps", type=int, default=2, help="full-batch FedAvg steps of the zoo section")
     p.add_argument("--zoo-lr", type=float, default=0.01, help="FedAvg learning rate of the zoo section")
-    p.add_argument("--out", type=Path, default=Path("docs/threat_models"), help="output prefix (.json, .md, .png)")
+    p.add_argument("--zoo-hints", action="store_true",
+                   help="zoo section: pass approximate=True and the true batch size (default: neither, as a user "
+                        "who does not know them)")
+    p.add_argument("--zoo-cell-cap", type=float, default=None,
+                   help="zoo section: wall-clock cap of one cell, seconds (default 4·max-time + 120); a capped cell "
+                        "is recorded as failed")
+    p.add_argument("--out", type=Path, default=Path("docs/threat_models"),
+                   help="output prefix (.json, .md, .png; the zoo section's rows also in .jsonl, resumed)")
     p.add_argument("--quick", action="store_true", help="tiny smoke run")
     args = p.parse_args(argv)
     if args.quick:
@@ -266,12 +324,15 @@ def main(argv=None):
         args.noise_multipliers, args.epochs, args.minibatches, args.lrs = [0.0, 1e-6], [1], [6], [0.01]
         args.estimate_batches, args.estimate_seeds = [4, 6], 1
         args.zoo = args.zoo if len(args.zoo) < len(ZOO) else ["mlp2_photos"]
+    args.command = " ".join(["python benchmarks/threat_models.py", *(argv if argv is not None else sys.argv[1:])])
     torch.set_default_dtype(torch.float64)
     rows = [row for name in args.sections for row in SECTIONS[name](args)]
+    commands = list(dict.fromkeys([args.command] + [r["command"] for r in rows if "command" in r]))
     header = (f"Threat-model benchmark, {datetime.date.today()}, {platform.machine()}, {os.cpu_count()} cores, "
               f"torch {torch.__version__}; m={args.width}; the cross-entropy client with the informed solver, the zoo's "
               "clients through attack_model.\n\n"
-              "Command: `python benchmarks/threat_models.py " + " ".join(argv if argv is not None else os.sys.argv[1:]) + "`")
+              "Command(s) that wrote the rows (the zoo section resumes its .jsonl file, skipping the cells already "
+              "in it):\n\n" + "\n".join(f"- `{c}`" for c in commands))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text(markdown(rows, header))
     args.out.with_suffix(".json").write_text(json.dumps({"rows": rows, "worst_case": zoo_worst_case(rows)}, indent=1))

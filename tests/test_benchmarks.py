@@ -103,6 +103,11 @@ def test_threat_models_zoo_quick(tmp_path):
         psnr = [r["psnr"] for r in rows if r["threat"] == w["threat"]]
         assert w["worst_psnr"] == min(psnr) and w["rows"] == 2
     assert "Worst case over the zoo" in (tmp_path / "z.md").read_text()
+    assert all(r["hints"] is False and r["batch_size_read"] is not None for r in rows)  # read from the update
+    lines = (tmp_path / "z.jsonl").read_text()
+    again = load("threat_models").main(["--sections", "zoo", "--zoo", "mlp2_photos", "mlp3_photos", "--quick",
+                                        "--out", str(tmp_path / "z")])
+    assert (tmp_path / "z.jsonl").read_text() == lines and again == rows  # resumed: every cell already there
 
 
 def test_search_yield_quick():
