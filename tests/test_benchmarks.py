@@ -127,3 +127,14 @@ def test_cell_yield_quick():
     assert [r["passes"] for r in rows] == [0, 20]
     assert all(0 <= r["distinct"] <= r["exact"] <= 40 for r in rows)
     assert rows[1]["distinct"] > rows[0]["distinct"]
+
+
+def test_profile_search_quick(tmp_path):
+    args = ["--zoo", "mlp2_photos", "--widths", "200", "--batch-sizes", "6", "--out", str(tmp_path / "p")]
+    rows = load("profile_search").main(args)
+    (row,) = rows
+    assert row["exact"] == 1 and row["solver"] == "informed"
+    stages = row["stages"]
+    assert 0 < stages["descents"] <= stages["search"] <= row["total"]  # the search's stages nest inside it
+    assert "| descents |" in (tmp_path / "p.md").read_text() and "| mlp2_photos | 200 | 6 | 0 |" in (tmp_path / "p.md").read_text()
+    assert load("profile_search").main(args) == rows  # resumed: the cell is not run again
