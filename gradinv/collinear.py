@@ -133,9 +133,9 @@ def split_pair(fg, weight, bias, next_weight, k):
     does not reproduce its mask.  Every array float64."""
     L, R, db, Q = _factors(fg)
     W, bias, W2 = (np.asarray(to_numpy(x), np.float64) for x in (weight, bias, next_weight))
-    r = _project_out(L, db)
-    if np.linalg.norm(r) <= fg.zero_tol * np.linalg.norm(db):  # dL/db in col(L): no pair to split
+    if fg.bias_residual() <= fg.zero_tol:  # dL/db in col(L): no pair to split
         return None
+    r = _project_out(L, db)
     d = np.linalg.solve(Q.T, np.eye(len(Q))[k]) @ R  # row k of Q⁻¹ R
     masks = pair_masks(L, W2, r, W @ d, bias, fg.zero_tol)
     if masks is None:
@@ -226,7 +226,7 @@ def find_pair_by_activations(fg, weight, bias, next_weight_grad, tol):
     L, R, db, Q = _factors(fg)
     W, bias = (np.asarray(to_numpy(x), np.float64) for x in (weight, bias))
     V = _row_space(next_weight_grad, len(Q) + 1)
-    if V is None or np.linalg.norm(_project_out(L, db)) <= fg.zero_tol * np.linalg.norm(db):
+    if V is None or fg.bias_residual() <= fg.zero_tol:
         return None
     D = np.linalg.solve(Q, R)  # the inputs up to their scales, one per row (all but row k hold column k's error)
     C = L @ Q

@@ -121,6 +121,14 @@ class FactorizedGradient:
         F = FLOOR_FACTOR * self.floor
         return np.maximum(self.zero_tol, np.linalg.norm(Q @ F.T, axis=1) / np.linalg.norm(Q, axis=1))
 
+    def bias_residual(self):
+        """‖dL/db − L Lᵀ dL/db‖ / ‖dL/db‖: dL/db = dL/dZ·1 lies in col(L) to rounding, unless two inputs
+        that are multiples of one another share a column of dL/dW (:mod:`gradinv.collinear`) or dL/db
+        is not the client's; then no sample's scale can be read from it."""
+        xp = array_namespace(self.L)
+        db = self.grad_b[:, None]
+        return float(xp.linalg.vector_norm(db - self.L @ (self.L.T @ db)) / xp.linalg.vector_norm(db))
+
     def with_directions(self, directions, n_zeros, exact):
         """A copy carrying candidate directions (rows; any array, moved to L's namespace and device)."""
         xp = array_namespace(self.L)

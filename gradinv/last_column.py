@@ -21,7 +21,12 @@ the server knows gives q_k back:
    orthogonal to them, and the block's own samples are reported as a block.
 
 With two or more columns missing x̂_k is not the client's, its predicted zero set has no kernel,
-and nothing changes.  A column found here passes the same certificates as every other
+and nothing changes.  Nor when dL/db leaves col(L): two inputs that are multiples of one another
+(blank frames) then share one column of dL/dW, c = τ₁ g₁ + τ₂ g₂, which vanishes only where both
+are inactive; no search finds it, so it is the column missing, and x̂_k is the pair's direction at
+a scale dL/db does not give (measured, mlp3_grey_blanks b = 100 seed 0: its predicted zero set had a
+one-dimensional kernel, and the direction put there spoilt every input).  The reconstruction splits
+that column (:mod:`gradinv.collinear`).  A column found here passes the same certificates as every other
 (:class:`~gradinv.reconstruct.InputReconstruction`).
 """
 
@@ -92,6 +97,11 @@ class LastColumn(GradientStep):
         if len(missing) > 1 or self.weight is None or self.bias is None:
             self.outcome_ = ("no layer weight and bias" if self.weight is None or self.bias is None
                              else f"{len(missing)} columns missing: left as they are")
+            return fg
+        if fg.bias_residual() > fg.zero_tol:
+            self.outcome_ = ("dL/db leaves col(L): two inputs that are multiples of one another share a column, "
+                             "which is not sparse and so the one missing (the reconstruction splits it, "
+                             "gradinv.collinear); left as it is")
             return fg
         L = np.asarray(to_numpy(fg.L), np.float64)
         D = np.asarray(to_numpy(fg.directions), np.float64).copy()

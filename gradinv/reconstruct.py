@@ -127,11 +127,8 @@ class InputReconstruction(GradientStep):
     def _why_nothing_is_certified(self, fg):
         """The reason no sample can be certified, or None; sets ``bias_residual_``, ``model_may_certify_``
         and ``pair_``."""
-        xp = array_namespace(fg.L)
         self.model_may_certify_, self.pair_ = False, None
-        # dL/db = dL/dZ·1 lies in col(L) to rounding; off it, the scales read from it are not the client's
-        db = fg.grad_b[:, None]
-        self.bias_residual_ = float(xp.linalg.vector_norm(db - fg.L @ (fg.L.T @ db)) / xp.linalg.vector_norm(db))
+        self.bias_residual_ = fg.bias_residual()  # off col(L), the scales read from dL/db are not the client's
         if not self.certify:
             return "approximate mode"
         if self.weight is None or self.bias is None:

@@ -118,7 +118,8 @@ MAX_BLOCK = 3
 """Largest block of atoms sharing one zero set that is split or proved as a span (arbitrary, not
 measured: the split tries (d − 1)-subsets of samples and the proof's cost grows with the block)."""
 BLOCK_SUBSETS = 512
-"""(d − 1)-subsets of a block's own samples tried when d ≥ 3 (d = 2 tries every sample; arbitrary, not measured)."""
+"""Pivot sets ((d − 2)-subsets of a block's own samples, :func:`split_block`) tried at most: every one when there are
+no more (d = 3 with ≤ 512 own samples; d = 2 has one, the empty set); arbitrary, not measured."""
 
 
 def block_kernel(Y_white, w, zero_tol, active=None, max_dim=MAX_BLOCK):
@@ -153,9 +154,17 @@ def split_block(Y_white, K, zero_tol, *, active=None, rng=None, n_subsets=BLOCK_
     samples determine them (:func:`zeros_determine`), each once, most zeros first.
 
     Every direction of K vanishes on the block's shared zeros; an atom vanishes besides on zeros of
-    its own, samples k where (Ȳ K)_k c = 0.  So c is the kernel of d − 1 samples outside the shared
-    zeros: every sample when d = 2, ``n_subsets`` random (d − 1)-subsets when d ≥ 3.
+    its own, samples k where (Ȳ K)_k c = 0, at least d − 1 of them.  So c is the kernel of d − 1
+    samples outside the shared zeros, all of them an atom's own zeros: d − 2 *pivot* samples
+    (none when d = 2) fix a plane of K, and every other sample in turn gives the line of that plane
+    it vanishes on.  A pivot set among one atom's own zeros thus yields that atom from each of its
+    other own zeros, whatever their number; the pivot sets are every (d − 2)-subset of the block's
+    own samples when there are at most ``n_subsets``, else ``n_subsets`` drawn at random.
+    A candidate is kept only with more zeros than the d − 1 that any kernel of d − 1 samples has.
     """
+    from itertools import combinations
+    from math import comb
+
     from sklearn.utils import check_random_state
 
     rng = check_random_state(rng)
@@ -165,26 +174,33 @@ def split_block(Y_white, K, zero_tol, *, active=None, rng=None, n_subsets=BLOCK_
     C = Yh @ K
     norms = np.linalg.norm(C, axis=1)
     own = norms > zero_tol * norms.max()
-    if active is not None:
-        own &= to_numpy(active)
+    live = np.ones(len(Yh), bool) if active is None else np.asarray(to_numpy(active), bool)
+    own &= live
     idx = np.flatnonzero(own)
     if idx.size < d - 1:
         return np.zeros((0, n)), np.zeros(0, dtype=int)
-    if d == 2:
-        c = C[idx][:, ::-1] * np.array([-1.0, 1.0])
+    shared = int(np.sum(live & ~own))  # every direction of K vanishes there
+    forced = shared + d - 1  # and a kernel of d − 1 samples on those
+    if comb(idx.size, d - 2) <= n_subsets:
+        pivots = [list(P) for P in combinations(idx, d - 2)]
     else:
-        subsets = np.argsort(rng.random((n_subsets, idx.size)), axis=1)[:, : d - 1]
-        c = np.asarray(to_numpy(kernel_direction(xp.asarray(C[idx[subsets]]))))
+        pivots = [rng.choice(idx, d - 2, replace=False) for _ in range(n_subsets)]
+    found, found_zeros = [], []
+    for P in pivots:
+        plane = svd(C[P], full_matrices=True)[2][d - 2:].T if d > 2 else np.eye(2)  # d × 2: vanishes on P
+        B = C[idx] @ plane
+        c = (B[:, ::-1] * np.array([-1.0, 1.0])) @ plane.T  # |own| × d: the line of the plane on each sample
+        c = c[np.linalg.norm(c, axis=1) > 0]
+        codes = np.abs(C[idx] @ c.T)  # the other samples are zeros of every candidate
+        n_zeros = shared + (codes <= zero_tol * codes.max(axis=0)).sum(axis=0)
+        keep = n_zeros > max(forced, min_exact_zeros(n) - 1)
+        found.append(c[keep])
+        found_zeros.append(n_zeros[keep])
+    c, n_zeros = np.concatenate(found), np.concatenate(found_zeros)
     W = c @ K.T
-    W /= np.linalg.norm(W, axis=1, keepdims=True)
-    codes = np.abs(Yh @ W.T)
-    zeros = (codes <= zero_tol * codes.max(axis=0)) & (np.ones(len(Yh), bool) if active is None
-                                                        else to_numpy(active))[:, None]
-    n_zeros = zeros.sum(axis=0)
+    W /= np.maximum(np.linalg.norm(W, axis=1, keepdims=True), np.finfo(np.float64).tiny)
     kept = []
     for i in np.argsort(-n_zeros, kind="stable"):
-        if n_zeros[i] < min_exact_zeros(n):
-            break
         if all(abs(float(W[i] @ W[j])) < 1 - 1e-9 for j in kept):
             kept.append(int(i))
         if len(kept) == d:

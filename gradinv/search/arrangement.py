@@ -321,7 +321,7 @@ def cell_search(L, R, weight, bias, *, rows=None, random_state=None, max_time=No
             return
         # atoms of the block with zeros of their own (a black frame's column inside a dark image's zero
         # set: the dark image's is determined) first, then the rest of the block's span
-        atoms, atom_zeros = split_block(Lt.numpy(), kernel.T.numpy(), tols.zero_at(block[0]))
+        atoms, atom_zeros = split_block(Lt.numpy(), kernel.T.numpy(), tols.zero_at(block[0]), rng=rng)
         atoms, rest = torch.as_tensor(atoms, dtype=Lt.dtype), kernel
         if len(atoms):  # the block's span beyond its atoms
             rest = torch.linalg.svd(kernel - (kernel @ atoms.T) @ atoms)[2][: len(kernel) - len(atoms)]

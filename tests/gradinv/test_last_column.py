@@ -118,3 +118,31 @@ def test_without_the_network_a_nested_pair_is_a_block_and_every_other_sample_is_
 def test_certified_samples_follow_the_span_of_the_other_columns(proved, block, settled, expected):
     got = certified_samples(np.array(proved, bool), np.array(block), None if settled is None else np.array(settled, bool))
     np.testing.assert_array_equal(got, np.array(expected, bool))
+
+
+def test_a_blank_pairs_shared_column_is_left_to_the_reconstruction_which_splits_it():
+    """A black and a white frame on one channel share one column of dL/dW, which no search finds (it
+    vanishes only where both frames are inactive) and which dL/db leaves: the step leaves it, and the
+    reconstruction splits it into both frames with every other input exact.  (Seed 2: a column put in
+    its place from the pair's input at the scale dL/db gives left the split 0.12 off.)"""
+    victim = make_client("mlp2_grey_blanks", batch_size=20, width=1000, random_state=2)
+    x = victim.inputs.numpy()
+    pair = np.flatnonzero(np.ptp(x, axis=1) == 0)
+    assert len(pair) == 2
+    fg = GradientFactorization().fit_transform(stack_gradient(victim.grad_W, victim.grad_b))
+    assert fg.batch_size == 19 and fg.bias_residual() > fg.zero_tol
+    L = np.asarray(fg.L)
+    G = np.delete(victim.grad_Z.numpy()[fg.rows], pair, axis=1)
+    D = (L.T @ G).T
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    shared = np.linalg.svd(D, full_matrices=True)[2][-1]  # what a search leaves in the missing column's place
+    D = np.vstack([D, shared])
+    fg = fg.with_directions(D, np.zeros(19, int), np.arange(19) < 18)
+    weight, bias = victim.layer.weight.detach(), victim.layer.bias.detach()
+    step = LastColumn(weight=weight, bias=bias, downstream=victim.classifier.weight.detach())
+    out = step.fit_transform(fg)
+    assert step.outcome_.startswith("dL/db leaves col(L)") and np.array_equal(np.asarray(out.directions), D)
+    rec = InputReconstruction(weight=weight, bias=bias, downstream=victim.classifier.weight.detach())
+    X = np.asarray(rec.fit_transform(out))
+    assert rec.pair_ is not None and len(X) == 20
+    np.testing.assert_allclose(np.sort(X, 0), np.sort(x, 0), rtol=0, atol=1e-8)

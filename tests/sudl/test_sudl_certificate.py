@@ -82,3 +82,30 @@ def test_a_block_of_two_atoms_with_nearly_shared_zeros_is_split_into_both():
     assert len(both) == 2 and np.allclose(np.sort(np.abs(both @ truth.T).max(0)), 1, atol=1e-9)
     unsplit = round_directions(white.Y_white, combo[None], random_state=0, n_irls=0, n_samples=0, split_blocks=False)
     assert not unsplit.exact[0]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_block_of_three_atoms_with_few_zeros_of_their_own_is_split_into_all_three(seed):
+    """Three near-constant images share most zeros, each with a few of its own (1 % of the samples):
+    every atom comes out, on every draw.  A (d − 1)-subset of random samples lands among one atom's own
+    zeros with probability ~(1/50)², so 512 of them find about one atom; a pivot sample among its own
+    zeros with each other sample in turn finds it whatever the draw (measured on mlp3_grey_blanks, b = 100:
+    the three atoms of such a block, where random pairs found two)."""
+    rng = np.random.default_rng(seed)
+    p, n = 1500, 12
+    Y, code, D = make_sparsely_used_signal(p, n, density=0.5, random_state=seed)
+    shared = code[:, 0] != 0
+    for j, own in zip((1, 2), rng.permutation(np.flatnonzero(shared))[: 2 * p // 100].reshape(2, -1)):
+        support = shared.copy()
+        support[own] = False
+        code[:, j] = rng.standard_normal(p) * support
+    code[rng.permutation(np.flatnonzero(shared))[: p // 100], 0] = 0.0
+    Y = code @ D
+    white = whiten(Y)
+    unmix = np.linalg.inv(D @ white.P).T
+    truth = unmix[:3] / np.linalg.norm(unmix[:3], axis=1, keepdims=True)
+    K = block_kernel(white.Y_white, truth.sum(0), 1e-9)
+    assert K is not None and K.shape[1] == 3
+    atoms, n_zeros = split_block(white.Y_white, K, 1e-9, rng=seed)
+    assert len(atoms) == 3 and np.allclose(np.sort(np.abs(atoms @ truth.T).max(1)), 1, atol=1e-9)
+    assert np.all(n_zeros > p - shared.sum())  # each with zeros of its own beyond the shared ones
