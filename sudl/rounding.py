@@ -160,7 +160,7 @@ def split_block(Y_white, K, zero_tol, *, active=None, rng=None, n_subsets=BLOCK_
     it vanishes on.  A pivot set among one atom's own zeros thus yields that atom from each of its
     other own zeros, whatever their number; the pivot sets are every (d − 2)-subset of the block's
     own samples when there are at most ``n_subsets``, else ``n_subsets`` drawn at random.
-    A candidate is kept only with more zeros than the d − 1 that any kernel of d − 1 samples has.
+    A candidate is kept only with more zeros than the shared ones and the d − 1 it was taken on.
     """
     from itertools import combinations
     from math import comb
@@ -180,22 +180,20 @@ def split_block(Y_white, K, zero_tol, *, active=None, rng=None, n_subsets=BLOCK_
     if idx.size < d - 1:
         return np.zeros((0, n)), np.zeros(0, dtype=int)
     shared = int(np.sum(live & ~own))  # every direction of K vanishes there
-    forced = shared + d - 1  # and a kernel of d − 1 samples on those
-    if comb(idx.size, d - 2) <= n_subsets:
-        pivots = [list(P) for P in combinations(idx, d - 2)]
-    else:
-        pivots = [rng.choice(idx, d - 2, replace=False) for _ in range(n_subsets)]
+    if d == 1:  # one direction: the atom, when its zeros determine it
+        candidates, least = [np.ones((1, 1))], min_exact_zeros(n)
+    else:  # a kernel of d − 1 samples vanishes on d − 1 samples more than the shared ones
+        if comb(idx.size, d - 2) <= n_subsets:
+            pivots = [list(P) for P in combinations(idx, d - 2)]
+        else:
+            pivots = [rng.choice(idx, d - 2, replace=False) for _ in range(n_subsets)]
+        candidates, least = (_lines_on_samples(C[idx], C[P]) for P in pivots), max(shared + d, min_exact_zeros(n))
     found, found_zeros = [], []
-    for P in pivots:
-        plane = svd(C[P], full_matrices=True)[2][d - 2:].T if d > 2 else np.eye(2)  # d × 2: vanishes on P
-        B = C[idx] @ plane
-        c = (B[:, ::-1] * np.array([-1.0, 1.0])) @ plane.T  # |own| × d: the line of the plane on each sample
-        c = c[np.linalg.norm(c, axis=1) > 0]
+    for c in candidates:
         codes = np.abs(C[idx] @ c.T)  # the other samples are zeros of every candidate
-        n_zeros = shared + (codes <= zero_tol * codes.max(axis=0)).sum(axis=0)
-        keep = n_zeros > max(forced, min_exact_zeros(n) - 1)
-        found.append(c[keep])
-        found_zeros.append(n_zeros[keep])
+        n_zeros = shared + (codes <= zero_tol * codes.max(axis=0, initial=0.0)).sum(axis=0)
+        found.append(c[n_zeros >= least])
+        found_zeros.append(n_zeros[n_zeros >= least])
     c, n_zeros = np.concatenate(found), np.concatenate(found_zeros)
     W = c @ K.T
     W /= np.maximum(np.linalg.norm(W, axis=1, keepdims=True), np.finfo(np.float64).tiny)
@@ -210,6 +208,16 @@ def split_block(Y_white, K, zero_tol, *, active=None, rng=None, n_subsets=BLOCK_
                                                                              device=device(Y_white)),
                                                          zero_tol, active)) if ok]
     return W[kept].reshape(len(kept), n), n_zeros[kept].astype(int)
+
+
+def _lines_on_samples(C, P):
+    """Rows c (unit-free, in K's d coordinates) vanishing on the pivot samples ``P`` (d − 2 rows of
+    Ȳ K) and on each sample of ``C`` in turn: the line of the plane {c : P c = 0} on that sample."""
+    d = C.shape[1]
+    plane = svd(P, full_matrices=True)[2][d - 2:].T if d > 2 else np.eye(2)  # d × 2
+    B = C @ plane
+    c = (B[:, ::-1] * np.array([-1.0, 1.0])) @ plane.T
+    return c[np.linalg.norm(c, axis=1) > 0]
 
 
 def kernel_direction(A):
