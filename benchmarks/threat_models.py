@@ -44,7 +44,7 @@ from gradinv import GradientError, invert_layer
 from gradinv.cases import (ZOO, dp_sgd_gradient, dp_sgd_gradients, fedavg_pseudo_gradients, fedavg_update,
                            layer_gradient, make_client, make_victim)
 from gradinv.factorize import DependentInputsWarning, GradientFactorization, stack_gradient
-from gradinv.metrics import evaluate
+from gradinv.metrics import distinct_inputs, evaluate
 from gradinv.models import attack_model
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -182,7 +182,8 @@ def zoo_cell(kind, seed, threat, setting, args):
     v, grads = zoo_update(kind, seed, threat, args)
     b = len(v.labels)
     hints = dict(batch_size=b, approximate=True) if args.zoo_hints else {}
-    base = dict(client=kind, seed=seed, threat=threat, setting=setting, hints=args.zoo_hints, b=b)
+    base = dict(client=kind, seed=seed, threat=threat, setting=setting, hints=args.zoo_hints, b=b,
+                distinct=len(distinct_inputs(v.inputs)))
     read = {}
 
     def attack():
@@ -209,7 +210,7 @@ def zoo_rows(args):
     path = args.out.with_suffix(".jsonl")
     done = done_keys(path, ZOO_KEY)
     cap = args.zoo_cell_cap or 4 * args.max_time + 120
-    for kind in args.zoo:
+    for kind in [] if args.report else args.zoo:
         for seed in args.zoo_seeds:
             for threat, setting in zoo_settings(args).items():
                 if (kind, seed, threat, setting, args.zoo_hints) in done:
@@ -229,7 +230,8 @@ def zoo_rows(args):
 def zoo_worst_case(rows):
     """Per threat (and hints given or not) of the zoo rows: the worst mean PSNR over kinds and seeds
     (a failed attack counts as −∞ dB), the kind it falls on, how many rows reach 30 dB, and on how
-    many rows the batch size the attack read from the update was the true one."""
+    many rows the batch size the attack read from the update was the number of distinct inputs (an
+    input sent twice is one column of dL/dW)."""
     out = []
     zoo = [r for r in rows if r.get("client", "cross_entropy") != "cross_entropy"]
     for threat, hints in dict.fromkeys((r["threat"], r.get("hints", True)) for r in zoo):
@@ -240,7 +242,8 @@ def zoo_worst_case(rows):
         out.append(dict(threat=threat, setting=worst["setting"], hints=hints, worst_psnr=float(min(psnr)),
                         worst_client=f"{worst['client']} (seed {worst['seed']})",
                         rows_over_30db=sum(p >= 30 for p in psnr), rows=len(sub),
-                        batch_size_read_right=sum(r["batch_size_read"] == r["b"] for r in read) if read else None))
+                        batch_size_read_right=sum(r["batch_size_read"] == r.get("distinct", r["b"]) for r in read)
+                        if read else None))
     return out
 
 
@@ -317,6 +320,8 @@ def main(argv=None):
                         "is recorded as failed")
     p.add_argument("--out", type=Path, default=Path("docs/threat_models"),
                    help="output prefix (.json, .md, .png; the zoo section's rows also in .jsonl, resumed)")
+    p.add_argument("--report", action="store_true",
+                   help="zoo section: only write the tables from the rows already in --out.jsonl")
     p.add_argument("--quick", action="store_true", help="tiny smoke run")
     args = p.parse_args(argv)
     if args.quick:
@@ -327,7 +332,7 @@ def main(argv=None):
     args.command = " ".join(["python benchmarks/threat_models.py", *(argv if argv is not None else sys.argv[1:])])
     torch.set_default_dtype(torch.float64)
     rows = [row for name in args.sections for row in SECTIONS[name](args)]
-    commands = list(dict.fromkeys([args.command] + [r["command"] for r in rows if "command" in r]))
+    commands = list(dict.fromkeys([r["command"] for r in rows if "command" in r] + [args.command] * (not args.report)))
     header = (f"Threat-model benchmark, {datetime.date.today()}, {platform.machine()}, {os.cpu_count()} cores, "
               f"torch {torch.__version__}; m={args.width}; the cross-entropy client with the informed solver, the zoo's "
               "clients through attack_model.\n\n"
