@@ -122,6 +122,11 @@ BLOCK_SUBSETS = 512
 no more (d = 3 with ≤ 512 own samples; d = 2 has one, the empty set); arbitrary, not measured."""
 
 
+BLOCK_CHECK_EVERY = 32
+"""Pivot sets between two checks of whether the d atoms are found, when the split stops (arbitrary: a check costs about
+as much as 32 pivot sets at p = 1000)."""
+
+
 def block_kernel(Y_white, w, zero_tol, active=None, max_dim=MAX_BLOCK):
     """An orthonormal basis K (n × d) of the directions vanishing on the samples where Ȳ w is at zero
     level (a gap of the sorted |Ȳ w|, :func:`_zero_levels`), when 2 ≤ d ≤ ``max_dim``: a *block*,
@@ -168,7 +173,6 @@ def split_block(Y_white, K, zero_tol, *, active=None, rng=None, n_subsets=BLOCK_
     from sklearn.utils import check_random_state
 
     rng = check_random_state(rng)
-    xp = array_namespace(Y_white)
     Yh = np.asarray(to_numpy(Y_white), dtype=np.float64)
     n, d = K.shape
     C = Yh @ K
@@ -188,15 +192,24 @@ def split_block(Y_white, K, zero_tol, *, active=None, rng=None, n_subsets=BLOCK_
         else:
             pivots = [rng.choice(idx, d - 2, replace=False) for _ in range(n_subsets)]
         candidates, least = (_lines_on_samples(C[idx], C[P]) for P in pivots), max(shared + d, min_exact_zeros(n))
-    found, found_zeros = [], []
-    for c in candidates:
+    found, found_zeros = [np.zeros((0, n))], [np.zeros(0, dtype=int)]
+    for i, c in enumerate(candidates, 1):
         codes = np.abs(C[idx] @ c.T)  # the other samples are zeros of every candidate
         n_zeros = shared + (codes <= zero_tol * codes.max(axis=0, initial=0.0)).sum(axis=0)
-        found.append(c[n_zeros >= least])
+        found.append(c[n_zeros >= least] @ K.T)
         found_zeros.append(n_zeros[n_zeros >= least])
-    c, n_zeros = np.concatenate(found), np.concatenate(found_zeros)
-    W = c @ K.T
-    W /= np.maximum(np.linalg.norm(W, axis=1, keepdims=True), np.finfo(np.float64).tiny)
+        if i % BLOCK_CHECK_EVERY == 0:  # stop once the d atoms are found
+            atoms = _determined_atoms(Y_white, np.concatenate(found), np.concatenate(found_zeros), d, zero_tol, active)
+            if len(atoms[0]) == d:
+                return atoms
+    return _determined_atoms(Y_white, np.concatenate(found), np.concatenate(found_zeros), d, zero_tol, active)
+
+
+def _determined_atoms(Y_white, W, n_zeros, d, zero_tol, active):
+    """Up to d of the candidate rows W (n-dimensional) that are distinct and whose zeros determine
+    them (:func:`zeros_determine`), most zeros first; (rows, their zero counts)."""
+    xp = array_namespace(Y_white)
+    W = W / np.maximum(np.linalg.norm(W, axis=1, keepdims=True), np.finfo(np.float64).tiny)
     kept = []
     for i in np.argsort(-n_zeros, kind="stable"):
         if all(abs(float(W[i] @ W[j])) < 1 - 1e-9 for j in kept):
@@ -207,7 +220,7 @@ def split_block(Y_white, K, zero_tol, *, active=None, rng=None, n_subsets=BLOCK_
         kept = [i for i, ok in zip(kept, zeros_determine(Y_white, xp.asarray(W[kept], dtype=Y_white.dtype,
                                                                              device=device(Y_white)),
                                                          zero_tol, active)) if ok]
-    return W[kept].reshape(len(kept), n), n_zeros[kept].astype(int)
+    return W[kept].reshape(len(kept), W.shape[1]), n_zeros[kept].astype(int)
 
 
 def _lines_on_samples(C, P):

@@ -317,8 +317,9 @@ def cell_search(L, R, weight, bias, *, rows=None, random_state=None, max_time=No
         if len(block) == 1:
             return accept(block[0])
         zeros, kernel = checked_kernel(block[0], max_dim=MAX_BLOCK)
-        if not zeros:
-            return
+        if not zeros or (found is not None and all(
+                torch.linalg.svdvals(torch.cat([found, k[None]]))[-1] < dependent for k in kernel)):
+            return  # no block, or one whose span is found already
         # atoms of the block with zeros of their own (a black frame's column inside a dark image's zero
         # set: the dark image's is determined) first, then the rest of the block's span
         atoms, atom_zeros = split_block(Lt.numpy(), kernel.T.numpy(), tols.zero_at(block[0]), rng=rng)

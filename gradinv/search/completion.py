@@ -24,9 +24,11 @@ import torch
 from .rounding import _null_space, _unless_found
 
 LAST_UNDETERMINED = ("the last column's zero set does not determine it (a sample whose inactive neurons lie inside "
-                     "another's): left to the pipeline's last_column step")
+                     "another's, or the column two inputs that are multiples of one another share, which is not "
+                     "sparse): left to the pipeline's last_column and reconstruct steps")
 """Why a search with exact zeros stops when :func:`scan_line` finds no last column: the scan tests
-every cell on the sample's line, so no round can find it (:mod:`gradinv.last_column` then may)."""
+every cell on the sample's line, so no round can find it (:mod:`gradinv.last_column` then may, or
+:mod:`gradinv.collinear` splits it)."""
 
 
 SCAN_CHUNK_ENTRIES = 2**23
