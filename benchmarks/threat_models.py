@@ -195,7 +195,7 @@ def zoo_cell(kind, seed, threat, setting, args):
         return res
 
     row = scored_row(base, attack, v.inputs, v.labels)
-    return {**row, "mode": read.get("mode", ""), **read}
+    return {"mode": "", **row, **read}
 
 
 def zoo_settings(args):

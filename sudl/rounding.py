@@ -192,17 +192,20 @@ def split_block(Y_white, K, zero_tol, *, active=None, rng=None, n_subsets=BLOCK_
         else:
             pivots = [rng.choice(idx, d - 2, replace=False) for _ in range(n_subsets)]
         candidates, least = (_lines_on_samples(C[idx], C[P]) for P in pivots), max(shared + d, min_exact_zeros(n))
-    found, found_zeros = [np.zeros((0, n))], [np.zeros(0, dtype=int)]
+    found, found_zeros, atoms = [np.zeros((0, n))], [np.zeros(0, dtype=int)], None
     for i, c in enumerate(candidates, 1):
         codes = np.abs(C[idx] @ c.T)  # the other samples are zeros of every candidate
         n_zeros = shared + (codes <= zero_tol * codes.max(axis=0, initial=0.0)).sum(axis=0)
         found.append(c[n_zeros >= least] @ K.T)
         found_zeros.append(n_zeros[n_zeros >= least])
+        atoms = None  # the candidates changed since the last check
         if i % BLOCK_CHECK_EVERY == 0:  # stop once the d atoms are found
             atoms = _determined_atoms(Y_white, np.concatenate(found), np.concatenate(found_zeros), d, zero_tol, active)
             if len(atoms[0]) == d:
                 return atoms
-    return _determined_atoms(Y_white, np.concatenate(found), np.concatenate(found_zeros), d, zero_tol, active)
+    if atoms is None:
+        atoms = _determined_atoms(Y_white, np.concatenate(found), np.concatenate(found_zeros), d, zero_tol, active)
+    return atoms
 
 
 def _determined_atoms(Y_white, W, n_zeros, d, zero_tol, active):
