@@ -109,3 +109,30 @@ def test_a_block_of_three_atoms_with_few_zeros_of_their_own_is_split_into_all_th
     atoms, n_zeros = split_block(white.Y_white, K, 1e-9, rng=seed)
     assert len(atoms) == 3 and np.allclose(np.sort(np.abs(atoms @ truth.T).max(1)), 1, atol=1e-9)
     assert np.all(n_zeros > p - shared.sum())  # each with zeros of its own beyond the shared ones
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_block_whose_two_atoms_share_own_zeros_still_gives_its_third_atom(seed):
+    """Two atoms of a block of three share zeros of their own (two smooth crops dark in the same
+    corner) and the third has few: a combination of the first two vanishing on one more sample has
+    more zeros than the third atom, and is no atom.  The split returns all three atoms, which span
+    the block (the split taking the d most zeros before testing them kept two)."""
+    rng = np.random.default_rng(seed)
+    p, n = 1500, 12
+    Y, code, D = make_sparsely_used_signal(p, n, density=0.5, random_state=seed)
+    common = code[:, 0] == 0
+    rows = rng.permutation(np.flatnonzero(~common))
+    shared01, own0, own1, own2 = rows[:15], rows[15:18], rows[18:20], rows[20:26]
+    for j in (1, 2):
+        code[:, j] = rng.standard_normal(p) * ~common
+    for j, own in ((0, np.r_[shared01, own0]), (1, np.r_[shared01, own1]), (2, own2)):
+        code[own, j] = 0.0
+    Y = code @ D
+    white = whiten(Y)
+    unmix = np.linalg.inv(D @ white.P).T
+    truth = unmix[:3] / np.linalg.norm(unmix[:3], axis=1, keepdims=True)
+    K = block_kernel(white.Y_white, truth.sum(0), 1e-9)
+    assert K is not None and K.shape[1] == 3
+    atoms, n_zeros = split_block(white.Y_white, K, 1e-9, rng=seed)
+    assert len(atoms) == 3 and np.allclose(np.sort(np.abs(atoms @ truth.T).max(1)), 1, atol=1e-9)
+    assert sorted(n_zeros - common.sum()) == [6, 17, 18]
