@@ -193,11 +193,15 @@ def split_block(Y_white, K, zero_tol, *, active=None, rng=None, n_subsets=BLOCK_
             pivots = [rng.choice(idx, d - 2, replace=False) for _ in range(n_subsets)]
         candidates, least = (_lines_on_samples(C[idx], C[P]) for P in pivots), max(shared + d, min_exact_zeros(n))
     found, found_zeros, atoms = [np.zeros((0, n))], [np.zeros(0, dtype=int)], None
+    unit = C[idx] / norms[idx, None]
     for i, c in enumerate(candidates, 1):
         codes = np.abs(C[idx] @ c.T)  # the other samples are zeros of every candidate
-        n_zeros = shared + (codes <= zero_tol * codes.max(axis=0, initial=0.0)).sum(axis=0)
-        found.append(c[n_zeros >= least] @ K.T)
-        found_zeros.append(n_zeros[n_zeros >= least])
+        zero = codes <= zero_tol * codes.max(axis=0, initial=0.0)
+        n_zeros = shared + zero.sum(axis=0)
+        keep = np.flatnonzero(n_zeros >= least)
+        keep = keep[_own_zeros_determine(unit, zero[:, keep], c[keep], zero_tol)]
+        found.append(c[keep] @ K.T)
+        found_zeros.append(n_zeros[keep])
         atoms = None  # the candidates changed since the last check
         if i % BLOCK_CHECK_EVERY == 0:  # stop once the d atoms are found
             atoms = _determined_atoms(Y_white, np.concatenate(found), np.concatenate(found_zeros), d, zero_tol, active)
@@ -206,6 +210,27 @@ def split_block(Y_white, K, zero_tol, *, active=None, rng=None, n_subsets=BLOCK_
     if atoms is None:
         atoms = _determined_atoms(Y_white, np.concatenate(found), np.concatenate(found_zeros), d, zero_tol, active)
     return atoms
+
+
+def _own_zeros_determine(unit, zero, c, zero_tol):
+    """Whether each candidate c (rows, in K's d coordinates) is fixed inside the block by its own
+    zero samples, robustly: the unit rows ``unit`` of Ȳ K where it vanishes (``zero``, samples ×
+    candidates) span c^⊥ and still do with any one left out (leverage below :data:`MAX_LEVERAGE`).
+    The block's shared zeros span K^⊥, so this is :func:`zeros_determine` within K, in d dimensions:
+    a cheap first test, which a combination of two atoms vanishing on one sample besides their
+    common zeros fails at that sample (there are as many such combinations as samples)."""
+    d = c.shape[1]
+    if d == 1 or not len(c):
+        return np.ones(len(c), dtype=bool)
+    c = c / np.linalg.norm(c, axis=1, keepdims=True)
+    gram = np.einsum("rj,rd,re->jde", zero.astype(np.float64), unit, unit)
+    lam = np.linalg.eigvalsh(gram)  # ascending; λ_0 ≈ 0 is c's own direction
+    ok = lam[:, 1] > zero_tol * lam[:, -1]
+    j = np.flatnonzero(ok)
+    inv = np.linalg.inv(gram[j] + c[j, :, None] * c[j, None, :] * lam[j, -1, None, None])
+    leverage = np.einsum("rd,jde,re->rj", unit, inv, unit) * zero[:, j]
+    ok[j] = leverage.max(axis=0, initial=0.0) < MAX_LEVERAGE
+    return ok
 
 
 def _determined_atoms(Y_white, W, n_zeros, d, zero_tol, active):

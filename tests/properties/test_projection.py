@@ -60,3 +60,25 @@ def test_passes_reach_more_columns_than_the_polish_alone():
                     hits.add(int((directions[0] @ Q).abs().argmax()))
             found[passes] += len(hits)
     assert found[5] >= 1.5 * found[0]
+
+
+@settings(max_examples=20, deadline=None)
+@given(B=st.integers(1, 12), m=st.integers(5, 60), b=st.integers(2, 9), C=st.integers(1, 5), shared=st.booleans(),
+       chunk=st.sampled_from([1, 7, 2 ** 22]), seed=st.integers(0, 2**31 - 1))
+def test_the_batched_label_update_equals_one_product_per_candidate(B, m, b, C, shared, chunk, seed):
+    """(ΔP, ΔD) of every candidate's flipped rows, gathered and padded (:func:`_flipped_products`, in
+    chunks of any size), equal :func:`_active_products` on each candidate's own rows."""
+    rng = np.random.default_rng(seed)
+    L = torch.as_tensor(rng.standard_normal((m, b)))
+    J = torch.as_tensor(rng.standard_normal((m, C) if shared else (B, m, C)))
+    flip = torch.as_tensor(rng.random((B, m)) < rng.random())
+    sign = torch.as_tensor(rng.choice([-1.0, 1.0], (B, m)))
+    old, polish.FLIP_CHUNK = polish.FLIP_CHUNK, chunk
+    try:
+        dP, dD = polish._flipped_products(L, J, flip, sign)
+    finally:
+        polish.FLIP_CHUNK = old
+    for i in range(B):
+        Ji = J if shared else J[i]
+        eP, eD = polish._active_products(L[flip[i]], Ji[flip[i]], sign[i, flip[i]])
+        assert torch.allclose(dP[i], eP, atol=1e-12) and torch.allclose(dD[i], eD, atol=1e-12)
