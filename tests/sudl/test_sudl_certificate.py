@@ -84,6 +84,19 @@ def test_a_block_of_two_atoms_with_nearly_shared_zeros_is_split_into_both():
     assert not unsplit.exact[0]
 
 
+def _split_block_of_first_three(code, D, seed):
+    """The zero counts of the atoms ``split_block`` finds in the block of the first three atoms of the
+    whitened Y = code D, once checked to be exactly those three."""
+    white = whiten(code @ D)
+    unmix = np.linalg.inv(D @ white.P).T
+    truth = unmix[:3] / np.linalg.norm(unmix[:3], axis=1, keepdims=True)
+    K = block_kernel(white.Y_white, truth.sum(0), 1e-9)
+    assert K is not None and K.shape[1] == 3
+    atoms, n_zeros = split_block(white.Y_white, K, 1e-9, rng=seed)
+    assert len(atoms) == 3 and np.allclose(np.sort(np.abs(atoms @ truth.T).max(1)), 1, atol=1e-9)
+    return n_zeros
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_a_block_of_three_atoms_with_few_zeros_of_their_own_is_split_into_all_three(seed):
     """Three near-constant images share most zeros, each with a few of its own (1 % of the samples):
@@ -93,21 +106,14 @@ def test_a_block_of_three_atoms_with_few_zeros_of_their_own_is_split_into_all_th
     the three atoms of such a block, where random pairs found two)."""
     rng = np.random.default_rng(seed)
     p, n = 1500, 12
-    Y, code, D = make_sparsely_used_signal(p, n, density=0.5, random_state=seed)
+    _, code, D = make_sparsely_used_signal(p, n, density=0.5, random_state=seed)
     shared = code[:, 0] != 0
     for j, own in zip((1, 2), rng.permutation(np.flatnonzero(shared))[: 2 * p // 100].reshape(2, -1)):
         support = shared.copy()
         support[own] = False
         code[:, j] = rng.standard_normal(p) * support
     code[rng.permutation(np.flatnonzero(shared))[: p // 100], 0] = 0.0
-    Y = code @ D
-    white = whiten(Y)
-    unmix = np.linalg.inv(D @ white.P).T
-    truth = unmix[:3] / np.linalg.norm(unmix[:3], axis=1, keepdims=True)
-    K = block_kernel(white.Y_white, truth.sum(0), 1e-9)
-    assert K is not None and K.shape[1] == 3
-    atoms, n_zeros = split_block(white.Y_white, K, 1e-9, rng=seed)
-    assert len(atoms) == 3 and np.allclose(np.sort(np.abs(atoms @ truth.T).max(1)), 1, atol=1e-9)
+    n_zeros = _split_block_of_first_three(code, D, seed)
     assert np.all(n_zeros > p - shared.sum())  # each with zeros of its own beyond the shared ones
 
 
@@ -119,7 +125,7 @@ def test_a_block_whose_two_atoms_share_own_zeros_still_gives_its_third_atom(seed
     the block (the split taking the d most zeros before testing them kept two)."""
     rng = np.random.default_rng(seed)
     p, n = 1500, 12
-    Y, code, D = make_sparsely_used_signal(p, n, density=0.5, random_state=seed)
+    _, code, D = make_sparsely_used_signal(p, n, density=0.5, random_state=seed)
     common = code[:, 0] == 0
     rows = rng.permutation(np.flatnonzero(~common))
     shared01, own0, own1, own2 = rows[:15], rows[15:18], rows[18:20], rows[20:26]
@@ -127,12 +133,5 @@ def test_a_block_whose_two_atoms_share_own_zeros_still_gives_its_third_atom(seed
         code[:, j] = rng.standard_normal(p) * ~common
     for j, own in ((0, np.r_[shared01, own0]), (1, np.r_[shared01, own1]), (2, own2)):
         code[own, j] = 0.0
-    Y = code @ D
-    white = whiten(Y)
-    unmix = np.linalg.inv(D @ white.P).T
-    truth = unmix[:3] / np.linalg.norm(unmix[:3], axis=1, keepdims=True)
-    K = block_kernel(white.Y_white, truth.sum(0), 1e-9)
-    assert K is not None and K.shape[1] == 3
-    atoms, n_zeros = split_block(white.Y_white, K, 1e-9, rng=seed)
-    assert len(atoms) == 3 and np.allclose(np.sort(np.abs(atoms @ truth.T).max(1)), 1, atol=1e-9)
+    n_zeros = _split_block_of_first_three(code, D, seed)
     assert sorted(n_zeros - common.sum()) == [6, 17, 18]
