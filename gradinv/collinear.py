@@ -16,6 +16,13 @@ the classifier W₂ (C × m) its ReLU feeds, g_k = M(τ_k) W₂ᵀ u_k, M(τ) = 
 * **u_k** ∝ B(τ_k)⁺ r: g_k = κ_k h_k with h_k = M(τ_k) W₂ᵀ B(τ_k)⁺ r, κ₁ + κ₂ = 1, and
   dL/db = Σ_{i≠k} s_i L q̂_i + κ₁ h₁ + (1 − κ₁) h₂ is linear in the other samples' scales s and κ₁.
 * **X** = Γ⁺ dL/dW with Γ = [L Q̂ diag(s) | κ₁ h₁ | (1 − κ₁) h₂]: all b inputs, the pair's included.
+* **A member's mask shared.**  Another sample j with member k's ReLU pattern (a near-blank crop
+  beside a blank frame) has its column M(τ_k) W₂ᵀ u_j in col(L): B(τ_k) then has a null space N,
+  u_k is known only up to N, and h_k + M(τ_k) W₂ᵀ N λ moves weight between the member and sample j
+  (x̂_j slides along the line through x_j and the member's input).  Every gradient the client sent
+  is the same along that family (with one mask, h = M (W x + b) is affine and the u h_jᵀ terms
+  cancel), only the softmax is not: the split keeps λ free (:attr:`SplitPair.refit`) and the
+  end-to-end check, which runs the model, fits it (:func:`gradinv.end_to_end.fit_free_split`).
 
 Each fit must hold to the zero tolerance on all m rows, and each of the pair's inputs must
 reproduce its own mask; otherwise nothing is claimed.
@@ -115,6 +122,10 @@ class SplitPair:
     inputs: np.ndarray
     grad_Z: np.ndarray
     scales: np.ndarray
+    n_free: int = 0
+    """q, the null directions of the members' B(τ_k) (see the module doc): 0 when the split is unique."""
+    refit: object = None
+    """λ (q,) → (inputs, grad_Z) of the split along its null directions (``inputs`` is λ = 0), or None."""
 
 
 def find_pair(fg, weight, bias, next_weight):
@@ -141,21 +152,51 @@ def split_pair(fg, weight, bias, next_weight, k):
     if masks is None:
         return None
     (M1, a1), (M2, a2) = masks
-    h1, h2 = M1 * (W2.T @ a1), M2 * (W2.T @ a2)
-    others = L @ np.delete(Q, k, axis=1)
-    A = np.column_stack([others, h1 - h2])
-    sol = np.linalg.lstsq(A, db - h2, rcond=None)[0]
-    if np.linalg.norm(A @ sol - (db - h2)) > fg.zero_tol * np.linalg.norm(db):
+    h = np.column_stack([M1 * (W2.T @ a1), M2 * (W2.T @ a2)])
+    H = [_null_directions(L, W2, M, fg.zero_tol) for M in (M1, M2)]  # m × q_k each
+    others, G = L @ np.delete(Q, k, axis=1), L @ R
+
+    def refit(lam):
+        gamma = _pair_gamma(others, h + _member_shifts(H, lam), db, np.inf)
+        return np.linalg.lstsq(gamma, G, rcond=None)[0], gamma
+
+    gamma = _pair_gamma(others, h, db, fg.zero_tol)
+    if gamma is None:
         return None
-    s, kappa = sol[:-1], sol[-1]
-    gamma = np.column_stack([others * s, kappa * h1, (1 - kappa) * h2])
-    X = np.linalg.lstsq(gamma, L @ R, rcond=None)[0]
+    X = np.linalg.lstsq(gamma, G, rcond=None)[0]
     rtol = PATTERN_RTOL["float64" if fg.zero_tol < 1e-7 else "float32"]
     for x, M in zip(X[-2:], (M1, M2)):  # each member's own ReLU pattern is its mask (away from 0)
         inactive, active = predicted_pattern(x, W, bias, rtol)
         if np.any(inactive & M) or np.any(active & ~M):
             return None
-    return SplitPair(k, X, gamma, np.linalg.norm(gamma, axis=0))
+    q = H[0].shape[1] + H[1].shape[1]
+    return SplitPair(k, X, gamma, np.linalg.norm(gamma, axis=0), q, refit if q else None)
+
+
+def _pair_gamma(others, h, db, tol):
+    """Γ = [others diag(s) | κ₁ h₁ | (1 − κ₁) h₂] from dL/db = others s + κ₁ h₁ + (1 − κ₁) h₂ (least
+    squares); None when the fit misses dL/db by more than ``tol`` (relative)."""
+    h1, h2 = h[:, 0], h[:, 1]
+    A = np.column_stack([others, h1 - h2])
+    sol = np.linalg.lstsq(A, db - h2, rcond=None)[0]
+    if np.linalg.norm(A @ sol - (db - h2)) > tol * np.linalg.norm(db):
+        return None
+    s, kappa = sol[:-1], sol[-1]
+    return np.column_stack([others * s, kappa * h1, (1 - kappa) * h2])
+
+
+def _null_directions(L, W2, M, tol):
+    """M W₂ᵀ N (m × q): N spans the null space of B = (I − L Lᵀ) M W₂ᵀ (singular values ≤ ``tol`` of
+    the largest), the directions of M W₂ᵀ u that stay in col(L): another sample with this mask."""
+    _, s, Vt = np.linalg.svd(_project_out(L, M[:, None] * W2.T), full_matrices=False)
+    return M[:, None] * (W2.T @ Vt[s <= tol * s[0]].T)
+
+
+def _member_shifts(H, lam):
+    """The (m × 2) change of the members' h₁, h₂ by their null directions H = [H₁, H₂] (m × q_k each)
+    with coefficients λ (q₁ + q₂,)."""
+    q1 = H[0].shape[1]
+    return np.column_stack([H[0] @ lam[:q1], H[1] @ lam[q1:]])
 
 
 def _row_space(next_weight_grad, b):

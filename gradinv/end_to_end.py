@@ -18,6 +18,10 @@ and every other column is proved by the layer or confirmed (the rule of
 confirmed).  A wrong column k spoils this: every x̂_j, j ≠ k, is then wrong, and x̂_k is right
 but its column is not ĝ_k; a sample whose scale was read off a wrong dL/db fails its own column.
 
+Where the split of two inputs that are multiples of one another is free along a line (another
+sample has a member's ReLU pattern, :mod:`gradinv.collinear`), every gradient sent is the same
+along it; the model's softmax is not, and :func:`fit_free_split` places the split before the check.
+
 An input the client sent twice, with one label or two, is one recovered sample standing for two
 (one column of dL/dW, whatever the labels); the model then runs it once per label sent, each
 weighed by its count (:func:`label_counts`), unless the layer certifies nothing (a dropped
@@ -160,6 +164,57 @@ def label_counts(per_label, recovered, rtol=1e-6):
     return n, B
 
 
+FREE_SCAN = np.concatenate([-np.logspace(-6, 2, 33), np.logspace(-6, 2, 33)])
+"""The λ scanned along each free direction of a split before the least-squares fit (arbitrary: eight
+decades around the min-norm split, four points a decade; the null direction is a unit vector in
+the classifier's C-dimensional u-space, where a sample's u = (p − e_y)/B is at most √2)."""
+
+
+def _direction_mismatch(model, layer, X, G):
+    """Per sample, G's column against the model's dL/dZ column at x_j for the label that fits its
+    direction best: ((b × m) differences of the unit columns, (b,) those labels), :func:`per_label_columns`."""
+    C = per_label_columns(model, layer, X)
+    C = C / np.maximum(np.linalg.norm(C, axis=2, keepdims=True), 1e-300)
+    g = (G / np.maximum(np.linalg.norm(G, axis=0), 1e-300)).T[:, None, :]
+    best = np.argmin(np.linalg.norm(C - g, axis=2), axis=1)
+    return g[:, 0] - C[np.arange(len(C)), best], best
+
+
+def fit_free_split(result, model, layer):
+    """Where the pair split leaves λ free (:attr:`gradinv.collinear.SplitPair.refit`: a member's mask
+    shared by another sample, along which every gradient sent is the same): the λ at which the
+    samples it moves have the direction of the model's column at their input for some label
+    (the softmax, which the layer's gradients cannot see): scipy's least squares from the best of
+    :data:`FREE_SCAN`.  Sets ``result.inputs``, ``result.grad_Z`` and those samples' ``result.labels``
+    to the fitted split; the end-to-end check that follows decides whether it holds."""
+    rec = result.pipeline.named_steps["reconstruct"]
+    pair = getattr(rec, "pair_", None)
+    if pair is None or not pair.n_free:
+        return
+    from scipy.optimize import least_squares
+
+    X0, G0 = pair.refit(np.zeros(pair.n_free))
+    X1, G1 = pair.refit(np.full(pair.n_free, 1e-3))  # which samples λ moves: their inputs or their columns
+    moved = ~np.isclose(X0, X1, rtol=1e-9, atol=0).all(axis=1) | ~np.isclose(G0, G1, rtol=1e-9, atol=0).all(axis=0)
+    rows = np.flatnonzero(moved)
+
+    def residual(lam):
+        X, G = pair.refit(lam)
+        return _direction_mismatch(model, layer, X[rows], G[:, rows])[0].ravel()
+
+    # the best label switches along λ, so the residual jumps: start from the best of a scan along each axis
+    starts = [np.zeros(pair.n_free)] + [t * e for e in np.eye(pair.n_free) for t in FREE_SCAN]
+    start = min(starts, key=lambda lam: np.linalg.norm(residual(lam)))
+    fit = least_squares(residual, start, x_scale="jac", xtol=1e-15, ftol=1e-15, gtol=1e-15,
+                        max_nfev=50 * (pair.n_free + 1))
+    X, G = pair.refit(fit.x)
+    result.labels = np.array(result.labels)
+    result.labels[rows] = _direction_mismatch(model, layer, X[rows], G[:, rows])[1]
+    result.inputs, result.grad_Z = (torch.as_tensor(new, dtype=old.dtype) if isinstance(old, torch.Tensor)
+                                    else np.asarray(new, dtype=old.dtype)
+                                    for new, old in ((X, result.inputs), (G, result.grad_Z)))
+
+
 def end_to_end_check(result, model, layer, gradients):
     """Recompute the sent gradients from ``result``'s batch and labels (see the module doc).
 
@@ -234,6 +289,8 @@ def certify_end_to_end(result, model, layer, gradients):
     ``gradients`` sent; records the check's outcome in ``result.end_to_end`` and, when it passed, how
     many times the client sent each recovered input (``result.multiplicity``; its sum is the client's
     batch size) and with which labels (``result.label_counts``).  Returns ``result``."""
+    if not result.approximate and result.labels is not None:
+        fit_free_split(result, model, layer)
     passed, mismatch, column_ok, reason, counts = end_to_end_check(result, model, layer, gradients)
     rec = result.pipeline.named_steps["reconstruct"]
     result.end_to_end = ("passed: " if passed else "failed: " if passed is False else "not made: ") + reason

@@ -31,6 +31,24 @@ def test_a_black_and_a_white_frame_are_split_and_every_input_is_exact(seed):
     assert res.end_to_end.startswith("passed") and res.describe() == "12 inputs recovered exactly"
 
 
+@pytest.mark.parametrize("seed", [2, 3])
+def test_a_near_blank_input_with_a_frames_relu_pattern_is_placed_by_the_softmax(seed):
+    """A near-blank crop beside the black and the white frame, with one frame's ReLU pattern: every
+    gradient sent is the same along a line of splits (collinear module doc), the softmax is not."""
+    v = make_client(GREY_BLANKS, batch_size=12, width=300, random_state=seed)
+    x = v.model_inputs.clone()
+    x[2] = x[1] + 1e-3 * torch.as_tensor(np.random.default_rng(seed).standard_normal(x.shape[1]))
+    W, b = v.layer.weight.detach(), v.layer.bias.detach()
+    assert torch.equal(W @ x[2] + b > 0, W @ x[1] + b > 0)  # the quirk: one ReLU pattern for two inputs
+    layer_gradient(v.model, v.layer_name, x, v.labels)
+    gradients = {k: p.grad.detach().clone() for k, p in v.model.named_parameters()}
+    res, _ = attack_model(v.model, gradients, random_state=0)
+    assert res.pipeline.named_steps["reconstruct"].pair_.n_free == 1
+    ev = evaluate(x, res.inputs, res.exact)
+    assert ev["exact"] == 12 and ev["certified"] == 12 and ev["false_certificates"] == 0
+    assert np.array_equal(np.asarray(res.labels)[ev["pairs"][1]], v.labels.numpy()[ev["pairs"][0]])
+
+
 def test_without_the_classifier_the_pair_is_not_split_and_nothing_is_claimed():
     v = make_client(GREY_BLANKS, batch_size=12, width=300, random_state=0)
     res = invert_layer(v.grad_W, v.grad_b, weight=v.layer.weight.detach(), bias=v.layer.bias.detach(), random_state=0)
