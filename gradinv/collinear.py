@@ -33,6 +33,7 @@ the network's first Linear, dL/dW₂ = Σ_j δ_j h_jᵀ, which the client sends 
 sample's activation in its row space, and each input is where its activation meets that row space
 (:func:`find_pair_by_activations`).  Groups of three or more such inputs are not split."""
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +43,9 @@ from sudl._array_api import to_numpy
 from .certificate import PATTERN_RTOL, predicted_pattern
 from .factorize import scatter_rows
 
+MAX_MASK_PAIRS = 16
+"""The (member 1, member 2) candidate masks tried per column, best fits first (arbitrary: runs of
+adjacent passing intervals were 1 to 3 long where measured)."""
 SCREEN_TOL = 1e-4
 """Relative residual below which the normal equations' screen passes an interval on to the exact
 least-squares fit (arbitrary: the normal equations resolve about √ε ≈ 1e-8, true members reach it)."""
@@ -90,9 +94,11 @@ def _project_out(L, A):
 
 
 def pair_masks(L, W2, r, a, bias, tol):
-    """The two members' (M(τ_k), α_k = B(τ_k)⁺ r) whose B(τ) fits r to ``tol``; None unless exactly
-    two runs of adjacent intervals pass (each run: its best fit).  The intervals are screened by
-    running sums first (:func:`_residuals`)."""
+    """The two members' candidates (M(τ), α = B(τ)⁺ r) whose B(τ) fits r to ``tol``: two lists, one
+    per run of adjacent intervals that pass, best fit first; None unless exactly two runs pass.
+    Several intervals of a run fit when another sample's column lies in the range of B there (a
+    near-blank crop beside a blank frame): the members' own mask check picks (:func:`split_pair`).
+    The intervals are screened by running sums first (:func:`_residuals`)."""
     order, points = _intervals(a, bias)
     fits = []
     for i in np.flatnonzero(_residuals(L, W2, r, a, bias, order) <= SCREEN_TOL):
@@ -109,7 +115,7 @@ def pair_masks(L, W2, r, a, bias, tol):
             runs.append([fit])
     if len(runs) != 2:
         return None
-    return [min(run, key=lambda f: f[1])[2:] for run in runs]
+    return [[f[2:] for f in sorted(run, key=lambda f: f[1])] for run in runs]
 
 
 @dataclass
@@ -148,29 +154,38 @@ def split_pair(fg, weight, bias, next_weight, k):
         return None
     r = _project_out(L, db)
     d = np.linalg.solve(Q.T, np.eye(len(Q))[k]) @ R  # row k of Q⁻¹ R
-    masks = pair_masks(L, W2, r, W @ d, bias, fg.zero_tol)
-    if masks is None:
+    runs = pair_masks(L, W2, r, W @ d, bias, fg.zero_tol)
+    if runs is None:
         return None
-    (M1, a1), (M2, a2) = masks
-    h = np.column_stack([M1 * (W2.T @ a1), M2 * (W2.T @ a2)])
-    H = [_null_directions(L, W2, M, fg.zero_tol) for M in (M1, M2)]  # m × q_k each
     others, G = L @ np.delete(Q, k, axis=1), L @ R
+    rtol = PATTERN_RTOL["float64" if fg.zero_tol < 1e-7 else "float32"]
+    for (M1, a1), (M2, a2) in itertools.islice(itertools.product(*runs), MAX_MASK_PAIRS):
+        h = np.column_stack([M1 * (W2.T @ a1), M2 * (W2.T @ a2)])
+        gamma = _pair_gamma(others, h, db, fg.zero_tol)
+        if gamma is None:
+            continue
+        X = np.linalg.lstsq(gamma, G, rcond=None)[0]
+        if all(_reproduces_mask(x, M, W, bias, rtol) for x, M in zip(X[-2:], (M1, M2))):
+            H = [_null_directions(L, W2, M, fg.zero_tol) for M in (M1, M2)]  # m × q_k each
+            q = H[0].shape[1] + H[1].shape[1]
+            return SplitPair(k, X, gamma, np.linalg.norm(gamma, axis=0), q,
+                             _refit(others, h, H, db, G) if q else None)
+    return None
 
+
+def _reproduces_mask(x, M, W, bias, rtol):
+    """Whether the member's input x has the ReLU pattern M (away from 0, :func:`predicted_pattern`)."""
+    inactive, active = predicted_pattern(x, W, bias, rtol)
+    return not (np.any(inactive & M) or np.any(active & ~M))
+
+
+def _refit(others, h, H, db, G):
+    """λ → (X, Γ): the split with the members' h shifted along their null directions H
+    (:func:`_member_shifts`)."""
     def refit(lam):
         gamma = _pair_gamma(others, h + _member_shifts(H, lam), db, np.inf)
         return np.linalg.lstsq(gamma, G, rcond=None)[0], gamma
-
-    gamma = _pair_gamma(others, h, db, fg.zero_tol)
-    if gamma is None:
-        return None
-    X = np.linalg.lstsq(gamma, G, rcond=None)[0]
-    rtol = PATTERN_RTOL["float64" if fg.zero_tol < 1e-7 else "float32"]
-    for x, M in zip(X[-2:], (M1, M2)):  # each member's own ReLU pattern is its mask (away from 0)
-        inactive, active = predicted_pattern(x, W, bias, rtol)
-        if np.any(inactive & M) or np.any(active & ~M):
-            return None
-    q = H[0].shape[1] + H[1].shape[1]
-    return SplitPair(k, X, gamma, np.linalg.norm(gamma, axis=0), q, refit if q else None)
+    return refit
 
 
 def _pair_gamma(others, h, db, tol):
