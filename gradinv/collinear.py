@@ -157,19 +157,19 @@ def split_pair(fg, weight, bias, next_weight, k):
     runs = pair_masks(L, W2, r, W @ d, bias, fg.zero_tol)
     if runs is None:
         return None
-    others, G = L @ np.delete(Q, k, axis=1), L @ R
+    others = L @ np.delete(Q, k, axis=1)
     rtol = PATTERN_RTOL["float64" if fg.zero_tol < 1e-7 else "float32"]
     for (M1, a1), (M2, a2) in itertools.islice(itertools.product(*runs), MAX_MASK_PAIRS):
         h = np.column_stack([M1 * (W2.T @ a1), M2 * (W2.T @ a2)])
         gamma = _pair_gamma(others, h, db, fg.zero_tol)
         if gamma is None:
             continue
-        X = np.linalg.lstsq(gamma, G, rcond=None)[0]
+        X = np.linalg.lstsq(gamma, L, rcond=None)[0] @ R  # Γ⁺ dL/dW, dL/dW = L R
         if all(_reproduces_mask(x, M, W, bias, rtol) for x, M in zip(X[-2:], (M1, M2))):
             H = [_null_directions(L, W2, M, fg.zero_tol) for M in (M1, M2)]  # m × q_k each
             q = H[0].shape[1] + H[1].shape[1]
             return SplitPair(k, X, gamma, np.linalg.norm(gamma, axis=0), q,
-                             _refit(others, h, H, db, G) if q else None)
+                             _refit(others, h, H, db, L, R) if q else None)
     return None
 
 
@@ -179,12 +179,12 @@ def _reproduces_mask(x, M, W, bias, rtol):
     return not (np.any(inactive & M) or np.any(active & ~M))
 
 
-def _refit(others, h, H, db, G):
+def _refit(others, h, H, db, L, R):
     """λ → (X, Γ): the split with the members' h shifted along their null directions H
-    (:func:`_member_shifts`)."""
+    (:func:`_member_shifts`), X = Γ⁺ L R."""
     def refit(lam):
         gamma = _pair_gamma(others, h + _member_shifts(H, lam), db, np.inf)
-        return np.linalg.lstsq(gamma, G, rcond=None)[0], gamma
+        return np.linalg.lstsq(gamma, L, rcond=None)[0] @ R, gamma
     return refit
 
 

@@ -33,8 +33,11 @@ SOURCES = ("photos", "sklearn_photos", "skimage_colour", "skimage_grey", "digits
 CHANNELS = {"photos": 3, "sklearn_photos": 3, "skimage_colour": 3, "skimage_grey": 1, "digits": 1}
 CROPS = ("random", "window", "full")
 SCALINGS = ("raw", "dataset", "batch")
-QUIRKS = ("none", "duplicates", "blanks", "near")
+QUIRKS = ("none", "duplicates", "blanks", "near", "sky")
 """What a real loader's batch holds that random crops do not (:func:`apply_quirk`)."""
+SKY_DEPTH = 1e-3
+"""How far the "sky" quirk's frame falls below white (arbitrary: a faint gradient, well inside one
+8-bit grey level of 1/255, so its ReLU pattern is mostly the white frame's)."""
 DIGIT_SIZE = 8  # load_digits' images are 8×8
 N_DIGITS = 1797  # load_digits holds 1797 images
 DATASET_CROPS = 512  # arbitrary: crops whose per-channel mean and std stand for the dataset's
@@ -130,6 +133,9 @@ def apply_quirk(images, labels, quirk, n_classes):
       with another label (the same picture twice in a dataset, once mislabelled);
     * "blanks": sample 0 white and sample 1 black (empty frames);
     * "near": samples 1 and 3 are samples 0 and 2 shifted by one pixel (overlapping crops, bursts).
+    * "sky": "blanks" and sample 2 a near-white frame, 1 − :data:`SKY_DEPTH` · (a ramp from 0 at
+      the top row to 1 at the bottom): an overexposed sky, whose ReLU pattern is often the white
+      frame's.
 
     Returns new arrays; "none" returns them unchanged.
     """
@@ -140,10 +146,12 @@ def apply_quirk(images, labels, quirk, n_classes):
     if quirk == "duplicates":
         for k, (i, j) in enumerate(pairs):
             images[j], labels[j] = images[i], labels[i] if k == 0 else (labels[i] + 1) % n_classes
-    elif quirk == "blanks":
+    elif quirk in ("blanks", "sky"):
         images[0] = 1.0
         if len(images) > 1:
             images[1] = 0.0
+        if quirk == "sky" and len(images) > 2:
+            images[2] = 1.0 - SKY_DEPTH * np.linspace(0.0, 1.0, images.shape[1])[:, None, None]
     elif quirk == "near":
         for i, j in pairs:
             images[j] = np.roll(images[i], 1, axis=1)

@@ -31,6 +31,7 @@ mlp3_duplicates      3*     mlp    photos           random   32    init      uni
 mlp3_blanks          3*     mlp    photos           random   32    init      uniform  dataset  (quirk "blanks")
 mlp2_grey_blanks     2      mlp    skimage_grey*    random   28*   init      uniform  dataset  (quirk "blanks")
 mlp3_grey_blanks     3*     mlp    skimage_grey*    random   28*   init      uniform  dataset  (quirk "blanks")
+mlp2_grey_sky        2      mlp    skimage_grey*    random   28*   init      uniform  dataset  (quirk "sky")
 conv_photos          2      conv*  photos           random   32    init      uniform  dataset
 conv_trained         2      conv*  photos           random   32    trained*  uniform  dataset
 ===================  =====  =====  ===============  =======  ====  ========  =======  =======
@@ -38,7 +39,8 @@ conv_trained         2      conv*  photos           random   32    trained*  uni
 Quirks (:func:`gradinv.cases.data.apply_quirk`), what a real loader's batch holds: "duplicates" (one
 picture twice with its label, another twice with two labels), "blanks" (a white and a black
 frame; on one channel, the grey kinds, the two are multiples of one another), "near" (two pictures
-each with a copy shifted by one pixel).
+each with a copy shifted by one pixel), "sky" (the two frames and a near-white one, an overexposed
+sky: its ReLU pattern is often the white frame's, :mod:`gradinv.collinear`).
 
 Labels: "uniform" draws each label uniformly over the C classes, independently of the image;
 "one" gives the whole batch one label; "skewed" draws from Zipf-like probabilities p_k ∝ 1/k
@@ -79,7 +81,7 @@ class ClientSpec:
     "conv" (a conv front end before the Linear layers); source, crop, size: the images
     (:mod:`gradinv.cases.data`); training: "init" or "trained"; labels: "uniform", "one" or "skewed";
     scaling: "raw", "dataset" or "batch"; n_classes: C; quirk: what the batch holds besides
-    distinct crops (:func:`gradinv.cases.data.apply_quirk`: "duplicates", "blanks", "near").
+    distinct crops (:func:`gradinv.cases.data.apply_quirk`: "duplicates", "blanks", "near", "sky").
     """
 
     depth: int = 2
@@ -148,6 +150,7 @@ ZOO = {
     "mlp3_blanks": ClientSpec(depth=3, quirk="blanks"),
     "mlp2_grey_blanks": ClientSpec(source="skimage_grey", size=28, quirk="blanks"),  # one channel: collinear frames
     "mlp3_grey_blanks": ClientSpec(depth=3, source="skimage_grey", size=28, quirk="blanks"),
+    "mlp2_grey_sky": ClientSpec(source="skimage_grey", size=28, quirk="sky"),
     "conv_photos": ClientSpec(architecture="conv"),
     "conv_trained": ClientSpec(architecture="conv", training="trained"),
 }
