@@ -31,7 +31,8 @@ Before a deeper network J(h) changes with τ inside an interval (J at eight poin
 split 1 of 3 batches of mlp3_grey_blanks at b = 20, in up to 208 s).  There the weight gradient of
 the network's first Linear, dL/dW₂ = Σ_j δ_j h_jᵀ, which the client sends too, holds every
 sample's activation in its row space, and each input is where its activation meets that row space
-(:func:`find_pair_by_activations`).  Groups of three or more such inputs are not split."""
+(:func:`find_pair_by_activations`).  A sample with a member's ReLU pattern meets it along a whole
+line (through its input and the member's): the same freedom as above, placed the same way.  Groups of three or more such inputs are not split."""
 
 import itertools
 from dataclasses import dataclass
@@ -291,14 +292,22 @@ def find_pair_by_activations(fg, weight, bias, next_weight_grad, tol):
         taus = activation_scales(D[k], W, bias, V, tol)
         if len(taus) != 2:
             continue
-        X = [_input_on_plane(D[j], D[k], np.abs(C[:, j]) > tols[j] * np.abs(C[:, j]).max(), W, bias, V, tol)
-             for j in range(len(Q)) if j != k]
-        if any(x is None for x in X):
+        found = [_input_on_plane(D[j], D[k], np.abs(C[:, j]) > tols[j] * np.abs(C[:, j]).max(), W, bias, V, tol)
+                 for j in range(len(Q)) if j != k]
+        if any(f is None for f in found):
             continue
-        split = _pair_columns(np.array(X), D[k], taus, L @ R, db, W, bias, fg.zero_tol)
+        X = np.array([x for x, _ in found])
+        free = [(i, f) for i, (_, f) in enumerate(found) if f is not None]
+        # a free input's min-norm point need not be its own: the zero check waits for the end-to-end fit
+        split = _pair_columns(X, D[k], taus, L @ R, db, W, bias, None if free else fg.zero_tol)
         if split is not None:
-            X, gamma = split
-            return SplitPair(int(k), X, gamma, np.linalg.norm(gamma, axis=0))
+            def refit(lam, X=X, d=D[k], taus=taus, free=free):
+                shifted = X.copy()
+                for (i, f), step in zip(free, lam):
+                    shifted[i] += step * f
+                return _pair_columns(shifted, d, taus, L @ R, db, W, bias, None)
+
+            return SplitPair(int(k), *split, np.linalg.norm(split[1], axis=0), len(free), refit if free else None)
     return None
 
 
@@ -306,27 +315,35 @@ def _pair_columns(X, d, taus, G, db, W, bias, tol):
     """Every column of dL/dZ once the inputs are known: the other samples' columns and the pair's
     c = τ₁ g₁ + τ₂ g₂ from dL/dW = [Γ | c] [X; d] (independent rows), then g₁ + g₂ = e = dL/db − Γ 1
     gives g₁ = (c − τ₂ e)/(τ₁ − τ₂) and g₂ = (τ₁ e − c)/(τ₁ − τ₂).  Each of the pair's columns must
-    vanish where its input is inactive (to ``tol``); (X with the pair last, the columns) or None."""
+    vanish where its input is inactive (to ``tol``; not checked when None); (X with the pair last, the
+    columns) or None."""
     coef = np.linalg.lstsq(np.vstack([X, d]).T, G.T, rcond=None)[0].T
     gamma, c = coef[:, :-1], coef[:, -1]
     e = db - gamma.sum(axis=1)
     (t1, t2) = taus
     g1, g2 = (c - t2 * e) / (t1 - t2), (t1 * e - c) / (t1 - t2)
-    for t, g in ((t1, g1), (t2, g2)):
+    for t, g in ((t1, g1), (t2, g2)) if tol is not None else ():
         if np.abs(g[t * (W @ d) + bias <= 0]).max(initial=0.0) > tol * np.abs(g).max():
             return None
     return np.vstack([X, t1 * d, t2 * d]), np.column_stack([gamma, g1, g2])
 
 
 def _input_on_plane(v, d, M, W, bias, V, tol):
-    """The x = t v + u d whose activation M (W x + b) lies in span(V), with W x + b > 0 exactly on the
-    mask M; None when none fits to ``tol``."""
+    """(x, free): the x = t v + u d whose activation M (W x + b) lies in span(V), with W x + b > 0
+    exactly on the mask M, and None; or, where a whole line of the plane fits (a member of the pair
+    has the mask M too: the line through x and the member, along which every gradient sent is the
+    same, module doc), its min-norm point and the line's direction scaled to ‖x‖.  None when
+    nothing fits to ``tol``."""
     A = _project_out(V, np.column_stack([M * (W @ v), M * (W @ d)]))
     rhs = -_project_out(V, M * bias)
-    (t, u), *_ = np.linalg.lstsq(A, rhs, rcond=None)
+    (t, u), _, _, sv = np.linalg.lstsq(A, rhs, rcond=None)
     x = t * v + u * d
     z = W @ x + bias
     h = np.maximum(z, 0)
     if np.linalg.norm(A @ [t, u] - rhs) > tol * max(np.linalg.norm(h), np.finfo(np.float64).tiny):
         return None
-    return x if np.array_equal(z > 0, M) else None
+    if sv[1] <= tol * sv[0]:
+        tn, un = np.linalg.svd(A, full_matrices=False)[2][-1]
+        free = tn * v + un * d
+        return x, free * np.linalg.norm(x) / np.linalg.norm(free)
+    return (x, None) if np.array_equal(z > 0, M) else None

@@ -32,6 +32,7 @@ mlp3_blanks          3*     mlp    photos           random   32    init      uni
 mlp2_grey_blanks     2      mlp    skimage_grey*    random   28*   init      uniform  dataset  (quirk "blanks")
 mlp3_grey_blanks     3*     mlp    skimage_grey*    random   28*   init      uniform  dataset  (quirk "blanks")
 mlp2_grey_sky        2      mlp    skimage_grey*    random   28*   init      uniform  dataset  (quirk "sky")
+mlp3_grey_sky        3*     mlp    skimage_grey*    random   28*   init      uniform  dataset  (quirk "sky")
 conv_photos          2      conv*  photos           random   32    init      uniform  dataset
 conv_trained         2      conv*  photos           random   32    trained*  uniform  dataset
 ===================  =====  =====  ===============  =======  ====  ========  =======  =======
@@ -151,6 +152,7 @@ ZOO = {
     "mlp2_grey_blanks": ClientSpec(source="skimage_grey", size=28, quirk="blanks"),  # one channel: collinear frames
     "mlp3_grey_blanks": ClientSpec(depth=3, source="skimage_grey", size=28, quirk="blanks"),
     "mlp2_grey_sky": ClientSpec(source="skimage_grey", size=28, quirk="sky"),
+    "mlp3_grey_sky": ClientSpec(depth=3, source="skimage_grey", size=28, quirk="sky"),
     "conv_photos": ClientSpec(architecture="conv"),
     "conv_trained": ClientSpec(architecture="conv", training="trained"),
 }

@@ -100,3 +100,17 @@ def test_in_front_of_a_deeper_network_the_next_layers_weight_gradient_splits_the
     res, _ = attack_model(v.model, v.gradients, random_state=0)  # reads dL/dW₂ from what the client sent
     ev = evaluate(v.inputs, res.inputs, res.exact)
     assert ev["exact"] == 12 and ev["certified"] == 12 and ev["false_certificates"] == 0
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_in_front_of_a_deeper_network_a_near_white_frame_with_the_white_ones_pattern_is_placed_by_the_softmax(seed):
+    """The "sky" quirk at depth 3: the near-white frame's input on its plane is a whole line through the
+    white frame's (one ReLU pattern), which the end-to-end fit places."""
+    v = make_client(ClientSpec(depth=3, source="skimage_grey", size=28, quirk="sky"), batch_size=20, width=1000,
+                    random_state=seed)
+    x, W, b = v.model_inputs, v.layer.weight.detach(), v.layer.bias.detach()
+    assert torch.equal(W @ x[2] + b > 0, W @ x[0] + b > 0)  # the quirk: one ReLU pattern for two inputs
+    res, _ = attack_model(v.model, v.gradients, random_state=0)
+    assert res.pipeline.named_steps["reconstruct"].pair_.n_free == 1
+    ev = evaluate(v.inputs, res.inputs, res.exact)
+    assert ev["exact"] == 20 and ev["certified"] == 20 and ev["false_certificates"] == 0
