@@ -166,8 +166,9 @@ def label_counts(per_label, recovered, rtol=1e-6):
 
 FREE_SCAN = np.concatenate([-np.logspace(-6, 2, 33), np.logspace(-6, 2, 33)])
 """The λ scanned along each free direction of a split before the least-squares fit (arbitrary: eight
-decades around the min-norm split, four points a decade; the null direction is a unit vector in
-the classifier's C-dimensional u-space, where a sample's u = (p − e_y)/B is at most √2)."""
+decades around the min-norm split, four points a decade).  A free direction is a unit vector of the
+classifier's u-space, where a sample's u = (p − e_y)/B is at most √2, or in front of a deeper
+network a line through an input, scaled to its norm (:mod:`gradinv.collinear`)."""
 
 
 def _direction_mismatch(model, layer, X, G):
