@@ -32,7 +32,8 @@ split 1 of 3 batches of mlp3_grey_blanks at b = 20, in up to 208 s).  There the 
 the network's first Linear, dL/dW₂ = Σ_j δ_j h_jᵀ, which the client sends too, holds every
 sample's activation in its row space, and each input is where its activation meets that row space
 (:func:`find_pair_by_activations`).  A sample with a member's ReLU pattern meets it along a whole
-line (through its input and the member's): the same freedom as above, placed the same way.  Groups of three or more such inputs are not split."""
+line (through its input and the member's): the same freedom as above, placed the same way (the
+pair's zero check then waits for that fit).  Groups of three or more such inputs are not split."""
 
 import itertools
 from dataclasses import dataclass
