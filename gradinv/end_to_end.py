@@ -198,6 +198,8 @@ def fit_free_split(result, model, layer):
     X1, G1 = pair.refit(np.full(pair.n_free, 1e-3))  # which samples λ moves: their inputs or their columns
     moved = ~np.isclose(X0, X1, rtol=1e-9, atol=0).all(axis=1) | ~np.isclose(G0, G1, rtol=1e-9, atol=0).all(axis=0)
     rows = np.flatnonzero(moved)
+    if not len(rows):
+        return
 
     def residual(lam):
         X, G = pair.refit(lam)
