@@ -287,7 +287,7 @@ def find_pair_by_activations(fg, weight, bias, next_weight_grad, tol):
     if V is None or fg.bias_residual() <= fg.zero_tol:
         return None
     D = np.linalg.solve(Q, R)  # the inputs up to their scales, one per row (all but row k hold column k's error)
-    C = L @ Q
+    C, G = L @ Q, L @ R
     tols = fg.zero_tols(fg.directions)
     for k in np.argsort(np.asarray(fg.n_zeros), kind="stable"):
         taus = activation_scales(D[k], W, bias, V, tol)
@@ -300,13 +300,13 @@ def find_pair_by_activations(fg, weight, bias, next_weight_grad, tol):
         X = np.array([x for x, _ in found])
         free = [(i, f) for i, (_, f) in enumerate(found) if f is not None]
         # a free input's min-norm point need not be its own: the zero check waits for the end-to-end fit
-        split = _pair_columns(X, D[k], taus, L @ R, db, W, bias, None if free else fg.zero_tol)
+        split = _pair_columns(X, D[k], taus, G, db, W, bias, None if free else fg.zero_tol)
         if split is not None:
             def refit(lam, X=X, d=D[k], taus=taus, free=free):
                 shifted = X.copy()
                 for (i, f), step in zip(free, lam):
                     shifted[i] += step * f
-                return _pair_columns(shifted, d, taus, L @ R, db, W, bias, None)
+                return _pair_columns(shifted, d, taus, G, db, W, bias, None)
 
             return SplitPair(int(k), *split, np.linalg.norm(split[1], axis=0), len(free), refit if free else None)
     return None
