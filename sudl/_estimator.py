@@ -8,7 +8,8 @@ from sklearn.utils.validation import check_is_fitted
 from ._array_api import array_namespace, device, to_numpy
 from ._validation import check_matrix
 from ._whitening import whiten
-from .rounding import count_zeros, default_zero_tol, min_exact_zeros, round_directions, zeros_determine
+from .rounding import (count_zeros, default_zero_tol, min_exact_zeros, round_directions, zeros_at_precision,
+                       zeros_determine)
 from .solvers import SOLVERS, solve
 
 
@@ -109,7 +110,8 @@ class SparselyUsedDictionaryLearning(TransformerMixin, BaseEstimator):
         Exact zeros of each atom's code on the training data.
     exact_ : ndarray of bool (n_features,)
         Certificate: the atom's code vanishes exactly on more than n_features samples, and those
-        samples determine it (:func:`sudl.rounding.zeros_determine`: no combination of atoms).
+        samples determine it (:func:`sudl.rounding.zeros_determine`: no combination of atoms), each a zero
+        to working precision (:func:`sudl.rounding.zeros_at_precision`).
     n_iter_ : int
         Solver iterations (largest over the runs).
     n_features_in_ : int
@@ -171,6 +173,7 @@ class SparselyUsedDictionaryLearning(TransformerMixin, BaseEstimator):
         zero_tol = self.zero_tol or default_zero_tol(float(xp.finfo(Y.dtype).eps))
         white = whiten(scale_samples(Y, zero_tol) if self.sample_scaling == "unit" else Y)
         rng = check_random_state(self.random_state)
+        condition = float(white.singular_values[0] / white.singular_values[-1])
         # Restarts pool their (rounded) directions; stop as soon as n_features independent ones are exact.
         W, n_zeros, exact, runs = None, np.zeros(0, dtype=int), np.zeros(0, dtype=bool), []
         for _ in range(self.n_restarts):
@@ -187,6 +190,7 @@ class SparselyUsedDictionaryLearning(TransformerMixin, BaseEstimator):
                 D = run.directions
                 z = to_numpy(count_zeros(white.Y_white @ D.T, zero_tol)).astype(int)
                 e = (z >= min_exact_zeros(n_features)) & zeros_determine(white.Y_white, D, zero_tol)
+            e = e & zeros_at_precision(white.Y_white, D, zero_tol, condition=condition)
             W = D if W is None else xp.concat([W, D], axis=0)
             n_zeros, exact = np.concatenate([n_zeros, z]), np.concatenate([exact, e])
             if len(select_independent(to_numpy(W)[exact], n_zeros[exact])) == n_features:

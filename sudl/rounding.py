@@ -25,7 +25,7 @@ import numpy as np
 from ._array_api import array_namespace, device, svd, to_numpy
 
 __all__ = ["RoundingResult", "count_zeros", "kernel_direction", "min_exact_zeros", "round_directions",
-           "zeros_determine", "block_kernel", "split_block", "MAX_BLOCK", "MAX_LEVERAGE"]
+           "zeros_determine", "zeros_at_precision", "block_kernel", "split_block", "MAX_BLOCK", "MAX_LEVERAGE"]
 
 
 @dataclass
@@ -112,6 +112,35 @@ def zeros_determine(Y_white, W, zero_tol, active=None, max_leverage=MAX_LEVERAGE
             leverage[i] = float(np.max(np.sum(U[:, : n - 1] ** 2, axis=1)))
         out.append(spans & (leverage < max_leverage))
     return np.concatenate(out) if out else np.zeros(0, dtype=bool)
+
+
+ZERO_RESIDUAL_EPS = 1e4
+"""An exact zero of a direction w is a sample ȳ at |ȳ·w| ≤ this many machine epsilons of ‖ȳ‖‖w‖, times the
+condition number of the data before whitening (:func:`zeros_at_precision`).  Measured (random-upstream client, b = 100, m = 1000, seed 0, log-cosh on
+unit samples): the certified true columns' zeros reach 3e-13 (1.3e3 ε); a combination of about 40 columns
+that vanishes to 1e-11 on 390 samples, and so passed the relative ``zero_tol`` = 1e-9 and
+:func:`zeros_determine`, reaches 2.9e-10 (1.3e6 ε)."""
+
+
+def zeros_at_precision(Y_white, W, zero_tol, condition=1.0, active=None):
+    """Whether every exact zero of each row w of ``W`` (|ȳ·w| ≤ ``zero_tol``·max, over ``active`` and the
+    samples not themselves zero) is a zero to working precision: |ȳ·w| ≤ :data:`ZERO_RESIDUAL_EPS`·ε·κ·‖ȳ‖‖w‖,
+    κ = ``condition``, that of the data Y = Ȳ P⁻¹ (its rounding error reaches Ȳ amplified by up to κ).
+
+    The relative ``zero_tol`` leaves room for rounding error in the data; a direction whose code is merely
+    small (1e-11 of its largest entry) on many samples, and no column, fits inside that room.  A kernel
+    direction of exactly dependent samples does not.
+    """
+    xp = array_namespace(Y_white)
+    A = xp.abs(Y_white @ W.T)
+    norms = xp.linalg.vector_norm(Y_white, axis=1)
+    is_zero = (A <= zero_tol * xp.max(A, axis=0)[None, :]) & (norms > zero_tol * xp.max(norms))[:, None]
+    if active is not None:
+        is_zero = is_zero & active[:, None]
+    scale = norms[:, None] * xp.linalg.vector_norm(W, axis=1)[None, :]
+    residual = xp.where(is_zero, A / xp.where(is_zero, scale, xp.ones_like(scale)), xp.zeros_like(A))
+    floor = ZERO_RESIDUAL_EPS * float(xp.finfo(Y_white.dtype).eps) * float(condition)
+    return to_numpy(xp.max(residual, axis=0) <= min(floor, zero_tol))
 
 
 MAX_BLOCK = 3

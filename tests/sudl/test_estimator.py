@@ -49,6 +49,28 @@ def test_acceptance_relu_gradient_100():
     assert exact_recovery_rate(D, est.components_, tol=1e-8) == 1.0
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_every_atom_exact_on_correlated_supports_at_spearpps_ratio(seed):
+    """n = 65, p = 3.5·n·ln n, density ½, support correlation 0.7 (the samples using many atoms at once):
+    unscaled samples gave no atom (``docs/sudl_benchmark_spearpp.md``), unit samples every one."""
+    n = 65
+    Y, code, D = make_sparsely_used_signal(int(3.5 * n * np.log(n)), n, density=0.5, support_correlation=0.7,
+                                           random_state=seed)
+    est = SparselyUsedDictionaryLearning(random_state=seed).fit(Y)
+    assert est.exact_.all()
+    assert exact_recovery_rate(D, est.components_, tol=1e-8) == 1.0
+
+
+def test_unit_samples_keep_the_zeros_and_the_atoms(bg_small):
+    """Scaling a sample moves none of its zeros: the unmixing fitted on unit samples gives Y's own code."""
+    Y, code, D = bg_small
+    est = SparselyUsedDictionaryLearning(random_state=0).fit(Y * np.linspace(0.01, 100, len(Y))[:, None])
+    assert est.exact_.all()
+    assert np.sum(est.transform(Y) == 0) == np.sum(code == 0)
+    with pytest.raises(ValueError, match="sample_scaling"):
+        SparselyUsedDictionaryLearning(sample_scaling="max").fit(Y)
+
+
 def test_same_seed_bit_identical(bg_small):
     Y = bg_small[0]
     a = SparselyUsedDictionaryLearning(random_state=3).fit(Y)

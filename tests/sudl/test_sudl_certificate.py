@@ -7,7 +7,7 @@ import pytest
 
 from sudl import SparselyUsedDictionaryLearning, make_sparsely_used_signal
 from sudl._whitening import whiten
-from sudl.rounding import block_kernel, round_directions, split_block, zeros_determine
+from sudl.rounding import block_kernel, round_directions, split_block, zeros_at_precision, zeros_determine
 
 
 def _shared_support(n=12, p=400, seed=0):
@@ -135,3 +135,18 @@ def test_a_block_whose_two_atoms_share_own_zeros_still_gives_its_third_atom(seed
         code[own, j] = 0.0
     n_zeros = _split_block_of_first_three(code, D, seed)
     assert sorted(n_zeros - common.sum()) == [6, 17, 18]
+
+
+def test_a_direction_whose_code_is_merely_small_on_many_samples_is_not_at_precision():
+    """Zeros under the relative zero_tol (1e-9) that are not zeros to working precision (1e-11 of the
+    largest entry, far above rounding) do not certify; the exact atom beside it does."""
+    Y, code, D = make_sparsely_used_signal(400, 12, density=0.5, random_state=0)
+    white = whiten(Y)
+    unmix = np.linalg.inv(D @ white.P).T
+    atom = unmix[0] / np.linalg.norm(unmix[0])
+    zeros = code[:, 0] == 0
+    # a direction off the atom by 1e-11 within the span of its zero samples: still under zero_tol there
+    off = atom + 1e-11 * white.Y_white[zeros][0] / np.linalg.norm(white.Y_white[zeros][0])
+    codes = white.Y_white @ np.stack([atom, off]).T
+    assert ((np.abs(codes) <= 1e-9 * np.abs(codes).max(0))[zeros]).all()
+    assert list(zeros_at_precision(white.Y_white, np.stack([atom, off]), 1e-9)) == [True, False]
