@@ -20,6 +20,16 @@ def test_recovery_error_invariant_to_permutation_sign_scale(n, seed):
     assert exact_recovery_rate(D, D[perm] * scale[:, None]) == 1.0
 
 
+def test_an_exact_atom_counts_even_where_an_inexact_estimate_sits_near_it():
+    """Atoms t1, t2 at |cos| 0.6; estimates t1 (exact) and one 0.99 from t1: the total-|cos| assignment gives
+    the exact estimate to t2, the rate still counts t1."""
+    t1, t2 = np.array([1.0, 0.0, 0.0]), np.array([0.6, 0.8, 0.0])
+    near = np.array([0.99, -np.sqrt(1 - 0.99**2), 0.0])
+    D, E = np.stack([t1, t2]), np.stack([t1, near])
+    assert dictionary_recovery_error(D, E)[0] > 0.1
+    assert exact_recovery_rate(D, E) == 0.5
+
+
 def test_recovery_error_detects_wrong_atom():
     D = np.eye(4)
     E = D.copy()
