@@ -7,7 +7,13 @@ import pytest
 
 from sudl import SparselyUsedDictionaryLearning, make_sparsely_used_signal
 from sudl._whitening import whiten
-from sudl.rounding import block_kernel, round_directions, split_block, zeros_at_precision, zeros_determine
+from sudl.rounding import (
+    block_kernel,
+    round_directions,
+    split_block,
+    zeros_at_precision,
+    zeros_determine,
+)
 
 
 def _shared_support(n=12, p=400, seed=0):
