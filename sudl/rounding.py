@@ -116,15 +116,15 @@ def zeros_determine(Y_white, W, zero_tol, active=None, max_leverage=MAX_LEVERAGE
 
 ZERO_RESIDUAL_EPS = 1e4
 """An exact zero of a direction w is a sample ȳ at |ȳ·w| ≤ this many machine epsilons of ‖ȳ‖‖w‖, times the
-condition number of the data before whitening (:func:`zeros_at_precision`).  Measured (random-upstream client, b = 100, m = 1000, seed 0, log-cosh on
-unit samples): the certified true columns' zeros reach 3e-13 (1.3e3 ε); a combination of about 40 columns
+condition number of the data before whitening (:func:`zeros_at_precision`).  Measured (random-upstream
+client, b = 100, m = 1000, seed 0, log-cosh on unit samples; *probe*): the certified true columns' zeros reach 3e-13 (1.3e3 ε); a combination of about 40 columns
 that vanishes to 1e-11 on 390 samples, and so passed the relative ``zero_tol`` = 1e-9 and
 :func:`zeros_determine`, reaches 2.9e-10 (1.3e6 ε)."""
 
 
-def zeros_at_precision(Y_white, W, zero_tol, condition=1.0, active=None):
-    """Whether every exact zero of each row w of ``W`` (|ȳ·w| ≤ ``zero_tol``·max, over ``active`` and the
-    samples not themselves zero) is a zero to working precision: |ȳ·w| ≤ :data:`ZERO_RESIDUAL_EPS`·ε·κ·‖ȳ‖‖w‖,
+def zeros_at_precision(Y_white, W, zero_tol, condition=1.0):
+    """Whether every exact zero of each row w of ``W`` (|ȳ·w| ≤ ``zero_tol``·max, over the samples not
+    themselves zero) is a zero to working precision: |ȳ·w| ≤ :data:`ZERO_RESIDUAL_EPS`·ε·κ·‖ȳ‖‖w‖,
     κ = ``condition``, that of the data Y = Ȳ P⁻¹ (its rounding error reaches Ȳ amplified by up to κ).
 
     The relative ``zero_tol`` leaves room for rounding error in the data; a direction whose code is merely
@@ -135,8 +135,6 @@ def zeros_at_precision(Y_white, W, zero_tol, condition=1.0, active=None):
     A = xp.abs(Y_white @ W.T)
     norms = xp.linalg.vector_norm(Y_white, axis=1)
     is_zero = (A <= zero_tol * xp.max(A, axis=0)[None, :]) & (norms > zero_tol * xp.max(norms))[:, None]
-    if active is not None:
-        is_zero = is_zero & active[:, None]
     scale = norms[:, None] * xp.linalg.vector_norm(W, axis=1)[None, :]
     residual = xp.where(is_zero, A / xp.where(is_zero, scale, xp.ones_like(scale)), xp.zeros_like(A))
     floor = ZERO_RESIDUAL_EPS * float(xp.finfo(Y_white.dtype).eps) * float(condition)
