@@ -337,14 +337,16 @@ def _input_on_plane(v, d, M, W, bias, V, tol):
     nothing fits to ``tol``."""
     A = _project_out(V, np.column_stack([M * (W @ v), M * (W @ d)]))
     rhs = -_project_out(V, M * bias)
-    (t, u), _, _, sv = np.linalg.lstsq(A, rhs, rcond=None)
+    U, sv, Vt = np.linalg.svd(A, full_matrices=False)  # least squares and the null line from one SVD
+    kept = sv > np.finfo(np.float64).eps * max(A.shape) * sv[0]  # numpy.linalg.lstsq's default cutoff
+    t, u = Vt.T @ np.where(kept, (U.T @ rhs) / np.where(kept, sv, 1.0), 0.0)
     x = t * v + u * d
     z = W @ x + bias
     h = np.maximum(z, 0)
     if np.linalg.norm(A @ [t, u] - rhs) > tol * max(np.linalg.norm(h), np.finfo(np.float64).tiny):
         return None
     if sv[1] <= tol * sv[0]:
-        tn, un = np.linalg.svd(A, full_matrices=False)[2][-1]
+        tn, un = Vt[-1]
         free = tn * v + un * d
         return x, free * np.linalg.norm(x) / np.linalg.norm(free)
     return (x, None) if np.array_equal(z > 0, M) else None
