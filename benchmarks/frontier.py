@@ -421,7 +421,9 @@ def main(argv=None):
     p.add_argument("--batch-sizes", nargs="+", type=int, default=[10, 20, 50, 100])
     p.add_argument("--seeds", type=int, default=1, help="number of seeds per cell")
     p.add_argument("--first-seed", type=int, default=0)
-    p.add_argument("--max-time", type=float, default=300.0, help="bound of one attack, seconds")
+    p.add_argument("--max-time", type=float, default=300.0,
+                   help="bound of one attack, seconds; 0: the library's default bound (stagnation in rounds, "
+                        "gradinv.bound), with --cell-cap as the only cap")
     p.add_argument("--cell-cap", type=float, default=None,
                    help="wall-clock cap of one cell, seconds (default 2·max-time + spear-max-time + 600); "
                         "a capped cell is recorded as failed")
@@ -440,6 +442,10 @@ def main(argv=None):
                         "attacked layer's W and b only (invert_layer: SPEAR++'s knowledge, no downstream)")
     p.add_argument("--quick", action="store_true", help="tiny smoke run")
     args = p.parse_args(argv)
+    if args.max_time == 0:
+        if args.cell_cap is None:
+            p.error("--max-time 0 (the default bound) needs --cell-cap")
+        args.max_time = None
     if args.quick and args.zoo is not None:
         args.widths, args.batch_sizes, args.seeds = [200], [4], 1
         args.max_time, args.spear_max_b, args.spear_max_time = 10.0, 4, 5.0
