@@ -10,27 +10,40 @@ from torch import nn
 
 CONV_CHANNELS = 8  # arbitrary: a small front end whose 8·(s/2)² features exceed the batch sizes tested
 ARCHITECTURES = ("mlp", "conv")
+WIDTHS = ("constant", "taper")
+"""Hidden widths: every one m ("constant"), or m, m/2, m/4, … ("taper", never below the classes)."""
 
 
-def _linear_stack(n_in, width, n_classes, depth, dtype, activation):
-    """Linear(n_in, m) → act → [Linear(m, m) → act] × (depth − 2) → Linear(m, n_classes)."""
+def hidden_widths(width, depth, widths="constant", n_classes=10):
+    """The widths of the depth − 1 hidden layers (:data:`WIDTHS`)."""
+    if widths not in WIDTHS:
+        raise ValueError(f"widths must be one of {WIDTHS}, got {widths!r}")
+    if widths == "constant":
+        return [width] * (depth - 1)
+    return [max(width // 2**i, n_classes) for i in range(depth - 1)]
+
+
+def _linear_stack(n_in, width, n_classes, depth, dtype, activation, widths="constant"):
+    """Linear(n_in, m₁) → act → [Linear(mᵢ, mᵢ₊₁) → act] × (depth − 2) → Linear(m_last, n_classes),
+    mᵢ from :func:`hidden_widths`."""
     if depth < 2:
         raise ValueError(f"depth (number of Linear layers) must be >= 2, got {depth}")
-    dims = [n_in] + [width] * (depth - 1)
+    dims = [n_in] + hidden_widths(width, depth, widths, n_classes)
     layers = []
     for d_in, d_out in zip(dims[:-1], dims[1:]):
         layers += [nn.Linear(d_in, d_out, dtype=dtype), activation()]
-    return layers + [nn.Linear(width, n_classes, dtype=dtype)]
+    return layers + [nn.Linear(dims[-1], n_classes, dtype=dtype)]
 
 
-def make_mlp(n_in, width, n_classes=10, dtype=None, depth=2, activation=nn.ReLU):
-    """Linear(n_in, width) → activation → … → Linear(width, n_classes), ``depth`` Linear layers; the
-    attacked layer is "0".  Parameters are drawn in ``dtype`` (default: torch's), so a seed gives
-    one network whatever the global default."""
-    return nn.Sequential(*_linear_stack(n_in, width, n_classes, depth, dtype, activation))
+def make_mlp(n_in, width, n_classes=10, dtype=None, depth=2, activation=nn.ReLU, widths="constant"):
+    """Linear(n_in, width) → activation → … → Linear(·, n_classes), ``depth`` Linear layers with the
+    hidden ``widths`` of :func:`hidden_widths`; the attacked layer is "0".  Parameters are drawn in
+    ``dtype`` (default: torch's), so a seed gives one network whatever the global default."""
+    return nn.Sequential(*_linear_stack(n_in, width, n_classes, depth, dtype, activation, widths))
 
 
-def make_conv_net(in_channels, image_size, width, n_classes=10, channels=CONV_CHANNELS, dtype=None, depth=2):
+def make_conv_net(in_channels, image_size, width, n_classes=10, channels=CONV_CHANNELS, dtype=None, depth=2,
+                  widths="constant"):
     """Conv → ReLU → Conv(stride 2) → ReLU → Flatten → ``depth`` Linear layers (as :func:`make_mlp`);
     attacked: "5", the Linear after the flatten."""
     features = channels * ((image_size + 1) // 2) ** 2
@@ -38,7 +51,7 @@ def make_conv_net(in_channels, image_size, width, n_classes=10, channels=CONV_CH
         nn.Conv2d(in_channels, channels, 3, padding=1, dtype=dtype), nn.ReLU(),
         nn.Conv2d(channels, channels, 3, stride=2, padding=1, dtype=dtype), nn.ReLU(),
         nn.Flatten(),
-        *_linear_stack(features, width, n_classes, depth, dtype, nn.ReLU),
+        *_linear_stack(features, width, n_classes, depth, dtype, nn.ReLU, widths),
     )
 
 

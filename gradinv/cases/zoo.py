@@ -1,7 +1,7 @@
 """The client zoo :data:`ZOO`: the clients an attack is judged on (the worst case over kinds and
 seeds is the figure that counts); :func:`make_client` builds one.  Each kind is a
-:class:`ClientSpec` crossing depth (number of Linear layers, every hidden one of width m),
-architecture, image source and crop (:mod:`gradinv.cases.data`), training state, label distribution
+:class:`ClientSpec` crossing depth (number of Linear layers; every hidden one of width m, or, with widths
+"taper", m, m/2, m/4, …), architecture, image source and crop (:mod:`gradinv.cases.data`), training state, label distribution
 and input scaling; one mean cross-entropy step, C = 10 classes.  Kinds differ from
 "mlp2_photos" (the reference) in the columns marked *:
 
@@ -24,6 +24,12 @@ mlp2_digits          2      mlp    digits*          full*    8*    init      uni
 mlp3_photos          3*     mlp    photos           random   32    init      uniform  dataset
 mlp3_trained         3*     mlp    photos           random   32    trained*  uniform  dataset
 mlp6_photos          6*     mlp    photos           random   32    init      uniform  dataset
+mlp3_windows         3*     mlp    photos           window*  32    init      uniform  dataset
+mlp4_windows_taper   4*     mlp    photos           window*  32    init      uniform  dataset  (widths "taper")
+mlp6_windows         6*     mlp    photos           window*  32    init      uniform  dataset
+mlp3_grey28          3*     mlp    skimage_grey*    random   28*   init      uniform  dataset
+mlp4_grey_taper      4*     mlp    skimage_grey*    random   28*   init      uniform  dataset  (widths "taper")
+mlp6_grey_taper      6*     mlp    skimage_grey*    random   28*   init      uniform  dataset  (widths "taper")
 mlp2_duplicates      2      mlp    photos           random   32    init      uniform  dataset  (quirk "duplicates")
 mlp2_blanks          2      mlp    photos           random   32    init      uniform  dataset  (quirk "blanks")
 mlp2_near            2      mlp    photos           random   32    init      uniform  dataset  (quirk "near")
@@ -37,7 +43,9 @@ conv_photos          2      conv*  photos           random   32    init      uni
 conv_trained         2      conv*  photos           random   32    trained*  uniform  dataset
 ===================  =====  =====  ===============  =======  ====  ========  =======  =======
 
-Quirks (:func:`gradinv.cases.data.apply_quirk`), what a real loader's batch holds: "duplicates" (one
+The deep kinds put 3, 4 and 6 Linear layers, constant and tapering, in front of native-resolution colour
+crops ("window": 32×32 pixels of the photograph as they are, smooth and nearly collinear) and of grey
+crops.  Quirks (:func:`gradinv.cases.data.apply_quirk`), what a real loader's batch holds: "duplicates" (one
 picture twice with its label, another twice with two labels), "blanks" (a white and a black
 frame; on one channel, the grey kinds, the two are multiples of one another), "near" (two pictures
 each with a copy shifted by one pixel), "sky" (the two frames and a near-white one, an overexposed
@@ -64,7 +72,8 @@ from sklearn.utils import check_random_state
 
 from .data import (CHANNELS, CROPS, DIGIT_SIZE, N_DIGITS, QUIRKS, SCALINGS, SOURCES, apply_quirk, sample_images,
                    scale_images)
-from .networks import ARCHITECTURES, CONV_CHANNELS, adam_steps, attacked_layer, make_conv_net, make_mlp, model_inputs
+from .networks import (ARCHITECTURES, CONV_CHANNELS, WIDTHS, adam_steps, attacked_layer, make_conv_net, make_mlp,
+                       model_inputs)
 from .updates import layer_gradient, parameter_gradients
 from .victims import Victim
 
@@ -78,7 +87,8 @@ TRAIN_POOL = 512  # arbitrary: other images of the source to train on
 class ClientSpec:
     """One kind of zoo client (see the module doc's table).
 
-    depth: number of Linear layers (≥ 2; every hidden one of width m); architecture: "mlp" or
+    depth: number of Linear layers (≥ 2); widths: the hidden layers' widths, every one m ("constant")
+    or m, m/2, m/4, … ("taper", :func:`gradinv.cases.networks.hidden_widths`); architecture: "mlp" or
     "conv" (a conv front end before the Linear layers); source, crop, size: the images
     (:mod:`gradinv.cases.data`); training: "init" or "trained"; labels: "uniform", "one" or "skewed";
     scaling: "raw", "dataset" or "batch"; n_classes: C; quirk: what the batch holds besides
@@ -86,6 +96,7 @@ class ClientSpec:
     """
 
     depth: int = 2
+    widths: str = "constant"
     architecture: str = "mlp"
     source: str = "photos"
     crop: str = "random"
@@ -97,7 +108,7 @@ class ClientSpec:
     quirk: str = "none"
 
     def __post_init__(self):
-        for name, allowed in (("architecture", ARCHITECTURES), ("source", SOURCES), ("crop", CROPS),
+        for name, allowed in (("widths", WIDTHS), ("architecture", ARCHITECTURES), ("source", SOURCES), ("crop", CROPS),
                               ("training", TRAINING_STATES), ("labels", LABEL_DISTRIBUTIONS),
                               ("scaling", SCALINGS), ("quirk", QUIRKS)):
             if getattr(self, name) not in allowed:
@@ -144,6 +155,12 @@ ZOO = {
     "mlp3_photos": ClientSpec(depth=3),
     "mlp3_trained": ClientSpec(depth=3, training="trained"),
     "mlp6_photos": ClientSpec(depth=6),
+    "mlp3_windows": ClientSpec(depth=3, crop="window"),
+    "mlp4_windows_taper": ClientSpec(depth=4, widths="taper", crop="window"),
+    "mlp6_windows": ClientSpec(depth=6, crop="window"),
+    "mlp3_grey28": ClientSpec(depth=3, source="skimage_grey", size=28),
+    "mlp4_grey_taper": ClientSpec(depth=4, widths="taper", source="skimage_grey", size=28),
+    "mlp6_grey_taper": ClientSpec(depth=6, widths="taper", source="skimage_grey", size=28),
     "mlp2_duplicates": ClientSpec(quirk="duplicates"),
     "mlp2_blanks": ClientSpec(quirk="blanks"),
     "mlp2_near": ClientSpec(quirk="near"),
@@ -228,9 +245,10 @@ def make_client(kind, *, batch_size, width=1000, random_state=0, dtype=torch.flo
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if spec.architecture == "mlp":
-            model = make_mlp(images[0].size, width, spec.n_classes, dtype=dtype, depth=spec.depth)
+            model = make_mlp(images[0].size, width, spec.n_classes, dtype=dtype, depth=spec.depth, widths=spec.widths)
         else:
-            model = make_conv_net(images.shape[-1], spec.size, width, spec.n_classes, dtype=dtype, depth=spec.depth)
+            model = make_conv_net(images.shape[-1], spec.size, width, spec.n_classes, dtype=dtype, depth=spec.depth,
+                                  widths=spec.widths)
     if spec.training == "trained":
         _train_on_pool(model, spec, _training_pool(spec, images, train_seed), train_seed)
     images = scale_images(images, spec.scaling, source=spec.source, size=spec.size, crop=spec.crop)

@@ -12,6 +12,7 @@ from gradinv.cases.data import (
     SOURCES,
     channel_statistics,
 )
+from gradinv.cases.networks import WIDTHS, hidden_widths
 from gradinv.cases.zoo import (
     ARCHITECTURES,
     LABEL_DISTRIBUTIONS,
@@ -33,7 +34,8 @@ def clients():
 def test_zoo_covers_every_axis():
     specs = ZOO.values()
     assert len(ZOO) >= 12
-    assert {s.depth for s in specs} >= {2, 3, 6}
+    assert {s.depth for s in specs} >= {2, 3, 4, 6}
+    assert {s.widths for s in specs} == set(WIDTHS)
     assert {s.architecture for s in specs} == set(ARCHITECTURES)
     assert {s.source for s in specs} == set(SOURCES)
     assert {s.crop for s in specs} == {"random", "window", "full"}
@@ -72,6 +74,8 @@ def test_client_gradient_is_consistent(clients, kind):
     assert isinstance(children[v.layer_name], nn.Linear) and isinstance(children[order[i + 1]], nn.ReLU)
     assert not any(isinstance(children[n], nn.Linear) for n in order[:i])  # the first Linear → ReLU
     assert sum(isinstance(m, nn.Linear) for m in v.model.modules()) == spec.depth
+    hidden = [m.out_features for m in v.model.modules() if isinstance(m, nn.Linear)][:-1]
+    assert hidden == hidden_widths(WIDTH, spec.depth, spec.widths) and (spec.widths == "constant") == (len(set(hidden)) == 1)
     assert v.labels.shape == (B,) and 0 <= int(v.labels.min()) and int(v.labels.max()) < spec.n_classes
     assert (v.grad_Z == 0).any()  # ReLU's exact zeros
     v.model.zero_grad()
