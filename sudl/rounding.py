@@ -286,10 +286,14 @@ class _BlockAtoms:
         W, n_zeros = np.concatenate(self.pending_W), np.concatenate(self.pending_zeros)
         self.pending_W, self.pending_zeros = [], []
         W = W / np.maximum(np.linalg.norm(W, axis=1, keepdims=True), np.finfo(np.float64).tiny)
-        W = W * np.where(W[np.arange(len(W)), np.argmax(np.abs(W), axis=1)] < 0, -1.0, 1.0)[:, None]
-        order = np.argsort(-n_zeros, kind="stable")  # the same direction from several pivots: tested once
-        keys = [key.tobytes() for key in np.round(W[order] / SAME_ATOM)]
-        new = [i for i, key in zip(order, keys) if not (key in self.tested or self.tested.add(key))]
+        largest = W[np.arange(len(W)), np.argmax(np.abs(W), axis=1)]
+        W = W * np.where(largest < 0, -1.0, 1.0)[:, None]  # ±w is one direction
+        new = []  # the same direction from several pivots is tested once
+        for i in np.argsort(-n_zeros, kind="stable"):
+            key = np.round(W[i] / SAME_ATOM).tobytes()
+            if key not in self.tested:
+                self.tested.add(key)
+                new.append(i)
         for lo in range(0, len(new), ATOM_TEST_BATCH):
             batch = np.asarray(new[lo:lo + ATOM_TEST_BATCH])
             ok = np.asarray(zeros_determine(self.Y_white, xp.asarray(W[batch], dtype=self.Y_white.dtype,
