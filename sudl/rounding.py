@@ -228,8 +228,10 @@ def split_block(Y_white, K, zero_tol, *, active=None, rng=None, n_subsets=BLOCK_
         keep = np.flatnonzero(n_zeros >= least)
         keep = keep[_own_zeros_determine(unit, zero[:, keep], c[keep], zero_tol)]
         atoms.add(c[keep] @ K.T, n_zeros[keep])
-        if i % BLOCK_CHECK_EVERY == 0 and atoms.complete():  # stop once the d atoms are found
-            break
+        if i % BLOCK_CHECK_EVERY == 0:  # stop once the d atoms are found
+            basis = atoms.basis()
+            if len(basis[0]) == d:
+                return basis
     return atoms.basis()
 
 
@@ -264,8 +266,8 @@ class _BlockAtoms:
     seed 2: atoms with 14, 13 and 6 zeros of their own, the first two sharing 11; taking the d
     most zeros first and testing after kept two).  Each distinct direction is tested once, when it
     first comes (every pivot set yields the same atom again, and a block that is no block yields
-    thousands of failing lines: testing them all again at every check took 57 s of a 300 s search,
-    SPEAR++ on mlp3_photos, b = 65, seed 1); rows within :data:`SAME_ATOM` of the basis (the same
+    thousands of failing lines: testing them all again at every check took up to 57 s a call, and a
+    SPEAR++ search bounded at 400 s ran over 14 minutes, mlp3_photos, b = 65, seed 1; *probe*); rows within :data:`SAME_ATOM` of the basis (the same
     atom from another pivot, or a combination of kept ones) add nothing to it."""
 
     def __init__(self, Y_white, d, zero_tol, active):
@@ -314,10 +316,6 @@ class _BlockAtoms:
             if len(kept) == self.d:
                 break
         return self.W[kept].reshape(len(kept), self.W.shape[1]), self.n_zeros[kept].astype(int)
-
-    def complete(self):
-        """Whether d atoms are found."""
-        return len(self.basis()[0]) == self.d
 
 
 SAME_ATOM = 4.5e-5
