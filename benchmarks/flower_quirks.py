@@ -15,17 +15,15 @@ outcome line.  Resumable: a rerun skips the cells already in the file; ``--repor
 
 import argparse
 import datetime
-import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _resumable import append_row, done_keys, read_rows  # noqa: E402
+from _flower_demo import add_federation_arguments, run_federation, run_missing_cells  # noqa: E402
+from _resumable import read_rows  # noqa: E402
 
 from gradinv.cases.data import sample_images  # noqa: E402
 
@@ -48,27 +46,20 @@ def make_dataset(n, random_state):
 
 
 def run_cell(batch_size, seed, args):
-    clients, rounds = args.clients, args.rounds
-    x, y = make_dataset(clients * rounds * batch_size, seed)
+    x, y = make_dataset(args.clients * args.rounds * batch_size, seed)
     with tempfile.TemporaryDirectory() as tmp:
-        data, out = Path(tmp) / "data.npz", Path(tmp) / "demo"
+        data = Path(tmp) / "data.npz"
         np.savez(data, x=x, y=y)
-        t0 = time.perf_counter()
-        cmd = [sys.executable, "-m", "gradinv.cli", "flower-demo", "--data", str(data), "--batch-size",
-               str(batch_size), "--clients", str(clients), "--rounds", str(rounds), "--seed", str(seed),
-               "--out", str(out), "--no-progress", "--timeout", str(args.cell_cap)]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.cell_cap + 120)
-        records = [json.loads(line) for line in (out / "leakage.jsonl").read_text().splitlines()] \
-            if (out / "leakage.jsonl").exists() else []
+        records, returncode, seconds = run_federation(args, batch_size, seed, ["--data", str(data)])
     updates = [dict(round=r["round"], exact=r["exact_fraction"], distinct=r.get("distinct"),
                     certified=r["certified_fraction"], psnr=r["psnr_db"], false_certificates=r["false_certificates"],
                     outcome=r.get("outcome") or r.get("reason"), time=r["time_s"]) for r in records]
-    return dict(batch_size=batch_size, seed=seed, clients=clients, rounds=rounds, returncode=done.returncode,
+    return dict(batch_size=batch_size, seed=seed, clients=args.clients, rounds=args.rounds, returncode=returncode,
                 updates=updates, min_exact=min((u["exact"] or 0 for u in updates), default=0.0),
                 min_certified=min((u["certified"] or 0 for u in updates), default=0.0),
                 min_psnr=min((u["psnr"] for u in updates if u["psnr"] is not None), default=None),
                 false_certificates=sum(u["false_certificates"] or 0 for u in updates),
-                time=time.perf_counter() - t0, command=" ".join(sys.argv), date=str(datetime.date.today()))
+                time=seconds, command=" ".join(sys.argv), date=str(datetime.date.today()))
 
 
 def report(rows, path):
@@ -93,23 +84,13 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[12, 32])
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--clients", type=int, default=3)
-    p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--cell-cap", type=int, default=1200, help="seconds for one federation (its --timeout)")
-    p.add_argument("--out", type=Path, default=Path("docs/flower_quirks"))
-    p.add_argument("--report", action="store_true", help="only write OUT.md from OUT.jsonl")
+    add_federation_arguments(p, "docs/flower_quirks")
     args = p.parse_args(argv)
     path = args.out.with_suffix(".jsonl")
     if not args.report:
-        done = done_keys(path, KEY)
-        for b in args.batch_sizes:
-            for seed in range(args.seeds):
-                if (b, seed) in done:
-                    continue
-                row = run_cell(b, seed, args)
-                append_row(path, row)
-                print(json.dumps({k: row[k] for k in ("batch_size", "seed", "min_exact", "min_certified", "time")}),
-                      flush=True)
+        run_missing_cells(path, KEY, [(b, seed) for b in args.batch_sizes for seed in range(args.seeds)],
+                          lambda b, seed: run_cell(b, seed, args),
+                          ("batch_size", "seed", "min_exact", "min_certified", "time"))
     report(read_rows(path), args.out.with_suffix(".md"))
 
 

@@ -97,7 +97,8 @@ def check_positive(value, name, *, below=None, optional=True):
 
 
 def check_layer_arguments(grad_W, grad_b, *, weight=None, bias=None, next_weight=None, next_bias_grad=None,
-                          next_weight_grad=None, batch_size=None, max_time=None, zero_tol=None, approximate=None):
+                          next_weight_grad=None, batch_size=None, max_time=None, zero_tol=None, approximate=None,
+                          rounding=None):
     """The arguments of :func:`gradinv.invert_layer`, checked and converted (see the module doc);
     returns them as a dict of the same names."""
     grad_W = check_array(grad_W, "grad_W", ndim=2)
@@ -117,6 +118,7 @@ def check_layer_arguments(grad_W, grad_b, *, weight=None, bias=None, next_weight
     out["batch_size"] = check_count(batch_size, "batch_size")
     out["max_time"] = check_positive(max_time, "max_time")  # None: until the search stagnates
     out["zero_tol"] = check_positive(zero_tol, "zero_tol", below=1.0)
+    out["rounding"] = check_positive(rounding, "rounding", below=1.0)
     if approximate is not None and not isinstance(approximate, (bool, np.bool_)):
         raise TypeError(f"approximate must be True, False or None (detect), got {approximate!r}")
     out["approximate"] = None if approximate is None else bool(approximate)

@@ -125,18 +125,22 @@ def per_label_columns(model, layer, inputs):
 
 
 def label_counts(per_label, recovered, rtol=1e-6):
-    """(n, B): n (b̂ × C) ints, how many times the client sent each recovered input with each label,
-    and B, the client's batch size; None when every sample was sent once, or B cannot be read.
+    """(n, D): n (b̂ × C) ints, how many times the client sent each recovered input with each label,
+    and D > 0, the denominator of the client's loss; None when every sample was sent once and D = b̂.
 
-    The client's mean over B samples gives the recovered column of input j as
-    ĝ_j = Σ_y (n_jy / B) c_jy (:func:`per_label_columns`).  The c_jy = M_j J_jᵀ(p_j − e_y) satisfy
+    The client's loss Σ_i ℓ_i / D gives the recovered column of input j as
+    ĝ_j = Σ_y (n_jy / D) c_jy (:func:`per_label_columns`).  The c_jy = M_j J_jᵀ(p_j − e_y) satisfy
     one relation, Σ_y p_jy c_jy = 0 (p_j: the softmax), so the least-squares a_j (ĝ_j = Σ_y a_jy c_jy)
     is fixed up to a multiple of p_j; the label counts are the a_j ≥ 0 with a zero (a label the
     sample was not sent with).  An input sent twice is one column whether its labels agree or not.
-    B is read off the median Σ_y a_jy (most samples are single), and n_jy = a_jy B must be an integer
+    D is read off the median Σ_y a_jy (most samples are single), and n_jy = a_jy D must be an integer
     to ``rtol``; a sample whose fit fails is counted once with its largest a_jy (its column then
     fails the check), as is one whose column is below rounding (measured on the zoo's mlp3_trained
-    client, b = 100, seed 1, a column 3e-13 of the largest).
+    client, b = 100, seed 1, a column 3e-13 of the largest).  D is a real number: the batch size B
+    of a mean (B = Σ n, or more when some samples have no gradient at this layer), and B/c for an
+    update scaled by c as a whole (a clipped update: Flower's ``fixedclipping_mod``, ``LocalDpMod``
+    before its noise), 1 for a summed loss.  One scalar fitted to b̂·m numbers costs the check
+    nothing of its power over the samples.
     """
     b, C, _ = per_label.shape
     a = np.full((b, C), np.nan)
@@ -152,16 +156,16 @@ def label_counts(per_label, recovered, rtol=1e-6):
     typical = float(np.median(total))
     if not np.isfinite(typical) or typical <= 0:
         return None
-    B = max(int(round(1 / typical)), b)
-    n = np.round(np.nan_to_num(a) * B)
-    whole = np.all(np.abs(np.nan_to_num(a) * B - n) <= rtol * np.maximum(n, 1), axis=1) & (n.sum(1) >= 1) \
+    D = 1 / typical
+    n = np.round(np.nan_to_num(a) * D)
+    whole = np.all(np.abs(np.nan_to_num(a) * D - n) <= rtol * np.maximum(n, 1), axis=1) & (n.sum(1) >= 1) \
         & ~np.isnan(a).any(axis=1) & (n >= 0).all(axis=1)
     single = np.zeros_like(n)
     single[np.arange(b), np.argmax(np.nan_to_num(a, nan=-np.inf), axis=1)] = 1
     n = np.where(whole[:, None], n, single).astype(int)
-    if B == b and np.all(n.sum(1) == 1):
+    if abs(D - b) <= rtol * b and np.all(n.sum(1) == 1):
         return None
-    return n, B
+    return n, D
 
 
 FREE_SCAN = np.concatenate([-np.logspace(-6, 2, 33), np.logspace(-6, 2, 33)])
@@ -260,10 +264,43 @@ def end_to_end_check(result, model, layer, gradients):
     per_sample = np.array([_relative(c, r) for c, r in zip(columns, recovered)])
     reason = f"relative gradient mismatch {mismatch:.1e} (tolerance {rtol:.0e})"
     if counts is not None:
-        reason += (f"; the {len(counts[0])} samples counted as the client's batch of {counts[1]} "
-                   "(an input sent more than once, with one label or several, or a sample whose column is below "
-                   "rounding)")
+        reason += "; " + _denominator_reason(*counts)
     return mismatch <= rtol, mismatch, per_sample <= rtol, reason, None if counts is None else counts[0]
+
+
+def update_mismatch(result, model, layer, gradients):
+    """How well ``result``'s batch explains an approximate update: ‖α ∇θ L(X̂, ŷ) − g‖ / ‖g‖ over every
+    parameter θ from the attacked layer on (mean cross-entropy at the recovered inputs and labels,
+    g the gradients sent), at the one scale α that fits best (the batch size, a clipped update);
+    None when it cannot be computed (no labels, the network after a deeper layer unknown).  A true
+    batch leaves the noise; a wrong one leaves its own error as well."""
+    if result.labels is None:
+        return None
+    try:
+        found = recompute_gradients(model, layer, result.inputs, result.labels)
+    except (RuntimeError, ValueError, IndexError, TypeError):
+        return None
+    if found is None or any(k not in gradients for k in found[0]):
+        return None
+    a = torch.cat([t.reshape(-1) for t in found[0].values()])
+    g = torch.cat([torch.as_tensor(gradients[k], dtype=torch.float64).reshape(-1) for k in found[0]])
+    alpha = float(a @ g) / max(float(a @ a), torch.finfo(torch.float64).tiny)
+    return float(torch.linalg.norm(alpha * a - g) / max(float(torch.linalg.norm(g)), torch.finfo(torch.float64).tiny))
+
+
+def _denominator_reason(n, D):
+    """What the label counts n and the loss's denominator D (:func:`label_counts`) say of the update."""
+    sent = int(n.sum())
+    said = f"the {len(n)} recovered inputs stand for {sent} samples"
+    if sent > len(n):
+        said += " (an input sent more than once, with one label or several)"
+    B = round(D)
+    if abs(D - B) <= 1e-6 * D and B >= sent:
+        if B == sent:
+            return said + f": the client's batch of {B}"
+        return said + (f", the loss a mean over a batch of {B} (the {B - sent} others without a gradient at this "
+                       f"layer), or the update scaled by {sent / D:.6g} as a whole")
+    return said + f", the update their mean scaled by {sent / D:.6g} as a whole (clipped, or not a mean)"
 
 
 def _resolved(result, gradients, layer, mismatch):

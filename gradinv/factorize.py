@@ -54,6 +54,10 @@ class NoRankGapError(GradientError):
     """No singular-value gap of the required size: a full-rank or noisy gradient."""
 
 
+class NoSignalError(GradientError):
+    """A noisy (or full-rank) update none of whose singular values rises above the noise edge: nothing to recover."""
+
+
 class NoExactColumnError(GradientError):
     """No column of dL/dZ with exact zeros: no ReLU after the layer, a noisy update, or the time bound."""
 
@@ -272,6 +276,13 @@ def noise_edge_rank(singular_values, shape):
     return int(np.sum(s > omega * np.median(s[: min(shape)])))
 
 
+def _no_signal(singular_values, k):
+    """The message of :class:`NoSignalError` for these singular values (the first ``k`` are the matrix's)."""
+    return (f"dL/dW is noise at this layer, or full rank: no rank gap, and none of its singular values rises above "
+            f"the noise edge (the largest {singular_values[0]:.2e}, the median {np.median(singular_values[:k]):.2e}; "
+            "Gavish and Donoho's threshold): nothing of a batch to recover here (a defence's noise drowns it)")
+
+
 class GradientFactorization(GradientStep):
     """dL/dW = L R by thin SVD; batch size b from the rank gap unless given.
 
@@ -290,9 +301,14 @@ class GradientFactorization(GradientStep):
         The zero tolerance instead of the precision's when ``zero_tol`` is None and the factors show
         noise (:func:`noise_evidence`): the approximate mode's, for DP noise.  An update of exact
         rank b (FedAvg's pseudo-gradient) keeps exact zeros and the precision's tolerance.
+    rounding : float or None
+        The gradient's relative rounding error: ε of its dtype when None.  Larger for an update
+        read off parameters, (θ₀ − θ₁)/η, whose entries carry θ's rounding
+        (:func:`~gradinv.models.pseudo_gradients`).
     noise_rank : bool, default=False
         Where no gap of ``min_gap`` exists, read b from the noise edge (:func:`noise_edge_rank`)
-        instead of raising :class:`NoRankGapError` (the approximate mode).  ``batch_size_source_``
+        instead of raising :class:`NoRankGapError` (the approximate mode); a noisy gradient with
+        nothing above that edge raises :class:`NoSignalError`.  ``batch_size_source_``
         says which was used: "given", "rank gap" or "noise edge".
 
     Attributes
@@ -307,13 +323,14 @@ class GradientFactorization(GradientStep):
     """
 
     def __init__(self, batch_size=None, drop_dead_rows=True, zero_tol=None, min_gap=1e2, noisy_zero_tol=None,
-                 noise_rank=False):
+                 noise_rank=False, rounding=None):
         self.batch_size = batch_size
         self.drop_dead_rows = drop_dead_rows
         self.zero_tol = zero_tol
         self.min_gap = min_gap
         self.noisy_zero_tol = noisy_zero_tol
         self.noise_rank = noise_rank
+        self.rounding = rounding
 
     @staticmethod
     def _factors(grad_W, rows, gram, left, b):
@@ -329,7 +346,7 @@ class GradientFactorization(GradientStep):
         grad = check_matrix(grad, name="grad", min_features=2)
         xp = array_namespace(grad)
         source_dtype = grad.dtype
-        source_eps = eps(grad)
+        source_eps = max(eps(grad), self.rounding or 0.0)
         zero_tol = self.zero_tol or ZERO_TOL["float64" if eps(grad) < 1e-10 else "float32"]
         grad = xp.astype(grad, xp.float64, copy=False)
         m, n = grad.shape[0], grad.shape[1] - 1
@@ -360,18 +377,22 @@ class GradientFactorization(GradientStep):
             try:
                 b = estimate_batch_size(s, min_gap=self.min_gap, signal_floor=rounding)
             except NoRankGapError:
-                b, source = (noise_edge_rank(s, (rows.size, n)) if self.noise_rank else 0), "noise edge"
-                if b < 1:
+                if not self.noise_rank:
                     raise
+                b, source = noise_edge_rank(s, (rows.size, n)), "noise edge"
+                if b < 1:
+                    raise NoSignalError(_no_signal(s, min(rows.size, n))) from None
             L, S, R = self._factors(grad[:, :n], rows, gram, left, b)
             residual = residual_norm(grad[:, :n], rows, L, R)
         del gram
         self.tail_, self.rank_, self.source_eps_ = residual / float(S[0]), b, float(source_eps)
         noisy = noise_evidence(self) is not None
+        if self.noise_rank and noisy and noise_edge_rank(s, (rows.size, n)) == 0:
+            raise NoSignalError(_no_signal(s, min(rows.size, n)))
         if self.zero_tol is None and self.noisy_zero_tol is not None and noisy:
             zero_tol = self.noisy_zero_tol
         s[:b] = to_numpy(S)
-        rank = int(np.sum(s[:b] > max(m, n) * eps(grad) * s[0]))
+        rank = int(np.sum(s[:b] > max(m, n) * source_eps * s[0]))
         self.n_dependent_inputs_ = b - rank
         if rank < b:
             warnings.warn(

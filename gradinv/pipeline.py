@@ -98,7 +98,7 @@ APPROXIMATE_NEXT_LAYER_RTOL = 0.35
 
 def make_pipeline(method=None, *, batch_size=None, random_state=None, max_time=None, min_zero_fraction=None,
                   weight=None, bias=None, next_weight=None, downstream=None, next_bias_grad=None, next_weight_grad=None,
-                  zero_tol=None, approximate=False, verbose=0):
+                  zero_tol=None, approximate=False, rounding=None, verbose=0):
     """Build the attack pipeline; ``Pipeline.fit_transform(stack_gradient(grad_W, grad_b))`` → X.
 
     method: a name of :data:`gradinv.search.SEARCHES`, or None (default) for the strongest search
@@ -117,7 +117,8 @@ def make_pipeline(method=None, *, batch_size=None, random_state=None, max_time=N
     factors show noise (unless ``zero_tol`` is given), the informed search's next-layer check
     :data:`APPROXIMATE_NEXT_LAYER_RTOL`, the batch size is read from a smaller singular-value gap
     (10 instead of 100) or, without one, from the noise edge (:func:`~gradinv.factorize.noise_edge_rank`),
-    and no sample is certified.
+    and no sample is certified.  ``rounding``: the gradient's relative rounding error (default: ε of
+    its dtype; :class:`~gradinv.factorize.GradientFactorization`).
     """
     knowledge = Knowledge(weight, bias, next_weight, downstream, next_bias_grad)
     solver = knowledge.default_search() if method is None else method
@@ -136,7 +137,7 @@ def make_pipeline(method=None, *, batch_size=None, random_state=None, max_time=N
         options["drift"] = APPROXIMATE_DRIFT
     search = SearchStep(solver, knowledge, options, random_state=random_state, max_time=max_time, verbose=verbose)
     return Pipeline([
-        ("factorize", GradientFactorization(batch_size=batch_size, zero_tol=zero_tol,
+        ("factorize", GradientFactorization(batch_size=batch_size, zero_tol=zero_tol, rounding=rounding,
                                             min_gap=10.0 if approximate else 100.0,
                                             noisy_zero_tol=APPROXIMATE_ZERO_TOL if approximate else None,
                                             noise_rank=approximate)),
@@ -288,7 +289,9 @@ the next layer's fit, whose residual the noise spoils.  Measured, DP-SGD σ = 1e
 zoo's 36 rows (18 kinds, seeds 0 and 1; 45 of 54 with seed 2), against 15 with the informed search on the 2-layer kinds and no
 column on the deep ones; the project's own cross-entropy victim 86.6 / 67.6 dB at σ = 1e-6 / 1e-5
 (informed 88.4 / 68.4).  An update of exact rank (FedAvg) keeps the default search: on five 2-layer
-FedAvg rows the cell search was better on two and worse on two."""
+FedAvg rows the cell search was better on two and worse on two.  Neither wins everywhere, so where the
+whole model is known :func:`gradinv.models.attack_model` runs both and keeps the batch that explains
+every gradient sent best (:meth:`~gradinv.knowledge.Knowledge.approximate_searches`)."""
 
 
 def _jacobians_at(X, weight, bias, next_weight, downstream):
@@ -308,7 +311,7 @@ def _jacobians_at(X, weight, bias, next_weight, downstream):
 
 def invert_layer(grad_W, grad_b, *, batch_size=None, solver=None, weight=None, bias=None, next_weight=None,
                  downstream=None, next_bias_grad=None, next_weight_grad=None, random_state=None, max_time=None,
-                 zero_tol=None, approximate=None, verbose=0):
+                 zero_tol=None, approximate=None, rounding=None, verbose=0):
     """Invert a linear+ReLU layer's gradient: the client's inputs X from dL/dW and dL/db.
 
     ``weight``/``bias``: the layer's parameters (needed for certificates); ``next_weight``: the
@@ -324,18 +327,20 @@ def invert_layer(grad_W, grad_b, *, batch_size=None, solver=None, weight=None, b
     approximate mode a noisy update (DP-SGD) gets :data:`NOISY_SEARCH` instead, where the layer's W
     and b are known (``mode_reason`` says so); ``approximate`` for DP-SGD or FedAvg updates (see
     :func:`make_pipeline`): None (default) detects them from the update itself
-    (:func:`_fit_detecting_noise`), True or False forces the mode.  Arrays in, the same array type
+    (:func:`_fit_detecting_noise`), True or False forces the mode.  ``rounding``: the relative
+    rounding error of the gradient (default: ε of its dtype); an update read off parameters,
+    (θ₀ − θ₁)/η, carries θ's rounding, ε·‖W₀‖/‖W₀ − W₁‖ of it (:func:`gradinv.models.pseudo_gradients`).  Arrays in, the same array type
     out (NumPy, torch, CuPy).  Bad arguments raise ``TypeError`` or ``ValueError`` naming them
     (:mod:`gradinv._checks`).
     """
     checked = check_layer_arguments(grad_W, grad_b, weight=weight, bias=bias, next_weight=next_weight,
                                     next_bias_grad=next_bias_grad, next_weight_grad=next_weight_grad,
                                     batch_size=batch_size, max_time=max_time,
-                                    zero_tol=zero_tol, approximate=approximate)
+                                    zero_tol=zero_tol, approximate=approximate, rounding=rounding)
     grad_W, grad_b, weight, bias, next_weight, next_bias_grad, next_weight_grad = (checked[k] for k in (
         "grad_W", "grad_b", "weight", "bias", "next_weight", "next_bias_grad", "next_weight_grad"))
-    batch_size, max_time, zero_tol, approximate = (checked[k] for k in ("batch_size", "max_time", "zero_tol",
-                                                                        "approximate"))
+    batch_size, max_time, zero_tol, approximate, rounding = (checked[k] for k in (
+        "batch_size", "max_time", "zero_tol", "approximate", "rounding"))
     if downstream is not None:  # checked (and its copies made) once, for the search and the labels
         downstream = as_downstream(downstream, grad_W.shape[0])
     chosen = solver is None
@@ -352,7 +357,7 @@ def invert_layer(grad_W, grad_b, *, batch_size=None, solver=None, weight=None, b
                                    random_state=random_state, max_time=max_time, weight=weight, bias=bias,
                                    next_weight=next_weight, downstream=downstream, next_bias_grad=next_bias_grad,
                                    next_weight_grad=next_weight_grad,
-                                   zero_tol=zero_tol, approximate=approximate, verbose=verbose)
+                                   zero_tol=zero_tol, approximate=approximate, rounding=rounding, verbose=verbose)
 
     pipe, X, approximate, noisy, mode_reason = _fit_detecting_noise(build, stack_gradient(grad_W, grad_b),
                                                                     approximate)

@@ -4,7 +4,9 @@ Both read the run configuration written by :mod:`gradinv.flower.demo` (``[tool.f
 of the generated Flower App): rounds, batch size b, learning rate η, local steps E, the data
 file, the MLP's width and activation.  Each SuperNode has a ``partition-id`` (node config); its
 shard is every ``num-partitions``-th sample, and round r trains on the shard's r-th block of b
-samples: E full-batch SGD steps with mean cross-entropy, in float64.  The client reports
+samples: E full-batch SGD steps with mean cross-entropy, in float64, then the run's defence
+(:class:`~gradinv.flower.defences.ClientDefence`: Flower's ``fixedclipping_mod`` with the central
+DP wrapper around FedAvg, or ``LocalDpMod``) acts on the update.  The client reports
 ``num-examples`` (FedAvg's weight), ``batch-size``, ``lr`` and ``local-steps`` (unless the
 run withholds the batch size) and leaves its batch in ``truth/`` for the audit's comparison.
 """
@@ -19,6 +21,7 @@ from torch import nn
 from ..cases import networks
 from ..cases.updates import local_sgd
 from ._flwr import require_flwr
+from .defences import ClientDefence
 
 require_flwr()
 
@@ -82,7 +85,13 @@ def model_for(cfg, x, y):
                     random_state=int(cfg["seed"]))
 
 
-client_app = ClientApp()
+def defence_mod(msg: Message, context: Context, call_next):
+    """The run's defence (``defence`` in its configuration): Flower's own client mod, or none."""
+    mod = ClientDefence.from_run_config(context.run_config).client_mod()
+    return call_next(msg, context) if mod is None else mod(msg, context, call_next)
+
+
+client_app = ClientApp(mods=[defence_mod])
 
 
 @client_app.train()
@@ -117,9 +126,11 @@ def server_main(grid: Grid, context: Context) -> None:
     out = Path(cfg["out"])
     x, y = load_dataset(cfg["data"] or None, random_state=int(cfg["seed"]))
     n = int(cfg["clients"])
+    defence = ClientDefence.from_run_config(cfg)
     fedavg = FedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=n, min_available_nodes=n)
-    strategy = LeakageAudit(fedavg, lambda: model_for(cfg, x, y), out / "leakage.jsonl", truth_dir=out / "truth",
-                            random_state=int(cfg["seed"]), max_time=float(cfg["max-time"]))
+    strategy = LeakageAudit(defence.wrap_strategy(fedavg), lambda: model_for(cfg, x, y), out / "leakage.jsonl",
+                            truth_dir=out / "truth", random_state=int(cfg["seed"]), max_time=float(cfg["max-time"]),
+                            defence=defence)
     result = strategy.start(grid=grid, initial_arrays=ArrayRecord(model_for(cfg, x, y).state_dict()),
                             num_rounds=int(cfg["rounds"]), train_config=ConfigRecord())
     losses = {r: dict(m).get("train-loss") for r, m in result.train_metrics_clientapp.items()}

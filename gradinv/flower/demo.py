@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 from .._table import print_table as print_rows
+from ..audit.privacy import format_epsilon
+from .defences import DEFENCES, ClientDefence
 
 EXACT_BATCH = 0.9  # a batch counts as recovered exactly when at least 90 % of its samples are
 
@@ -58,6 +60,8 @@ def check_arguments(args, x, y):
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.lr <= 0 or args.timeout <= 0:
         raise ValueError("--lr and --timeout must be positive")
+    ClientDefence(args.defence, clipping_norm=args.clipping_norm, noise_multiplier=args.noise_multiplier,
+                  epsilon=args.dp_epsilon, delta=args.dp_delta, clients=args.clients)  # raises on bad values
     if len(x) // args.clients < args.batch_size:
         raise ValueError(f"{len(x)} samples give each of {args.clients} clients {len(x) // args.clients}, "
                          f"fewer than the batch size {args.batch_size}")
@@ -67,16 +71,23 @@ def print_table(records):
     """One row per client update, then which batches were recovered exactly."""
     rows = []
     for r in records:
+        eps = "∞" if r.get("epsilon_server") is None else format_epsilon(r["epsilon_server"])
         if r["inverted"]:
             psnr = "-" if r["psnr_db"] is None else f"{r['psnr_db']:.1f}"
             labels = "-" if r["labels_correct"] is None else f"{r['labels_correct']}/{r['batch_size']}"
             rows.append([r["round"], r["node_id"], r["batch_size"], r["local_steps"], "approximate" if r["approximate"]
                          else "exact", f"{r['exact_fraction']:.0%}", f"{r['certified_fraction']:.0%}", psnr, labels,
-                         f"{r['time_s']:.2f}"])
+                         eps, f"{r['time_s']:.2f}"])
         else:
             rows.append([r["round"], r["node_id"], r["batch_size"] or "-", r["local_steps"] or "-",
-                         "not inverted: " + r["reason"], "-", "-", "-", "-", "-"])
-    print_rows(rows, ["round", "node id", "b", "E", "mode", "exact", "certified", "PSNR dB", "labels", "time s"])
+                         "not inverted: " + r["reason"], "-", "-", "-", "-", eps, "-"])
+    print_rows(rows, ["round", "node id", "b", "E", "mode", "exact", "certified", "PSNR dB", "labels", "ε (server)",
+                      "time s"])
+    defences = {(r.get("defence") or "none", r.get("delta")) for r in records}
+    for name, delta in sorted(defences, key=str):
+        if name != "none":
+            print(f"defence: {name}; ε spent by each client against this server, at δ = {delta:g} (Opacus' RDP "
+                  "accountant over the updates it sent; ∞: the server sees the update without noise)")
     exact = [r for r in records if r["inverted"] and r["exact_fraction"] >= EXACT_BATCH]
     nodes = sorted({r["node_id"] for r in exact})
     print(f"{len(exact)} of {len(records)} client updates recovered exactly (≥ {EXACT_BATCH:.0%} of the batch), "
@@ -108,7 +119,10 @@ def run_demo(args):
     run_config = {"out": str(out), "data": data, "clients": args.clients, "rounds": args.rounds,
                   "batch-size": args.batch_size, "lr": float(args.lr), "local-steps": args.local_steps,
                   "width": args.width, "activation": args.activation, "n-classes": int(y.max()) + 1,
-                  "seed": args.seed, "max-time": float(args.max_time), "report-batch-size": not args.no_batch_size}
+                  "seed": args.seed, "max-time": float(args.max_time), "report-batch-size": not args.no_batch_size,
+                  "defence": args.defence, "clipping-norm": float(args.clipping_norm),
+                  "noise-multiplier": float(args.noise_multiplier), "dp-epsilon": float(args.dp_epsilon),
+                  "dp-delta": float(args.dp_delta)}
     write_app(out / "app", run_config)
     leakage = out / "leakage.jsonl"
     with LocalFederation(out, args.clients, startup_timeout=min(60.0, args.timeout)) as federation, \
@@ -160,6 +174,17 @@ def add_parser(sub):
     f.add_argument("--activation", choices=("relu", "tanh"), default="relu",
                    help="hidden activation; tanh has no exact zeros and is refused by the audit")
     f.add_argument("--no-batch-size", action="store_true", help="clients withhold their batch size")
+    f.add_argument("--defence", choices=DEFENCES, default="none",
+                   help="Flower's own defence: 'clipping' = fixedclipping_mod on the clients and "
+                        "DifferentialPrivacyClientSideFixedClipping around FedAvg (central DP); "
+                        "'local-dp' = LocalDpMod on the clients (default: none)")
+    f.add_argument("--clipping-norm", type=float, default=0.01,
+                   help="C of both defences (default 0.01: the demo's updates measure 0.016-0.022, so every one is "
+                        "clipped)")
+    f.add_argument("--noise-multiplier", type=float, default=1.0,
+                   help="z of the central DP wrapper: noise of std z·C/K on the aggregate (default: 1)")
+    f.add_argument("--dp-epsilon", type=float, default=1.0, help="ε per round of LocalDpMod (default: 1)")
+    f.add_argument("--dp-delta", type=float, default=1e-5, help="δ of LocalDpMod and of every ε reported")
     f.add_argument("--data", type=Path, help=".npz with x (N, ...) and y (N,) (default: scikit-learn's digits)")
     f.add_argument("--out", type=Path, default=Path("flower-demo"), help="output folder (default: flower-demo)")
     f.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")

@@ -3,9 +3,13 @@
 The server knows the global parameters θ₀ it sent to each node (it builds the messages) and
 receives the client's new parameters θ_E.  With the client's learning rate η (reported in its
 metrics) the update gives the pseudo-gradient g = (θ₀ − θ_E) / η for every parameter; for
-FedSGD (one local step, E = 1) g is the client's gradient on its batch and the attack
-(:func:`gradinv.models.attack_model`) recovers the batch exactly, with certificates; for
-E > 1 local steps the attack runs in approximate mode with the reported batch size b.
+FedSGD (one local step, E = 1) g is the client's gradient on its batch, or that gradient
+clipped as a whole, or with noise (Flower's ``fixedclipping_mod``, ``LocalDpMod``): the attack
+(:func:`gradinv.models.attack_model`) reads which from the update and recovers the batch exactly,
+with certificates, or approximately; for E > 1 local steps it runs in approximate mode with the
+reported batch size b.  With the clients' :class:`~gradinv.flower.defences.ClientDefence`, each
+record also gives the ε the client has spent (``epsilon_server``: against this server;
+``epsilon_released``: against those who see only the global models; null where unbounded).
 
 Each update gives one JSON object in ``leakage.jsonl`` (:data:`RECORD_FIELDS`); an update that
 cannot be inverted (error reply, no batch size or learning rate, no Linear → ReLU layer, any
@@ -14,6 +18,7 @@ is delegated to the wrapped strategy, with the replies unchanged.
 """
 
 import json
+import math
 import time
 import traceback
 from logging import INFO
@@ -30,10 +35,10 @@ from flwr.serverapp.strategy import Strategy  # noqa: E402
 from flwr.supercore import log  # noqa: E402
 
 from ..metrics import distinct_inputs, evaluate  # noqa: E402
-from ..models import attack_model  # noqa: E402
+from ..models import attack_model, pseudo_gradients  # noqa: E402
 
-RECORD_FIELDS = ("round", "node_id", "batch_size", "local_steps", "lr", "inverted", "reason", "layer",
-                 "approximate", "recovered", "distinct", "exact_fraction", "exact_source", "certified_fraction", "psnr_db",
+RECORD_FIELDS = ("round", "node_id", "batch_size", "local_steps", "lr", "defence", "epsilon_server",
+                 "epsilon_released", "delta", "inverted", "reason", "layer", "approximate", "mode_reason", "recovered", "distinct", "exact_fraction", "exact_source", "certified_fraction", "psnr_db",
                  "truth_compared", "labels_correct", "false_certificates", "outcome", "time_s")
 
 
@@ -61,13 +66,13 @@ def invert_client_update(model, sent_state, received_state, *, batch_size, lr, l
     missing = sorted(set(params) - set(received_state))
     if missing:
         raise KeyError(f"the update lacks parameters {missing}")
-    gradients = {name: (p.detach() - torch.as_tensor(received_state[name], dtype=p.dtype)) / lr
-                 for name, p in params.items()}
-    approximate = local_steps > 1
+    gradients, rounding = pseudo_gradients({name: p.detach() for name, p in params.items()}, received_state, lr)
     t0 = time.perf_counter()
-    res, target = attack_model(model, gradients, layer=layer, batch_size=batch_size, approximate=approximate,
+    res, target = attack_model(model, gradients, layer=layer, batch_size=batch_size, rounding=rounding,
+                               approximate=True if local_steps > 1 else None,  # one step: read from the update
                                random_state=random_state, max_time=max_time)
-    out = dict(inverted=True, reason=None, layer=target.name, approximate=approximate, recovered=len(res.inputs),
+    out = dict(inverted=True, reason=None, layer=target.name, approximate=bool(res.approximate),
+               mode_reason=res.mode_reason, recovered=len(res.inputs),
                certified_fraction=float(np.mean(res.exact)), outcome=res.describe(),
                time_s=round(time.perf_counter() - t0, 3))
     if truth is None:  # the server's own estimate: columns that pass the gradient-only test
@@ -103,11 +108,14 @@ class LeakageAudit(Strategy):
         Which record of a message to read (default: the only one).
     layer, random_state, max_time
         Passed to :func:`gradinv.models.attack_model`.
+    defence : :class:`~gradinv.flower.defences.ClientDefence`, optional
+        What the clients apply to their updates (Flower's mods), for the ε of each record: composed
+        over the updates that node has sent so far.
     """
 
     def __init__(self, strategy, model_fn, out, *, truth_dir=None, batch_size_key="batch-size", lr_key="lr",
                  local_steps_key="local-steps", arrayrecord_key=None, metricrecord_key=None, layer=None,
-                 random_state=0, max_time=60.0):
+                 random_state=0, max_time=60.0, defence=None):
         self.strategy = strategy
         self.model_fn = model_fn
         self.out = Path(out)
@@ -115,6 +123,8 @@ class LeakageAudit(Strategy):
         self.batch_size_key, self.lr_key, self.local_steps_key = batch_size_key, lr_key, local_steps_key
         self.arrayrecord_key, self.metricrecord_key = arrayrecord_key, metricrecord_key
         self.layer, self.random_state, self.max_time = layer, random_state, max_time
+        self.defence = defence
+        self._updates_of = {}  # node id -> how many updates it has sent (the releases its ε composes)
         self._sent = {}  # node id -> the global state_dict θ₀ sent to it this round
         self.records = []
 
@@ -141,6 +151,10 @@ class LeakageAudit(Strategy):
         node_id = int(msg.metadata.src_node_id)
         record = dict.fromkeys(RECORD_FIELDS)
         record.update({"round": int(server_round), "node_id": node_id, "inverted": False, "truth_compared": False})
+        self._updates_of[node_id] = self._updates_of.get(node_id, 0) + 1
+        if self.defence is not None:
+            spent = self.defence.spent(self._updates_of[node_id])
+            record.update({k: None if isinstance(v, float) and math.isinf(v) else v for k, v in spent.items()})
         try:
             if msg.has_error():
                 raise _NotInverted(f"the client replied with an error: {msg.error.reason}")

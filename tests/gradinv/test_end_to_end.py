@@ -201,8 +201,24 @@ def test_label_counts_read_the_multiplicities_and_the_labels():
     recovered = np.einsum("jy,jym->jm", n / B, per_label)
     counts, batch = label_counts(per_label, recovered)
     np.testing.assert_array_equal(counts, n)
-    assert batch == B
+    assert batch == pytest.approx(B, rel=1e-12)
     single = np.zeros((b, C), int)
     single[np.arange(b), rng.integers(0, C, b)] = 1
     assert label_counts(per_label, np.einsum("jy,jym->jm", single / b, per_label)) is None
-    assert label_counts(per_label, 1.01 * np.einsum("jy,jym->jm", single / b, per_label)) is None  # no multiplicity
+    counts, denominator = label_counts(per_label, 1.01 * np.einsum("jy,jym->jm", single / b, per_label))
+    np.testing.assert_array_equal(counts, single)  # a scaled update: each input once, the mean's scale read
+    assert denominator == pytest.approx(b / 1.01, rel=1e-12)
+
+
+@pytest.mark.parametrize("scale", [0.3, 1 / 7])
+def test_an_update_clipped_as_a_whole_is_certified(scale):
+    """A client that clips its whole update (Flower's fixedclipping_mod) sends c·∇ for one c < 1:
+    the inputs and labels are the client's, the loss's denominator reads b/c, and every sample is
+    certified end to end (before, c = 0.3 read as a batch of 67 and certified none)."""
+    v = make_victim("cross_entropy", batch_size=20, width=300, random_state=0)
+    sent = {k: scale * g for k, g in sent_gradients(v).items()}
+    res, _ = attack_model(v.model, sent, random_state=0, max_time=120)
+    ev = evaluate(v.inputs, res.inputs, res.exact)
+    assert res.end_to_end.startswith("passed") and f"scaled by {scale:.6g} as a whole" in res.end_to_end
+    assert ev["exact"] == 20 and ev["certified"] == 20 and ev["false_certificates"] == 0
+    assert res.multiplicity.sum() == 20

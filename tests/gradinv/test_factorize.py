@@ -76,3 +76,20 @@ def test_without_a_rank_gap_the_noise_edge_gives_the_batch_size():
     f = GradientFactorization(min_gap=10.0, noise_rank=True)
     f.fit_transform(grad)
     assert f.batch_size_ == b and f.batch_size_source_ == "noise edge"
+
+
+@pytest.mark.parametrize("batch_size", [None, 10])
+def test_an_update_that_is_all_noise_is_said_to_be_noise(batch_size):
+    """A rank-10 signal a hundred times below white noise's edge (LocalDpMod at a small ε): the
+    approximate mode says the update is noise at this layer, whether b is given or not, instead of
+    searching it for columns that are not there."""
+    from gradinv.factorize import GradientFactorization, NoSignalError, stack_gradient
+
+    rng = np.random.default_rng(0)
+    m, n, b = 400, 300, 10
+    U = np.linalg.qr(rng.normal(size=(m, b)))[0]
+    V = np.linalg.qr(rng.normal(size=(n, b)))[0]
+    tau = 1.0 / (np.sqrt(m) + np.sqrt(n))  # noise edge ≈ 1
+    grad = stack_gradient((U * 0.01) @ V.T + tau * rng.normal(size=(m, n)), rng.normal(size=m))
+    with pytest.raises(NoSignalError, match="noise at this layer"):
+        GradientFactorization(batch_size=batch_size, min_gap=10.0, noise_rank=True).fit_transform(grad)

@@ -9,7 +9,7 @@ import pytest
 
 flwr = pytest.importorskip("flwr", reason="the Flower audit needs the 'flower' extra (in the 'test' extra)")
 
-from flwr.app import ArrayRecord, ConfigRecord, Error, Message, MetricRecord, RecordDict  # noqa: E402
+from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict  # noqa: E402
 from flwr.serverapp.strategy import FedAvg  # noqa: E402
 from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
 
@@ -17,6 +17,7 @@ from gradinv.cases import local_sgd  # noqa: E402
 from gradinv.cli import main  # noqa: E402
 from gradinv.flower import require_flwr  # noqa: E402
 from gradinv.flower.apps import load_dataset, make_mlp, shard_batch  # noqa: E402
+from gradinv.flower.defences import ClientDefence  # noqa: E402
 from gradinv.flower.processes import LocalFederation, processes_with_home  # noqa: E402
 from gradinv.flower.strategy import LeakageAudit  # noqa: E402
 from gradinv.metrics import evaluate  # noqa: E402
@@ -32,6 +33,15 @@ def server_identity(monkeypatch):
         monkeypatch.setattr(TaskIdentity, attr, 1)
 
 
+@pytest.fixture
+def numpy_seeded():
+    """NumPy's global generator (where Flower's DP mods draw their noise) seeded, and restored after."""
+    state = np.random.get_state()
+    np.random.seed(0)
+    yield
+    np.random.set_state(state)
+
+
 class _Nodes:
     """The one thing FedAvg.configure_train asks of the grid: the connected node ids."""
 
@@ -42,9 +52,10 @@ class _Nodes:
         return self.ids
 
 
-def _federation_round(audit, model_fn, *, steps=1, lr=0.01, metrics_of=None, n_nodes=2, seed=0):
+def _federation_round(audit, model_fn, *, steps=1, lr=0.01, metrics_of=None, n_nodes=2, seed=0, mod=None):
     """One training round on Flower messages: the audit configures it, each node trains on its
-    batch and replies as a ClientApp does; returns (replies, batches by node id)."""
+    batch and replies as a ClientApp does, through the client ``mod`` if one is given (a Flower
+    mod); returns (replies, batches by node id)."""
     x, y = load_dataset(random_state=seed)
     global_state = model_fn().state_dict()
     nodes = _Nodes(list(range(11, 11 + n_nodes)))
@@ -52,14 +63,20 @@ def _federation_round(audit, model_fn, *, steps=1, lr=0.01, metrics_of=None, n_n
     replies, batches = [], {}
     for i, msg in enumerate(messages):
         xb, yb = shard_batch(x, y, i, n_nodes, 1, B)
-        model = model_fn()
-        model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
-        local_sgd(model, xb, yb, epochs=steps, lr=lr)
-        metrics = {"num-examples": B, "batch-size": B, "lr": lr, "local-steps": steps}
-        if metrics_of is not None:
-            metrics = metrics_of(metrics)
-        content = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord(metrics)})
-        replies.append(Message(content=content, reply_to=msg))
+
+        def train(msg, context, xb=xb, yb=yb):
+            model = model_fn()
+            model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+            local_sgd(model, xb, yb, epochs=steps, lr=lr)
+            metrics = {"num-examples": B, "batch-size": B, "lr": lr, "local-steps": steps}
+            if metrics_of is not None:
+                metrics = metrics_of(metrics)
+            content = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord(metrics)})
+            return Message(content=content, reply_to=msg)
+
+        context = Context(run_id=1, node_id=msg.metadata.dst_node_id, node_config={}, state=RecordDict(),
+                          run_config={})
+        replies.append(train(msg, context) if mod is None else mod(msg, context, train))
         batches[msg.metadata.dst_node_id] = (xb, yb)
     return replies, batches
 
@@ -139,6 +156,62 @@ def test_unsupported_layer_and_error_replies_give_a_reason(tmp_path, server_iden
     assert not error["inverted"] and "out of memory" in error["reason"]
 
 
+def _update_norm(reply, sent):
+    received = reply.content["arrays"].to_torch_state_dict()
+    return float(sum(((received[k] - sent[k]) ** 2).sum() for k in sent)) ** 0.5
+
+
+def test_flowers_client_side_clipping_and_central_dp_leave_each_update_to_the_server(tmp_path, server_identity):
+    """Flower's fixedclipping_mod scales each update to the norm C that its central DP wrapper sends
+    (C below every update's norm, so each is clipped), and the wrapper adds its noise to the
+    aggregate only: the server still inverts and certifies every update, which ε = ∞ records,
+    while the released model carries the (ε, δ) of noise multiplier z."""
+    defence = ClientDefence("clipping", clipping_norm=0.005, noise_multiplier=1.0, clients=2)
+    batches = {}
+    audit = LeakageAudit(defence.wrap_strategy(FedAvg(min_train_nodes=2, min_available_nodes=2)), _mlp(),
+                         tmp_path / "leakage.jsonl", defence=defence)
+    audit._truth = lambda server_round, node_id: batches.get(node_id)
+    replies, truth = _federation_round(audit, _mlp(), mod=defence.client_mod())
+    batches.update(truth)
+    sent = _mlp()().state_dict()
+    assert all(abs(_update_norm(r, sent) - 0.005) <= 1e-12 for r in replies)  # clipped by Flower's mod
+    arrays, _ = audit.aggregate_train(1, replies)
+    assert arrays is not None
+    for r in audit.records:
+        assert r["inverted"] and not r["approximate"] and r["mode_reason"].startswith("detected: exact")
+        assert r["exact_fraction"] == 1.0 and r["certified_fraction"] == 1.0 and r["false_certificates"] == 0
+        assert r["defence"] == "clipping" and r["epsilon_server"] is None and r["delta"] == 1e-5
+        assert 0 < r["epsilon_released"] < float("inf")
+
+
+@pytest.mark.parametrize("dp_epsilon", [1.0, 1e7])
+def test_flowers_local_dp_mod_is_read_as_noise_and_its_epsilon_recorded(tmp_path, server_identity, numpy_seeded,
+                                                                        dp_epsilon):
+    """Flower's LocalDpMod clips each update and adds Gaussian noise to the parameters sent; the
+    server's audit reads the noise from the update (no flag) and records the ε the client spent at
+    δ.  At ε = 1 per round the update is noise at the attacked layer, and the record says so; at
+    ε = 1e7 the noise (std 2.4e-9) is far below the update and the batch comes back approximately
+    (on some draws of the noise one update of this small MLP comes back at ~10 dB only:
+    ``docs/flower_defences.md``).  Flower draws the noise from NumPy's global generator, seeded here."""
+    defence = ClientDefence("local-dp", clipping_norm=0.005, epsilon=dp_epsilon, clients=2)
+    batches = {}
+    audit = LeakageAudit(FedAvg(min_train_nodes=2, min_available_nodes=2), _mlp(), tmp_path / "leakage.jsonl",
+                         defence=defence)
+    audit._truth = lambda server_round, node_id: batches.get(node_id)
+    replies, truth = _federation_round(audit, _mlp(), mod=defence.client_mod())
+    batches.update(truth)
+    audit.aggregate_train(1, replies)
+    for r in audit.records:
+        assert r["defence"] == "local-dp" and r["epsilon_server"] == r["epsilon_released"] > 0
+        if dp_epsilon == 1.0:
+            assert not r["inverted"] and "noise at this layer" in r["reason"]
+        else:
+            assert r["inverted"] and r["approximate"] and r["mode_reason"].startswith("detected: noisy update")
+            assert r["certified_fraction"] == 0.0
+    if dp_epsilon > 1:
+        assert max(r["psnr_db"] for r in audit.records) >= 30
+
+
 def test_clear_error_without_flwr(monkeypatch):
     monkeypatch.setitem(sys.modules, "flwr", None)
     with pytest.raises(ImportError, match=r"pip install 'spearkit\[flower\]'"):
@@ -162,3 +235,21 @@ def test_local_federation_stops_its_processes_on_failure(tmp_path):
     assert all(p.poll() is not None for p in procs) and not processes_with_home(tmp_path / "flwr-home")
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.mark.slow
+def test_a_live_federation_with_flowers_clipping_and_central_dp_still_leaks_to_its_server(tmp_path, capsys):
+    """Real Flower processes with ``--defence clipping``: the ClientApp runs Flower's fixedclipping_mod
+    and the ServerApp wraps FedAvg in DifferentialPrivacyClientSideFixedClipping (both logged by
+    Flower).  The server's audit still certifies every batch, and records ε = ∞ against itself."""
+    out = tmp_path / "out"
+    assert main(["flower-demo", "--clients", "2", "--rounds", "1", "--batch-size", "12", "--defence", "clipping",
+                 "--out", str(out), "--no-progress"]) == 0
+    records = [json.loads(line) for line in (out / "leakage.jsonl").read_text().splitlines()]
+    assert len(records) == 2
+    for r in records:
+        assert r["defence"] == "clipping" and r["epsilon_server"] is None and r["epsilon_released"] > 0
+        assert r["exact_fraction"] == 1.0 and r["certified_fraction"] == 1.0 and r["false_certificates"] == 0
+    logs = "".join(p.read_text(errors="replace") for p in (out / "logs").glob("*.log"))
+    assert "fixedclipping_mod: parameters are clipped" in logs and "central DP noise" in logs
+    assert "defence: clipping" in capsys.readouterr().out
