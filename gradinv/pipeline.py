@@ -69,6 +69,11 @@ class ExactRounding(GradientStep):
         self.n_passed_ = int(passed.sum())
         if self.n_passed_ == 0:
             share = f" (>= {self.min_zero_fraction:.0%} of the neurons)" if self.min_zero_fraction else ""
+            if fg.noisy:  # the approximate mode on a noisy update: the noise is the likely reason
+                raise NoExactColumnError(
+                    f"no column of dL/dZ with exact zeros (to the noise's tolerance) was found{share}: the update's noise "
+                    "hides the ReLU's zeros at this layer (a defence's noise; nothing of the batch recovered), or the "
+                    "search's time bound (max_time) ran out before it found one")
             raise NoExactColumnError(
                 f"no column of dL/dZ with exact zeros was found{share}: "
                 "the layer is not followed by a ReLU, the gradient is noisy (DP noise, several local steps), or the "
