@@ -177,11 +177,12 @@ def _best_explaining(result, model, target, gradients, **kwargs):
     and keep the batch that explains the gradients sent best (:func:`~gradinv.end_to_end.update_mismatch`);
     the search reason says what each left."""
     knowledge = Knowledge(kwargs.get("weight"), kwargs.get("bias"), kwargs.get("next_weight"), kwargs.get("downstream"))
+    others = [s for s in knowledge.approximate_searches() if s != result.solver]
+    if not others:  # nothing to compare with: no model run needed
+        return result
     grad_W, grad_b = gradients[f"{target.name}.weight"], gradients[f"{target.name}.bias"]
     tried = {result.solver: (update_mismatch(result, model, target, gradients), result)}
-    for solver in knowledge.approximate_searches():
-        if solver in tried:
-            continue
+    for solver in others:
         try:
             other = invert_layer(grad_W, grad_b, **{**kwargs, "solver": solver, "approximate": True})
         except GradientError as e:

@@ -78,12 +78,16 @@ class ClientDefence:
                    epsilon=float(cfg["dp-epsilon"]), delta=float(cfg["dp-delta"]), clients=int(cfg["clients"]))
 
     @property
+    def local_sensitivity(self):
+        """Δ of ``LocalDpMod``: the one given, else C."""
+        return self.clipping_norm if self.sensitivity is None else self.sensitivity
+
+    @property
     def local_noise_std(self):
         """s, the std of ``LocalDpMod``'s noise on each parameter (0 for the other defences)."""
         if self.name != "local-dp":
             return 0.0
-        sensitivity = self.clipping_norm if self.sensitivity is None else self.sensitivity
-        return sensitivity * math.sqrt(2 * math.log(1.25 / self.delta)) / self.epsilon
+        return self.local_sensitivity * math.sqrt(2 * math.log(1.25 / self.delta)) / self.epsilon
 
     def client_mod(self):
         """Flower's client mod of this defence (``mods=[...]`` of a ``ClientApp``), or None."""
@@ -94,8 +98,7 @@ class ClientDefence:
 
         if self.name == "clipping":
             return fixedclipping_mod
-        return LocalDpMod(self.clipping_norm, self.clipping_norm if self.sensitivity is None else self.sensitivity,
-                          self.epsilon, self.delta)
+        return LocalDpMod(self.clipping_norm, self.local_sensitivity, self.epsilon, self.delta)
 
     def wrap_strategy(self, strategy):
         """The server's strategy as this defence needs it: Flower's central DP wrapper for "clipping"."""
@@ -112,8 +115,7 @@ class ClientDefence:
         server that receives its update, ``epsilon_released`` against those who see only the
         global models (∞ without noise)."""
         if self.name == "local-dp":
-            z = self.local_noise_std / (self.clipping_norm if self.sensitivity is None else self.sensitivity)
-            server = released = epsilon(z, 1.0, rounds, self.delta)
+            server = released = epsilon(self.local_noise_std / self.local_sensitivity, 1.0, rounds, self.delta)
         elif self.name == "clipping":
             server, released = math.inf, epsilon(self.noise_multiplier, 1.0, rounds, self.delta)
         else:
