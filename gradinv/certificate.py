@@ -54,18 +54,25 @@ def zero_set_kernels(L, directions, zero_tol, *, max_dim=MAX_BLOCK, max_leverage
             for j in range(is_zero.shape[1])]
 
 
-def row_set_kernel(L, rows, *, max_dim=MAX_BLOCK, max_leverage=MAX_LEVERAGE):
+def row_set_kernel(L, rows, *, max_dim=MAX_BLOCK, max_leverage=MAX_LEVERAGE, noise_tol=None):
     """An orthonormal basis (b × d) of the kernel of L (m' × b, NumPy) restricted to ``rows`` (a
     boolean mask of the rows that vanish), when it is robust and 1 ≤ d ≤ ``max_dim``; else None.
 
     Robust: no single row carries a direction of the rows' span alone (max leverage <
-    ``max_leverage``: the kernel survives leaving any one row out).
+    ``max_leverage``: the kernel survives leaving any one row out).  ``noise_tol`` t: L carries
+    noise (a DP update), so the kernel is the one right singular vector of L on the rows with
+    σ_min ≤ t·σ_max when the next is above 10·t·σ_max (the thresholds of the noisy searches,
+    :func:`gradinv.search.tolerances.tolerances`); else None.
     """
     b = L.shape[1]
     rows = L[rows]
     rows = rows[np.linalg.norm(rows, axis=1) > 0]
     if rows.shape[0] < b:
         return None
+    if noise_tol is not None:
+        s, Vh = svd(rows)[1:]
+        ok = s[-1] <= noise_tol * s[0] and (b == 1 or s[-2] > 10 * noise_tol * s[0])
+        return Vh[-1:].T if ok else None
     rows = rows / np.linalg.norm(rows, axis=1, keepdims=True)
     U, s, Vh = svd(rows)
     # a kernel direction is expected; a tiny row scaled to unit norm can hide it, so at most b − 1

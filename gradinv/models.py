@@ -28,7 +28,7 @@ from torch import nn
 from ._checks import check_model_arguments
 from .downstream import Downstream, DownstreamError
 from .end_to_end import certify_end_to_end, is_leaf_chain, update_mismatch
-from .factorize import GradientError
+from .factorize import GradientError, NoExactColumnError
 from .knowledge import Knowledge
 from .pipeline import invert_layer
 
@@ -165,9 +165,15 @@ def attack_model(model, gradients, *, layer=None, rounding=None, **kwargs):
                 known["next_weight_grad"] = gradients.get(f"{target.downstream_names[0]}.weight")
     if isinstance(rounding, dict):
         rounding = max(rounding.get(k, 0.0) for k in keys) or None
-    result = invert_layer(gradients[keys[0]], gradients[keys[1]], rounding=rounding, **{**known, **kwargs})
-    if result.approximate and kwargs.get("solver") is None:
-        result = _best_explaining(result, model, target, gradients, rounding=rounding, **{**known, **kwargs})
+    try:
+        result = invert_layer(gradients[keys[0]], gradients[keys[1]], rounding=rounding, **{**known, **kwargs})
+    except NoExactColumnError as e:  # the other searches of an approximate update may still find columns
+        if kwargs.get("solver") is not None or kwargs.get("approximate") is False:
+            raise
+        result = _best_explaining(e, model, target, gradients, rounding=rounding, **{**known, **kwargs})
+    else:
+        if result.approximate and kwargs.get("solver") is None:
+            result = _best_explaining(result, model, target, gradients, rounding=rounding, **{**known, **kwargs})
     result = certify_end_to_end(result, model, target, gradients)
     return result, target
 
@@ -175,13 +181,18 @@ def attack_model(model, gradients, *, layer=None, rounding=None, **kwargs):
 def _best_explaining(result, model, target, gradients, **kwargs):
     """An approximate update: run every search of :meth:`~gradinv.knowledge.Knowledge.approximate_searches`
     and keep the batch that explains the gradients sent best (:func:`~gradinv.end_to_end.update_mismatch`);
-    the search reason says what each left."""
+    the search reason says what each left.  ``result`` is the first search's, or the
+    :class:`~gradinv.factorize.NoExactColumnError` it raised: raised again when every search fails."""
     knowledge = Knowledge(kwargs.get("weight"), kwargs.get("bias"), kwargs.get("next_weight"), kwargs.get("downstream"))
-    others = [s for s in knowledge.approximate_searches() if s != result.solver]
+    failed = isinstance(result, NoExactColumnError)
+    others = [s for s in knowledge.approximate_searches() if s != getattr(result, "solver", None)]
     if not others:  # nothing to compare with: no model run needed
+        if failed:
+            raise result
         return result
     grad_W, grad_b = gradients[f"{target.name}.weight"], gradients[f"{target.name}.bias"]
-    tried = {result.solver: (update_mismatch(result, model, target, gradients), result)}
+    tried = {getattr(result, "solver", "default"): (None, str(result).split(":")[0])} if failed else \
+        {result.solver: (update_mismatch(result, model, target, gradients), result)}
     for solver in others:
         try:
             other = invert_layer(grad_W, grad_b, **{**kwargs, "solver": solver, "approximate": True})
@@ -190,11 +201,16 @@ def _best_explaining(result, model, target, gradients, **kwargs):
             continue
         tried[solver] = (update_mismatch(other, model, target, gradients), other)
     scored = {s: (r, res) for s, (r, res) in tried.items() if r is not None}
-    if not scored:
-        return result
+    if not scored:  # no fit to compare (no labels, no network after a deeper layer)
+        found = [res for _, res in tried.values() if not isinstance(res, str)]
+        if failed and not found:
+            raise result
+        return found[0] if failed else result
     best = min(scored, key=lambda s: scored[s][0])
     kept = scored[best][1]
-    if kept is not result:  # the mode was read by the first run; the kept run's own notes follow it
+    if failed:
+        kept.mode_reason += f"; the {getattr(result, 'solver', 'default')} search found no column"
+    elif kept is not result:  # the mode was read by the first run; the kept run's own notes follow it
         kept.mode_reason = "; ".join([result.mode_reason.split("; ")[0], *kept.mode_reason.split("; ")[1:]])
     said = ", ".join(f"{s} {r:.1e}" if r is not None else f"{s} failed ({res})" for s, (r, res) in tried.items())
     kept.search_reason += f"; approximate update: kept the {best} search's batch, the best fit to every gradient sent " \

@@ -148,7 +148,7 @@ def make_pipeline(method=None, *, batch_size=None, random_state=None, max_time=N
                                             noise_rank=approximate)),
         ("search", search),
         ("rounding", ExactRounding(min_zero_fraction=min_zero_fraction, random_state=random_state)),
-        ("last_column", LastColumn(weight=None if approximate else weight, bias=bias,
+        ("last_column", LastColumn(weight=weight, bias=bias,
                                    downstream=downstream if downstream is not None else next_weight)),
         ("reconstruct", InputReconstruction(weight=weight, bias=bias,
                                             downstream=downstream if downstream is not None else next_weight,
@@ -357,15 +357,22 @@ def invert_layer(grad_W, grad_b, *, batch_size=None, solver=None, weight=None, b
     noisy_solver = NOISY_SEARCH if chosen and solver in EXACT_SEARCHES else solver
     start = time.perf_counter()
 
+    built = []  # the searches built, the last one running
+
     def build(approximate, noisy=False):
-        return make_pipeline(noisy_solver if noisy else solver, batch_size=batch_size,
+        built.append(noisy_solver if noisy else solver)
+        return make_pipeline(built[-1], batch_size=batch_size,
                                    random_state=random_state, max_time=max_time, weight=weight, bias=bias,
                                    next_weight=next_weight, downstream=downstream, next_bias_grad=next_bias_grad,
                                    next_weight_grad=next_weight_grad,
                                    zero_tol=zero_tol, approximate=approximate, rounding=rounding, verbose=verbose)
 
-    pipe, X, approximate, noisy, mode_reason = _fit_detecting_noise(build, stack_gradient(grad_W, grad_b),
-                                                                    approximate)
+    try:
+        pipe, X, approximate, noisy, mode_reason = _fit_detecting_noise(build, stack_gradient(grad_W, grad_b),
+                                                                        approximate)
+    except NoExactColumnError as e:
+        e.solver = built[-1]  # the search that found nothing (gradinv.models.attack_model tries the others)
+        raise
     if noisy and noisy_solver != solver:
         solver = noisy_solver
         mode_reason += f"; a noisy update: {noisy_solver} search (its zeros alone)"

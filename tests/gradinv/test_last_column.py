@@ -60,6 +60,30 @@ def test_a_column_left_out_is_found_from_its_inputs_zero_set():
     np.testing.assert_allclose(np.sort(np.asarray(X), 0), np.sort(victim.inputs.numpy(), 0), rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize("seed", [0, 2])
+def test_a_column_left_out_of_a_noisy_update_is_found_to_its_noise(seed):
+    """A DP-SGD update (Opacus, σ = 1e-5, C = 1): x̂_k from the other columns is off by the noise, so
+    its zero set leaves out the neurons near 0 and its kernel is exact to the noise only."""
+    from gradinv.cases import dp_sgd_gradient
+    from gradinv.pipeline import APPROXIMATE_ZERO_TOL
+
+    victim = make_client("mlp2_raw", batch_size=20, width=400, random_state=seed)
+    gW, gb = dp_sgd_gradient(victim.model, victim.layer_name, victim.model_inputs, victim.labels,
+                             noise_multiplier=1e-5, max_grad_norm=1.0, random_state=seed)
+    fg = GradientFactorization(batch_size=20, min_gap=10.0, noisy_zero_tol=APPROXIMATE_ZERO_TOL,
+                               noise_rank=True).fit_transform(stack_gradient(gW, gb))
+    assert fg.noisy
+    L, G = np.asarray(fg.L), victim.grad_Z.numpy()[fg.rows]
+    D = (L.T @ G).T
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    D[5] = np.random.default_rng(seed).standard_normal(D.shape[1])
+    exact = np.arange(len(D)) != 5
+    step = LastColumn(weight=victim.layer.weight.detach(), bias=victim.layer.bias.detach())
+    out = step.fit_transform(fg.with_directions(D, np.zeros(len(D), int), exact))
+    assert step.outcome_ == "found from its zero set"
+    assert np.min(_cosines(out, G)) > 0.999
+
+
 def test_two_columns_left_out_are_left_as_they_are():
     victim = make_victim("random_upstream", batch_size=20, width=400, random_state=1)
     fg, _, _ = _factors_with_one_column_replaced(victim, k=7)

@@ -82,3 +82,49 @@ def test_attack_model_passes_the_classifier_bias_gradient():
     assert torch.equal(torch.as_tensor(res.pipeline.named_steps["search"].knowledge.next_bias_grad), grads["2.bias"])
     res, _ = attack_model(v.model, grads, random_state=0, max_time=600, next_bias_grad=None)  # the caller decides
     assert res.pipeline.named_steps["search"].knowledge.next_bias_grad is None and res.exact.sum() == 8
+
+
+def test_an_approximate_update_whose_default_search_finds_nothing_goes_to_the_other_search(monkeypatch):
+    """The default search of a noisy update raising NoExactColumnError is not the end: the other
+    search of ``Knowledge.approximate_searches`` runs, and its batch is kept (and said)."""
+    from gradinv import models
+    from gradinv.cases import dp_sgd_gradients, make_client
+    from gradinv.factorize import NoExactColumnError
+
+    v = make_client("mlp2_digits", batch_size=10, width=300, random_state=0)
+    grads = dp_sgd_gradients(v.model, v.model_inputs, v.labels, noise_multiplier=1e-5, max_grad_norm=1.0,
+                             random_state=0)
+    real = models.invert_layer
+    calls = []
+
+    def cells_find_nothing(*args, **kwargs):
+        calls.append(kwargs.get("solver"))
+        if kwargs.get("solver") is None:  # the default: the cell search on this noisy update
+            error = NoExactColumnError("no sparse column found: the search's bound ran out")
+            error.solver = "cells"
+            raise error
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(models, "invert_layer", cells_find_nothing)
+    res, _ = attack_model(v.model, grads, random_state=0)
+    assert calls == [None, "informed"]
+    assert res.solver == "informed" and res.approximate
+    assert "cells search found no column" in res.mode_reason and "cells failed" in res.search_reason
+    assert res.inputs.shape[0] == 10
+
+
+def test_an_approximate_update_whose_searches_all_find_nothing_raises(monkeypatch):
+    from gradinv import models
+    from gradinv.cases import dp_sgd_gradients, make_client
+    from gradinv.factorize import NoExactColumnError
+
+    v = make_client("mlp2_digits", batch_size=10, width=300, random_state=0)
+    grads = dp_sgd_gradients(v.model, v.model_inputs, v.labels, noise_multiplier=1e-5, max_grad_norm=1.0,
+                             random_state=0)
+
+    def nothing(*args, **kwargs):
+        raise NoExactColumnError("no sparse column found")
+
+    monkeypatch.setattr(models, "invert_layer", nothing)
+    with pytest.raises(NoExactColumnError, match="no sparse column found"):
+        attack_model(v.model, grads, random_state=0)
