@@ -212,7 +212,8 @@ def _best_explaining(result, model, target, gradients, **kwargs):
         kept.mode_reason += f"; the {getattr(result, 'solver', 'default')} search found no column"
     elif kept is not result:  # the mode was read by the first run; the kept run's own notes follow it
         kept.mode_reason = "; ".join([result.mode_reason.split("; ")[0], *kept.mode_reason.split("; ")[1:]])
-    said = ", ".join(f"{s} {r:.1e}" if r is not None else f"{s} failed ({res})" for s, (r, res) in tried.items())
+    said = ", ".join(f"{s} {r:.1e}" if r is not None else f"{s} failed ({res})" if isinstance(res, str)
+                     else f"{s} not scored" for s, (r, res) in tried.items())
     kept.search_reason += f"; approximate update: kept the {best} search's batch, the best fit to every gradient sent " \
                           f"(relative residual: {said})"
     return kept
