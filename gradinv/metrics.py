@@ -83,21 +83,23 @@ def evaluate(X_true, X_hat, certified, *, image_shape=None, dtype="float64"):
 
     Returns a dict: n, exact (count), exact_rate, certified, false_certificates (certified but
     not exact: must be 0), psnr (mean dB, over the batch's data range), ssim (mean, when ``image_shape`` is given), and the
-    per-sample arrays ``relative_error`` and ``pairs``.
+    per-sample arrays ``relative_error``, ``psnr_per_sample`` and ``pairs``.
     """
     rows, cols, err = match_inputs(X_true, X_hat)
     exact = exact_mask(err, dtype)
     certified = np.asarray(certified, dtype=bool)[cols]
     Xt = np.asarray(to_numpy(X_true), np.float64)[rows]
     Xh = np.nan_to_num(np.asarray(to_numpy(X_hat), np.float64)[cols], nan=0.0, posinf=0.0, neginf=0.0)
+    per_sample = np.array([psnr(a, b, data_range=np.ptp(Xt)) for a, b in zip(Xt, Xh)])
     out = {
         "n": len(rows),
         "exact": int(exact.sum()),
         "exact_rate": float(exact.mean()),
         "certified": int(certified.sum()),
         "false_certificates": int((certified & ~exact).sum()),
-        "psnr": float(np.mean([psnr(a, b, data_range=np.ptp(Xt)) for a, b in zip(Xt, Xh)])),
+        "psnr": float(np.mean(per_sample)),
         "relative_error": err,
+        "psnr_per_sample": per_sample,
         "pairs": (rows, cols),
     }
     if image_shape is not None:

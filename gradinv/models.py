@@ -20,6 +20,7 @@ then.  The first Linear of a model sees the client's raw inputs; a deeper one se
 and the attack returns those features.
 """
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -132,10 +133,11 @@ def attack_model(model, gradients, *, layer=None, rounding=None, **kwargs):
     ``gradients`` maps parameter names to gradients (``{n: p.grad for n, p in model.named_parameters()}``).
     ``rounding``: their relative rounding error, one float or one per parameter name (default: ε of
     their dtype; an update read off parameters, :func:`pseudo_gradients`).  Other keyword arguments
-    go to :func:`gradinv.invert_layer`.
+    go to :func:`gradinv.invert_layer`; ``max_time`` bounds the whole attack (every search it runs).
     Returns (:class:`~gradinv.pipeline.InversionResult`, :class:`AttackableLayer`).  The
     certificates are then checked end to end against every gradient sent (:mod:`gradinv.end_to_end`).
     """
+    started = time.monotonic()
     check_model_arguments(model, gradients, layer)
     layers = find_attackable_layers(model)
     if layer is not None:
@@ -170,19 +172,21 @@ def attack_model(model, gradients, *, layer=None, rounding=None, **kwargs):
     except NoExactColumnError as e:  # the other searches of an approximate update may still find columns
         if kwargs.get("solver") is not None or kwargs.get("approximate") is False:
             raise
-        result = _best_explaining(e, model, target, gradients, rounding=rounding, **{**known, **kwargs})
+        result = _best_explaining(e, model, target, gradients, started, rounding=rounding, **{**known, **kwargs})
     else:
         if result.approximate and kwargs.get("solver") is None:
-            result = _best_explaining(result, model, target, gradients, rounding=rounding, **{**known, **kwargs})
+            result = _best_explaining(result, model, target, gradients, started, rounding=rounding,
+                                      **{**known, **kwargs})
     result = certify_end_to_end(result, model, target, gradients)
     return result, target
 
 
-def _best_explaining(result, model, target, gradients, **kwargs):
+def _best_explaining(result, model, target, gradients, started, **kwargs):
     """An approximate update: run every search of :meth:`~gradinv.knowledge.Knowledge.approximate_searches`
     and keep the batch that explains the gradients sent best (:func:`~gradinv.end_to_end.update_mismatch`);
     the search reason says what each left.  ``result`` is the first search's, or the
-    :class:`~gradinv.factorize.NoExactColumnError` it raised: raised again when every search fails."""
+    :class:`~gradinv.factorize.NoExactColumnError` it raised: raised again when every search fails.
+    The other searches share what is left of ``max_time`` since ``started`` (time.monotonic)."""
     knowledge = Knowledge(kwargs.get("weight"), kwargs.get("bias"), kwargs.get("next_weight"), kwargs.get("downstream"))
     failed = isinstance(result, NoExactColumnError)
     others = [s for s in knowledge.approximate_searches() if s != getattr(result, "solver", None)]
@@ -191,13 +195,17 @@ def _best_explaining(result, model, target, gradients, **kwargs):
             raise result
         return result
     grad_W, grad_b = gradients[f"{target.name}.weight"], gradients[f"{target.name}.bias"]
-    tried = {getattr(result, "solver", "default"): (None, str(result).split(":")[0])} if failed else \
+    tried = {getattr(result, "solver", "default"): (None, f"failed ({str(result).split(':')[0]})")} if failed else \
         {result.solver: (update_mismatch(result, model, target, gradients), result)}
     for solver in others:
+        left = None if kwargs.get("max_time") is None else kwargs["max_time"] - (time.monotonic() - started)
+        if left is not None and left <= 0:
+            tried[solver] = (None, "not run: the time bound was spent")
+            continue
         try:
-            other = invert_layer(grad_W, grad_b, **{**kwargs, "solver": solver, "approximate": True})
+            other = invert_layer(grad_W, grad_b, **{**kwargs, "solver": solver, "approximate": True, "max_time": left})
         except GradientError as e:
-            tried[solver] = (None, str(e).split(":")[0])
+            tried[solver] = (None, f"failed ({str(e).split(':')[0]})")
             continue
         tried[solver] = (update_mismatch(other, model, target, gradients), other)
     scored = {s: (r, res) for s, (r, res) in tried.items() if r is not None}
@@ -212,7 +220,7 @@ def _best_explaining(result, model, target, gradients, **kwargs):
         kept.mode_reason += f"; the {getattr(result, 'solver', 'default')} search found no column"
     elif kept is not result:  # the mode was read by the first run; the kept run's own notes follow it
         kept.mode_reason = "; ".join([result.mode_reason.split("; ")[0], *kept.mode_reason.split("; ")[1:]])
-    said = ", ".join(f"{s} {r:.1e}" if r is not None else f"{s} failed ({res})" if isinstance(res, str)
+    said = ", ".join(f"{s} {r:.1e}" if r is not None else f"{s} {res}" if isinstance(res, str)
                      else f"{s} not scored" for s, (r, res) in tried.items())
     kept.search_reason += f"; approximate update: kept the {best} search's batch, the best fit to every gradient sent " \
                           f"(relative residual: {said})"

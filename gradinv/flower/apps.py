@@ -26,7 +26,10 @@ from .defences import ClientDefence
 require_flwr()
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict  # noqa: E402
+from flwr.client import NumPyClient  # noqa: E402
 from flwr.clientapp import ClientApp  # noqa: E402
+from flwr.client.mod import secaggplus_mod  # noqa: E402
+from flwr.common import ndarrays_to_parameters  # noqa: E402
 from flwr.serverapp import Grid, ServerApp  # noqa: E402
 from flwr.serverapp.strategy import FedAvg  # noqa: E402
 
@@ -94,26 +97,52 @@ def defence_mod(msg: Message, context: Context, call_next):
 client_app = ClientApp(mods=[defence_mod])
 
 
-@client_app.train()
-def client_train(msg: Message, context: Context) -> Message:
-    """One round of local training on this node's batch of the round."""
-    cfg = context.run_config
+def train_round(cfg, node_id, node_config, server_round, global_state):
+    """This node's round: E full-batch SGD steps from ``global_state`` on its batch of the round;
+    returns (the trained model, the metrics its reply carries).  Leaves the batch in ``truth/``."""
     x, y = load_dataset(cfg["data"] or None, random_state=int(cfg["seed"]))
-    partition, n_partitions = int(context.node_config["partition-id"]), int(context.node_config["num-partitions"])
-    server_round = int(msg.content["config"]["server-round"])
+    partition, n_partitions = int(node_config["partition-id"]), int(node_config["num-partitions"])
     b, lr, steps = int(cfg["batch-size"]), float(cfg["lr"]), int(cfg["local-steps"])
     xb, yb = shard_batch(x, y, partition, n_partitions, server_round, b)
     model = model_for(cfg, x, y)
-    model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+    model.load_state_dict(global_state)
     loss = local_sgd(model, xb, yb, epochs=steps, lr=lr)
     truth = Path(cfg["out"]) / "truth"  # the demo's out-of-band copy, for the audit's comparison only
     truth.mkdir(parents=True, exist_ok=True)
-    np.savez(truth / f"round{server_round}-node{context.node_id}.npz", x=xb, y=yb)
+    np.savez(truth / f"round{server_round}-node{node_id}.npz", x=xb, y=yb)
     metrics = {"num-examples": b, "lr": lr, "local-steps": steps, "train-loss": loss}
     if cfg["report-batch-size"]:
         metrics["batch-size"] = b
+    return model, metrics
+
+
+@client_app.train()
+def client_train(msg: Message, context: Context) -> Message:
+    """One round of local training on this node's batch of the round."""
+    model, metrics = train_round(context.run_config, context.node_id, context.node_config,
+                                 int(msg.content["config"]["server-round"]), msg.content["arrays"].to_torch_state_dict())
     content = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord(metrics)})
     return Message(content=content, reply_to=msg)
+
+
+class _SecAggClient(NumPyClient):
+    """The same round in Flower's legacy client API, which ``secaggplus_mod`` masks."""
+
+    def __init__(self, context):
+        self.context = context
+
+    def fit(self, parameters, config):
+        cfg = self.context.run_config
+        x, y = load_dataset(cfg["data"] or None, random_state=int(cfg["seed"]))
+        names = list(model_for(cfg, x, y).state_dict())
+        state = {k: torch.as_tensor(v) for k, v in zip(names, parameters, strict=True)}
+        model, metrics = train_round(cfg, self.context.node_id, self.context.node_config, int(config["server-round"]),
+                                     state)
+        return [v.detach().numpy() for v in model.state_dict().values()], metrics["num-examples"], metrics
+
+
+secagg_client_app = ClientApp(client_fn=lambda context: _SecAggClient(context).to_client(), mods=[secaggplus_mod])
+"""The demo's ClientApp under ``--defence secagg``: Flower's ``secaggplus_mod`` masks every update."""
 
 
 server_app = ServerApp()
@@ -121,17 +150,53 @@ server_app = ServerApp()
 
 @server_app.main()
 def server_main(grid: Grid, context: Context) -> None:
-    """FedAvg over every node for ``rounds`` rounds, the strategy wrapped by :class:`LeakageAudit`."""
+    """FedAvg over every node for ``rounds`` rounds, audited: each reply by :class:`LeakageAudit`,
+    or, under ``--defence secagg``, each round's aggregate by :class:`SecureAggregationAudit`."""
     cfg = context.run_config
     out = Path(cfg["out"])
     x, y = load_dataset(cfg["data"] or None, random_state=int(cfg["seed"]))
-    n = int(cfg["clients"])
     defence = ClientDefence.from_run_config(cfg)
-    fedavg = FedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=n, min_available_nodes=n)
-    strategy = LeakageAudit(defence.wrap_strategy(fedavg), lambda: model_for(cfg, x, y), out / "leakage.jsonl",
-                            truth_dir=out / "truth", random_state=int(cfg["seed"]), max_time=float(cfg["max-time"]),
-                            defence=defence)
-    result = strategy.start(grid=grid, initial_arrays=ArrayRecord(model_for(cfg, x, y).state_dict()),
-                            num_rounds=int(cfg["rounds"]), train_config=ConfigRecord())
-    losses = {r: dict(m).get("train-loss") for r, m in result.train_metrics_clientapp.items()}
+    if defence.name == "secagg":
+        losses = _secure_aggregation_main(grid, context, lambda: model_for(cfg, x, y))
+    else:
+        n = int(cfg["clients"])
+        fedavg = FedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=n, min_available_nodes=n)
+        strategy = LeakageAudit(defence.wrap_strategy(fedavg), lambda: model_for(cfg, x, y), out / "leakage.jsonl",
+                                truth_dir=out / "truth", random_state=int(cfg["seed"]),
+                                max_time=float(cfg["max-time"]), defence=defence)
+        result = strategy.start(grid=grid, initial_arrays=ArrayRecord(model_for(cfg, x, y).state_dict()),
+                                num_rounds=int(cfg["rounds"]), train_config=ConfigRecord())
+        losses = {r: dict(m).get("train-loss") for r, m in result.train_metrics_clientapp.items()}
     (out / "server-done.json").write_text(json.dumps({"rounds": int(cfg["rounds"]), "train_loss": losses}))
+
+
+def _secure_aggregation_main(grid, context, model_fn):
+    """Flower's legacy FedAvg in ``DefaultWorkflow`` with ``SecAggPlusWorkflow`` (every client's
+    key shared with all the others, half of them needed to unmask), audited by
+    :class:`SecureAggregationAudit`; returns the mean train loss per round."""
+    from flwr.server import LegacyContext, ServerConfig
+    from flwr.server.strategy import FedAvg as LegacyFedAvg
+    from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
+
+    from .secure_aggregation import SecureAggregationAudit
+
+    cfg = context.run_config
+    out, n = Path(cfg["out"]), int(cfg["clients"])
+    losses = {}
+
+    def mean_loss(metrics):  # fit_metrics_aggregation_fn: [(n_k, metrics_k)] -> aggregated metrics
+        loss = float(np.mean([m["train-loss"] for _, m in metrics]))
+        losses[len(losses) + 1] = loss
+        return {"train-loss": loss}
+
+    initial = ndarrays_to_parameters([v.detach().numpy() for v in model_fn().state_dict().values()])
+    fedavg = LegacyFedAvg(fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=n, min_available_clients=n,
+                          initial_parameters=initial, on_fit_config_fn=lambda r: {"server-round": r},
+                          fit_metrics_aggregation_fn=mean_loss)
+    audit = SecureAggregationAudit(fedavg, model_fn, out / "leakage.jsonl", truth_dir=out / "truth",
+                                   random_state=int(cfg["seed"]), max_time=float(cfg["max-time"]))
+    legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=int(cfg["rounds"])), strategy=audit)
+    workflow = SecAggPlusWorkflow(num_shares=1.0, reconstruction_threshold=0.5,
+                                  max_weight=float(cfg["secagg-max-weight"]))
+    DefaultWorkflow(fit_workflow=workflow)(grid, legacy)
+    return losses

@@ -15,6 +15,11 @@ Nothing here clips or adds noise: the mods and the strategy wrapper are Flower's
   s/Δ composed r times (Opacus' RDP accountant, :func:`gradinv.audit.privacy.epsilon`, sampling
   rate 1: each client takes part in every round).
 
+* ``"secagg"``: Flower's SecAgg+ (``secaggplus_mod`` on the clients, ``SecAggPlusWorkflow`` on
+  the server): the server sees only the round's aggregate, quantised
+  (:mod:`gradinv.flower.secure_aggregation`), never one client's update; no noise is added for
+  privacy, so ε = ∞.
+
 ε is per client (client-level: the unit protected is the client's whole update), at the δ given.
 """
 
@@ -24,7 +29,7 @@ from dataclasses import dataclass
 from ..audit.privacy import DEFAULT_DELTA, epsilon
 from ._flwr import require_flwr
 
-DEFENCES = ("none", "clipping", "local-dp")
+DEFENCES = ("none", "clipping", "local-dp", "secagg")
 """The ``defence`` values of a run configuration."""
 
 
@@ -34,7 +39,7 @@ class ClientDefence:
 
     Parameters
     ----------
-    name : {"none", "clipping", "local-dp"}
+    name : {"none", "clipping", "local-dp", "secagg"}
     clipping_norm : float
         C, the norm each update is clipped to (both defences).
     noise_multiplier : float
@@ -45,6 +50,9 @@ class ClientDefence:
         Δ of ``LocalDpMod``; default C (a clipped update moves at most C).
     clients : int
         K, the clients sampled per round (the central wrapper's ``num_sampled_clients``).
+    max_weight : float
+        ``max_weight`` of ``SecAggPlusWorkflow`` ("secagg"): each client scales its parameters by
+        n_k / max_weight before the quantisation (default: Flower's, 1000).
     """
 
     name: str = "none"
@@ -54,11 +62,14 @@ class ClientDefence:
     delta: float = DEFAULT_DELTA
     sensitivity: float = None
     clients: int = 1
+    max_weight: float = 1000.0
 
     def __post_init__(self):
         if self.name not in DEFENCES:
             raise ValueError(f"unknown defence {self.name!r}; choose one of {DEFENCES}")
-        if self.name == "none":
+        if self.name == "secagg" and not self.max_weight > 0:
+            raise ValueError(f"SecAgg+'s max weight must be positive, got {self.max_weight}")
+        if self.name in ("none", "secagg"):
             return
         if not self.clipping_norm > 0:
             raise ValueError(f"the clipping norm must be positive, got {self.clipping_norm}")
@@ -70,10 +81,13 @@ class ClientDefence:
     @classmethod
     def from_run_config(cls, cfg):
         """The defence of a Flower run configuration (keys ``defence``, ``clipping-norm``,
-        ``noise-multiplier``, ``dp-epsilon``, ``dp-delta``, ``clients``); "none" without them."""
+        ``noise-multiplier``, ``dp-epsilon``, ``dp-delta``, ``clients``, ``secagg-max-weight``); "none"
+        without them."""
         name = str(cfg.get("defence", "none"))
         if name == "none":
             return cls()
+        if name == "secagg":
+            return cls(name, clients=int(cfg["clients"]), max_weight=float(cfg["secagg-max-weight"]))
         return cls(name, clipping_norm=float(cfg["clipping-norm"]), noise_multiplier=float(cfg["noise-multiplier"]),
                    epsilon=float(cfg["dp-epsilon"]), delta=float(cfg["dp-delta"]), clients=int(cfg["clients"]))
 
@@ -90,8 +104,9 @@ class ClientDefence:
         return self.local_sensitivity * math.sqrt(2 * math.log(1.25 / self.delta)) / self.epsilon
 
     def client_mod(self):
-        """Flower's client mod of this defence (``mods=[...]`` of a ``ClientApp``), or None."""
-        if self.name == "none":
+        """Flower's client mod of this defence (``mods=[...]`` of a ``ClientApp``), or None.  SecAgg+'s
+        mod needs Flower's legacy client API: the demo's ``secagg_client_app`` holds it."""
+        if self.name in ("none", "secagg"):
             return None
         require_flwr()
         from flwr.clientapp.mod import LocalDpMod, fixedclipping_mod

@@ -27,7 +27,9 @@ def _toml_value(v):
 
 
 def write_app(app_dir, run_config):
-    """The Flower App folder: a pyproject.toml naming the demo's ServerApp and ClientApp."""
+    """The Flower App folder: a pyproject.toml naming the demo's ServerApp and ClientApp (the
+    legacy-API ClientApp with ``secaggplus_mod`` under ``defence = "secagg"``)."""
+    client_app = "secagg_client_app" if run_config.get("defence") == "secagg" else "client_app"
     app_dir.mkdir(parents=True, exist_ok=True)
     config = "\n".join(f"{k} = {_toml_value(v)}" for k, v in run_config.items())
     (app_dir / "pyproject.toml").write_text(f"""[build-system]
@@ -46,7 +48,7 @@ publisher = "spearkit"
 
 [tool.flwr.app.components]
 serverapp = "gradinv.flower.apps:server_app"
-clientapp = "gradinv.flower.apps:client_app"
+clientapp = "gradinv.flower.apps:{client_app}"
 
 [tool.flwr.app.config]
 {config}
@@ -61,34 +63,55 @@ def check_arguments(args, x, y):
     if args.lr <= 0 or args.timeout <= 0:
         raise ValueError("--lr and --timeout must be positive")
     ClientDefence(args.defence, clipping_norm=args.clipping_norm, noise_multiplier=args.noise_multiplier,
-                  epsilon=args.dp_epsilon, delta=args.dp_delta, clients=args.clients)  # raises on bad values
+                  epsilon=args.dp_epsilon, delta=args.dp_delta, clients=args.clients,
+                  max_weight=args.secagg_max_weight)  # raises on bad values
+    if args.defence == "secagg" and args.clients < 2:
+        raise ValueError("--defence secagg needs at least 2 clients: it sums their updates")
     if len(x) // args.clients < args.batch_size:
         raise ValueError(f"{len(x)} samples give each of {args.clients} clients {len(x) // args.clients}, "
                          f"fewer than the batch size {args.batch_size}")
 
 
+def _who(r):
+    """The record's source: a node, or the aggregate of K nodes (secure aggregation)."""
+    return f"all {r['clients']}" if r.get("node_id") is None and r.get("clients") else r["node_id"]
+
+
 def print_table(records):
-    """One row per client update, then which batches were recovered exactly."""
+    """One row per client update (per round's aggregate under secure aggregation), then which
+    batches were recovered exactly."""
     rows = []
     for r in records:
         eps = "∞" if r.get("epsilon_server") is None else format_epsilon(r["epsilon_server"])
         if r["inverted"]:
             psnr = "-" if r["psnr_db"] is None else f"{r['psnr_db']:.1f}"
             labels = "-" if r["labels_correct"] is None else f"{r['labels_correct']}/{r['batch_size']}"
-            rows.append([r["round"], r["node_id"], r["batch_size"], r["local_steps"], "approximate" if r["approximate"]
+            rows.append([r["round"], _who(r), r["batch_size"], r["local_steps"], "approximate" if r["approximate"]
                          else "exact", f"{r['exact_fraction']:.0%}", f"{r['certified_fraction']:.0%}", psnr, labels,
                          eps, f"{r['time_s']:.2f}"])
         else:
-            rows.append([r["round"], r["node_id"], r["batch_size"] or "-", r["local_steps"] or "-",
+            rows.append([r["round"], _who(r), r["batch_size"] or "-", r["local_steps"] or "-",
                          "not inverted: " + r["reason"], "-", "-", "-", "-", eps, "-"])
     print_rows(rows, ["round", "node id", "b", "E", "mode", "exact", "certified", "PSNR dB", "labels", "ε (server)",
                       "time s"])
     defences = {(r.get("defence") or "none", r.get("delta")) for r in records}
     for name, delta in sorted(defences, key=str):
-        if name != "none":
+        if name == "secagg":
+            print("defence: secagg (SecAgg+); the server sees each round's aggregate only, inverted as one batch "
+                  "of the clients' samples; ε = ∞ (no noise is added)")
+        elif name != "none":
             print(f"defence: {name}; ε spent by each client against this server, at δ = {delta:g} (Opacus' RDP "
                   "accountant over the updates it sent; ∞: the server sees the update without noise)")
+    aggregates = [r for r in records if r.get("per_client")]
+    for r in aggregates:
+        print(f"round {r['round']}, per client from the aggregate (exact of its distinct samples, mean PSNR): "
+              + ", ".join(f"node {n}: {c['exact']}/{c['distinct']}, "
+                          + ("-" if c["psnr_db"] is None else f"{c['psnr_db']:.1f} dB")
+                          for n, c in r["per_client"].items()))
     exact = [r for r in records if r["inverted"] and r["exact_fraction"] >= EXACT_BATCH]
+    if any(r.get("clients") for r in records):
+        print(f"{len(exact)} of {len(records)} aggregates recovered exactly (≥ {EXACT_BATCH:.0%} of their samples)")
+        return
     nodes = sorted({r["node_id"] for r in exact})
     print(f"{len(exact)} of {len(records)} client updates recovered exactly (≥ {EXACT_BATCH:.0%} of the batch), "
           f"from {len(nodes)} of {len({r['node_id'] for r in records})} clients: "
@@ -122,11 +145,13 @@ def run_demo(args):
                   "seed": args.seed, "max-time": float(args.max_time), "report-batch-size": not args.no_batch_size,
                   "defence": args.defence, "clipping-norm": float(args.clipping_norm),
                   "noise-multiplier": float(args.noise_multiplier), "dp-epsilon": float(args.dp_epsilon),
-                  "dp-delta": float(args.dp_delta)}
+                  "dp-delta": float(args.dp_delta), "secagg-max-weight": float(args.secagg_max_weight)}
     write_app(out / "app", run_config)
     leakage = out / "leakage.jsonl"
     with LocalFederation(out, args.clients, startup_timeout=min(60.0, args.timeout)) as federation, \
-            tqdm(total=args.clients * args.rounds, desc="client updates audited", disable=not args.progress) as bar:
+            tqdm(total=args.rounds if args.defence == "secagg" else args.clients * args.rounds,
+                 desc="aggregates audited" if args.defence == "secagg" else "client updates audited",
+                 disable=not args.progress) as bar:
         def count_records():
             done = len(leakage.read_text().splitlines()) if leakage.exists() else 0
             if done != bar.n:
@@ -177,7 +202,8 @@ def add_parser(sub):
     f.add_argument("--defence", choices=DEFENCES, default="none",
                    help="Flower's own defence: 'clipping' = fixedclipping_mod on the clients and "
                         "DifferentialPrivacyClientSideFixedClipping around FedAvg (central DP); "
-                        "'local-dp' = LocalDpMod on the clients (default: none)")
+                        "'local-dp' = LocalDpMod on the clients; 'secagg' = SecAgg+ (secaggplus_mod and "
+                        "SecAggPlusWorkflow): the server audits each round's aggregate (default: none)")
     f.add_argument("--clipping-norm", type=float, default=0.01,
                    help="C of both defences (default 0.01: the demo's updates measure 0.016-0.022, so every one is "
                         "clipped)")
@@ -185,6 +211,9 @@ def add_parser(sub):
                    help="z of the central DP wrapper: noise of std z·C/K on the aggregate (default: 1)")
     f.add_argument("--dp-epsilon", type=float, default=1.0, help="ε per round of LocalDpMod (default: 1)")
     f.add_argument("--dp-delta", type=float, default=1e-5, help="δ of LocalDpMod and of every ε reported")
+    f.add_argument("--secagg-max-weight", type=float, default=1000.0,
+                   help="max_weight of SecAggPlusWorkflow: clients scale their parameters by num-examples/max_weight "
+                        "before quantising them (default: Flower's, 1000)")
     f.add_argument("--data", type=Path, help=".npz with x (N, ...) and y (N,) (default: scikit-learn's digits)")
     f.add_argument("--out", type=Path, default=Path("flower-demo"), help="output folder (default: flower-demo)")
     f.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")

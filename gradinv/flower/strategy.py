@@ -34,7 +34,7 @@ require_flwr()
 from flwr.serverapp.strategy import Strategy  # noqa: E402
 from flwr.supercore import log  # noqa: E402
 
-from ..metrics import distinct_inputs, evaluate  # noqa: E402
+from ..metrics import distinct_inputs, evaluate, exact_mask  # noqa: E402
 from ..models import attack_model, pseudo_gradients  # noqa: E402
 
 RECORD_FIELDS = ("round", "node_id", "batch_size", "local_steps", "lr", "defence", "epsilon_server",
@@ -54,11 +54,14 @@ def _single(records, key, what):
 
 
 def invert_client_update(model, sent_state, received_state, *, batch_size, lr, local_steps=1, truth=None,
-                         layer=None, random_state=None, max_time=60.0):
+                         owners=None, layer=None, random_state=None, max_time=60.0):
     """Invert one client update θ₀ → θ_E; returns the record's measured fields.
 
     ``model`` is the architecture (its parameters are overwritten with θ₀ = ``sent_state``),
-    ``received_state`` is θ_E, ``truth`` (tests only) is the client's batch ``(x, y)``.
+    ``received_state`` is θ_E, ``truth`` (tests only) is the client's batch ``(x, y)``.  For an
+    aggregate of several clients' batches, ``owners`` gives the client of each row of the truth,
+    and the fields include ``per_client``: per client, its distinct inputs, how many came back
+    exactly and their mean PSNR.
     Raises on anything that prevents the inversion (the caller records the reason).
     """
     model.load_state_dict({k: torch.as_tensor(v) for k, v in sent_state.items()})
@@ -86,7 +89,32 @@ def invert_client_update(model, sent_state, received_state, *, batch_size, lr, l
     labels_correct = None if res.labels is None else int(np.sum(np.asarray(res.labels)[cols] == y[rows]))
     out.update(exact_fraction=ev["exact"] / len(x), distinct=len(x), exact_source="truth", psnr_db=round(ev["psnr"], 2),
                truth_compared=True, labels_correct=labels_correct, false_certificates=ev["false_certificates"])
+    if owners is not None:
+        out["per_client"] = _per_client(np.asarray(owners)[first], ev)
     return out
+
+
+def _per_client(owner, ev):
+    """{client: {"distinct", "exact", "psnr_db"}}: ``owner`` of each distinct input, the rest from
+    :func:`gradinv.metrics.evaluate` (an input left unmatched counts as not exact; its PSNR is left out)."""
+    rows = ev["pairs"][0]
+    exact, psnr_db = exact_mask(ev["relative_error"]), np.asarray(ev["psnr_per_sample"])
+    out = {}
+    for c in sorted(set(owner.tolist())):
+        mine = owner[rows] == c
+        out[str(c)] = {"distinct": int(np.sum(owner == c)), "exact": int(np.sum(exact[mine])),
+                       "psnr_db": round(float(np.mean(psnr_db[mine])), 2) if mine.any() else None}
+    return out
+
+
+def write_record(out, record, source):
+    """Append ``record`` to the JSON-lines file ``out`` and log it (``source``: whose update)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+    what = (f"{record['exact_fraction']:.0%} exact ({record['exact_source']}); {record['outcome']}"
+            if record["inverted"] else f"not inverted: {record['reason']}")
+    log(INFO, "leakage audit: round %s, %s: %s", record["round"], source, what)
 
 
 class LeakageAudit(Strategy):
@@ -196,12 +224,7 @@ class LeakageAudit(Strategy):
 
     def _write(self, record):
         self.records.append(record)
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        with self.out.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-        what = (f"{record['exact_fraction']:.0%} exact ({record['exact_source']}); {record['outcome']}"
-                if record["inverted"] else f"not inverted: {record['reason']}")
-        log(INFO, "leakage audit: round %s, node %s: %s", record["round"], record["node_id"], what)
+        write_record(self.out, record, f"node {record['node_id']}")
 
     # -- everything else is the wrapped strategy's --------------------------------------------------
     def configure_evaluate(self, server_round, arrays, config, grid):
