@@ -25,6 +25,13 @@ def make_model():
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 10)).double()
 
 
+def make_deep_model():
+    """The same with a second hidden layer, Linear(256, 128) → ReLU: two layers a server may attack."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(),
+                         nn.Linear(128, 10)).double()
+
+
 def write_data(path):
     """Save load_digits as DATA.npz: x (n, 1, 8, 8) in [0, 1], y (n,) integer labels."""
     digits = load_digits()

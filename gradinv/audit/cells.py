@@ -1,7 +1,8 @@
 """One cell of a defence audit: draw a client batch, compute what the client sends, attack it.
 
-A cell is (b, σ, E, seed): batch size b, DP noise multiplier σ, local steps E and the seed of
-the batch draw, the DP noise and the attack.  What the client sends:
+A cell is (layer, b, σ, E, seed): the Linear → ReLU layer attacked, batch size b, DP noise
+multiplier σ, local steps E and the seed of the batch draw, the DP noise and the attack.  What
+the client sends:
 
 * σ = 0, E = 1 — one SGD step: the mean cross-entropy gradient of every parameter (the attack
   also uses the classifier's bias gradient);
@@ -28,6 +29,7 @@ from ..factorize import GradientError
 from ..factory import build_model as factory_model
 from ..cases.updates import dp_fedavg_update, dp_sgd_gradient, fedavg_update, sgd_gradients
 from ..metrics import evaluate, exact_mask
+from .files import cell_name
 from ..models import attack_model, find_attackable_layers
 
 N_KEPT = 8  # arbitrary: samples per cell kept for the report's image grid
@@ -39,8 +41,9 @@ class AuditError(ValueError):
 
 @dataclass(frozen=True)
 class Cell:
-    """One point of the grid: batch size b, noise multiplier σ, local steps E, seed."""
+    """One point of the grid: the attacked layer's name, batch size b, noise multiplier σ, local steps E, seed."""
 
+    layer: str
     batch_size: int
     noise_multiplier: float
     local_steps: int
@@ -48,25 +51,26 @@ class Cell:
 
     @property
     def key(self):
-        return (self.batch_size, self.noise_multiplier, self.local_steps, self.seed)
+        return (self.layer, self.batch_size, self.noise_multiplier, self.local_steps, self.seed)
 
     @property
     def name(self):
-        return f"b{self.batch_size}_sigma{self.noise_multiplier:g}_E{self.local_steps}_seed{self.seed}"
+        return cell_name(*self.key)
 
 
-def make_grid(batch_sizes, noise_multipliers, local_steps, n_seeds):
-    """Every (b, σ, E, seed) of the Cartesian product, smallest b first."""
-    return [Cell(int(b), float(s), int(e), int(seed)) for b in sorted(set(batch_sizes))
-            for s in sorted(set(noise_multipliers)) for e in sorted(set(local_steps)) for seed in range(n_seeds)]
+def make_grid(layers, batch_sizes, noise_multipliers, local_steps, n_seeds):
+    """Every (layer, b, σ, E, seed) of the Cartesian product, smallest b first."""
+    return [Cell(str(layer), int(b), float(s), int(e), int(seed)) for b in sorted(set(batch_sizes))
+            for layer in layers for s in sorted(set(noise_multipliers)) for e in sorted(set(local_steps))
+            for seed in range(n_seeds)]
 
 
 @dataclass(frozen=True)
 class ClientSettings:
-    """How the client trains and how long the attack may search: C, η, layer, time bound."""
+    """How the client trains and how long the attack may search: C, η, the layers audited, time bound."""
 
     model_factory: str
-    layer: str
+    layers: tuple
     max_grad_norm: float = 1.0
     lr: float = 0.01
     max_time: float = 60.0
@@ -83,18 +87,20 @@ def build_model(factory, state=None):
         raise AuditError(str(e)) from e
 
 
-def attacked_layer(model, layer=None):
-    """The Linear → ReLU layer the audit attacks: ``layer`` or the model's first one."""
+def attacked_layers(model, names=None):
+    """The Linear → ReLU layers the audit attacks (:class:`~gradinv.models.AttackableLayer`): those
+    named, or every one of the model (the server may attack any; the report names the most exposed)."""
     layers = find_attackable_layers(model)
     if not layers:
         raise AuditError("the model has no Linear layer followed by an nn.ReLU module: nothing to attack "
                          "(a functional F.relu is not visible)")
-    if layer is None:
-        return layers[0]
-    found = [lay for lay in layers if lay.name == layer]
-    if not found:
-        raise AuditError(f"--layer {layer!r} is not a Linear followed by ReLU; those are {[x.name for x in layers]}")
-    return found[0]
+    if not names:
+        return layers
+    unknown = [n for n in names if n not in {lay.name for lay in layers}]
+    if unknown:
+        raise AuditError(f"--layer {unknown} {'is' if len(unknown) == 1 else 'are'} not a Linear followed by ReLU; "
+                         f"those are {[x.name for x in layers]}")
+    return [lay for lay in layers if lay.name in names]
 
 
 def draw_batch(n_samples, batch_size, seed):
@@ -136,7 +142,7 @@ def run_cell(cell, settings, state, x_all, y_all):
     torch.set_num_threads(1)
     start = time.perf_counter()
     model = build_model(settings.model_factory, state)
-    target = attacked_layer(model, settings.layer)
+    (target,) = attacked_layers(model, [cell.layer])
     idx = draw_batch(len(x_all), cell.batch_size, cell.seed)
     dtype = next(model.parameters()).dtype
     dtype_name = str(dtype).replace("torch.", "")
@@ -173,4 +179,5 @@ def run_cell(cell, settings, state, x_all, y_all):
 def warm_up(settings, state, x_all, y_all, batch_size):
     """One unrecorded plain-SGD cell on this worker, so that one-time start-up costs (lazy imports,
     first calls into torch and LAPACK: seconds on a busy machine) are not charged to a cell's time bound."""
-    run_cell(Cell(batch_size, 0.0, 1, 0), replace(settings, max_time=min(settings.max_time, 5.0)), state, x_all, y_all)
+    run_cell(Cell(settings.layers[0], batch_size, 0.0, 1, 0), replace(settings, max_time=min(settings.max_time, 5.0)),
+             state, x_all, y_all)

@@ -20,7 +20,8 @@ def add_parser(sub):
     a.add_argument("--local-steps", type=int, nargs="+", default=[1], metavar="E",
                    help="local SGD steps per round (1: one gradient; default: 1)")
     a.add_argument("--seeds", type=int, default=1, metavar="N", help="batches drawn per cell, seeds 0..N-1")
-    a.add_argument("--layer", help="the Linear → ReLU layer to attack (default: the model's first one)")
+    a.add_argument("--layer", nargs="+", metavar="NAME",
+                   help="the Linear → ReLU layers to attack (default: every one; the report names the most exposed)")
     a.add_argument("--max-grad-norm", type=float, default=1.0, help="DP-SGD clipping norm C (default: 1.0)")
     a.add_argument("--lr", type=float, default=0.01, help="local learning rate η for E > 1 (default: 0.01)")
     a.add_argument("--max-time", type=float, default=60.0, help="time bound of each cell's attack, s (default: 60)")
@@ -40,7 +41,7 @@ def cmd_audit(args):
 
     s = run_audit(args.model_factory, args.data, args.out, batch_sizes=args.batch_sizes,
                   noise_multipliers=args.noise_multipliers, local_steps=args.local_steps, n_seeds=args.seeds,
-                  state=args.state, layer=args.layer, max_grad_norm=args.max_grad_norm, lr=args.lr,
+                  state=args.state, layers=args.layer, max_grad_norm=args.max_grad_norm, lr=args.lr,
                   max_time=args.max_time, scheduler=args.scheduler, n_workers=args.workers, delta=args.delta,
                   rounds=args.rounds)
     print(f"{s.n_cells} cells: {s.n_computed} computed, {s.n_skipped} already in {s.out_dir / 'results.csv'}; "

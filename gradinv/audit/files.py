@@ -9,9 +9,15 @@ FIELDS = ["batch_size", "noise_multiplier", "local_steps", "seed", "status", "ex
 RESULTS, SETTINGS, CELLS = "results.csv", "audit.json", "cells"
 
 
+def cell_name(layer, batch_size, noise_multiplier, local_steps, seed):
+    """The name of a cell's kept arrays, ``cells/NAME.npz``."""
+    return f"layer{layer}_b{batch_size}_sigma{noise_multiplier:g}_E{local_steps}_seed{seed}"
+
+
 def cell_key(row):
-    """The grid cell (b, σ, E, seed) of a results row."""
-    return (int(row["batch_size"]), float(row["noise_multiplier"]), int(row["local_steps"]), int(row["seed"]))
+    """The grid cell (layer, b, σ, E, seed) of a results row."""
+    return (row["layer"], int(row["batch_size"]), float(row["noise_multiplier"]), int(row["local_steps"]),
+            int(row["seed"]))
 
 
 def read_results(path):

@@ -1,11 +1,12 @@
 """``DIR/report.html``: one self-contained page (PNGs inline as base64) from ``results.csv``.
 
-The page states the verdict first — per noise multiplier σ the largest batch recovered exactly
-(or the closest approximate reconstruction), then per (local steps E, σ) the batch sizes at which
-every sample of every seed's batch was recovered exactly and what the attack got at the others —
-then plots exact fraction and PSNR against b (one line per σ,
-one panel per E), an image grid of originals above reconstructions for representative cells,
-and the table of every cell.  A cell the attack does not break is reported as "not recovered by
+The page states the verdict first — the σ (and ε) at which reconstruction stops over every layer
+attacked, the most exposed layer, then per layer and noise multiplier σ the largest batch
+recovered exactly (or the closest approximate reconstruction), then per (local steps E, σ) the
+batch sizes at which every sample of every seed's batch was recovered exactly and what the
+attack got at the others — then plots exact fraction and PSNR against b (one line per σ, one
+panel per E, one figure per layer), an image grid of originals above reconstructions for
+representative cells, and the table of every cell.  A cell the attack does not break is reported as "not recovered by
 this attack within its bound", never as private.
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import CELLS, RESULTS, SETTINGS, read_results
+from .files import CELLS, RESULTS, SETTINGS, cell_name, read_results
 from .privacy import DEFAULT_DELTA, epsilon, format_epsilon
 
 CAVEAT = ("A cell this attack does not break is <b>not recovered by this attack within its bound</b> "
@@ -149,6 +150,34 @@ def headline(rows):
     return lines
 
 
+def by_layer(rows):
+    """{layer: its rows}, in the order the layers first appear."""
+    layers = defaultdict(list)
+    for r in rows:
+        layers[r["layer"]].append(r)
+    return dict(layers)
+
+
+def _exposure(rows):
+    """How much one layer's cells leak, as a sortable key: the largest σ with every sample exact
+    (−1: none), the largest σ above APPROXIMATE_PSNR_DB, the mean exact fraction, the mean PSNR."""
+    exact = [r["noise_multiplier"] for r in rows if r["exact_fraction"] == 1.0]
+    close = [r["noise_multiplier"] for r in rows if math.isfinite(r["psnr_db"]) and r["psnr_db"] >= APPROXIMATE_PSNR_DB]
+    psnr = _mean_psnr(rows)
+    return (max(exact, default=-1.0), max(close, default=-1.0), float(np.mean([r["exact_fraction"] for r in rows])),
+            psnr if math.isfinite(psnr) else -math.inf)
+
+
+def most_exposed_line(rows):
+    """The layer that leaks most (:func:`_exposure`), with every layer's mean exact fraction and PSNR."""
+    layers = by_layer(rows)
+    name = max(layers, key=lambda k: _exposure(layers[k]))
+    each = "; ".join(f"{k}: {100 * np.mean([r['exact_fraction'] for r in v]):.0f} % exact, mean PSNR "
+                     + (f"{_mean_psnr(v):.0f} dB" if math.isfinite(_mean_psnr(v)) else "–")
+                     for k, v in layers.items())
+    return f"Most exposed of the {len(layers)} layers attacked: layer {name} (over every cell: {each})."
+
+
 def _figure_png(fig):
     import matplotlib.pyplot as plt
 
@@ -209,12 +238,12 @@ def _as_images(flat, sample_shape):
 
 
 def representative_cells(rows):
-    """Up to N_GRID_CELLS cells for the image grid, seed 0: for each (E, σ) the largest batch
+    """Up to N_GRID_CELLS cells for the image grid, seed 0: for each (E, σ, layer) the largest batch
     recovered exactly and the smallest one attacked but not exact (where the attack stops)."""
     groups = defaultdict(list)
     for r in rows:
         if r["seed"] == 0 and r["status"] == "attacked":
-            groups[(r["local_steps"], r["noise_multiplier"])].append(r)
+            groups[(r["local_steps"], r["noise_multiplier"], r["layer"])].append(r)
     picked = []
     for key in sorted(groups):
         exact = [r for r in groups[key] if r["exact_fraction"] == 1.0]
@@ -231,8 +260,8 @@ def plot_cell_images(out_dir, row, sample_shape):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    path = Path(out_dir) / CELLS / (f"b{row['batch_size']}_sigma{row['noise_multiplier']:g}_E{row['local_steps']}"
-                                    f"_seed{row['seed']}.npz")
+    path = Path(out_dir) / CELLS / (cell_name(row["layer"], row["batch_size"], row["noise_multiplier"],
+                                              row["local_steps"], row["seed"]) + ".npz")
     if not path.is_file():
         return None
     with np.load(path, allow_pickle=False) as f:
@@ -270,10 +299,11 @@ def cell_status(r):
 
 
 def _table(rows):
-    head = ["b", "σ", "E", "seed", "exact", "certified", "PSNR dB", "time s", "result"]
+    head = ["layer", "b", "σ", "E", "seed", "exact", "certified", "PSNR dB", "time s", "result"]
     body = []
-    for r in sorted(rows, key=lambda r: (r["local_steps"], r["noise_multiplier"], r["batch_size"], r["seed"])):
-        cells = [r["batch_size"], f"{r['noise_multiplier']:g}", r["local_steps"], r["seed"],
+    for r in sorted(rows, key=lambda r: (r["layer"], r["local_steps"], r["noise_multiplier"], r["batch_size"],
+                                         r["seed"])):
+        cells = [html.escape(r["layer"]), r["batch_size"], f"{r['noise_multiplier']:g}", r["local_steps"], r["seed"],
                  f"{100 * r['exact_fraction']:.0f} %", f"{100 * r['certified_fraction']:.0f} %",
                  "–" if not math.isfinite(r["psnr_db"]) else f"{r['psnr_db']:.1f}", f"{r['time_s']:.1f}",
                  html.escape(cell_status(r))]
@@ -299,20 +329,25 @@ def write_report(out_dir, *, delta=DEFAULT_DELTA, rounds=1):
     if not rows:
         parts.append("<p>No cell has finished yet.</p>")
     else:
+        layers = by_layer(rows)
+        several = len(layers) > 1
         first = ([privacy_line(rows, settings["n_samples"], delta=delta, rounds=rounds)]
                  if "n_samples" in settings else [])
+        first += [most_exposed_line(rows)] if several else []
+        first += [f"layer {k}: {line}" if several else line for k, v in layers.items() for line in headline(v)]
+        details = [f"layer {k}, {line}" if several else line for k, v in layers.items() for line in verdict_lines(v)]
         parts.append("<div class='verdict'><h2>Verdict</h2><ul>"
-                     + "".join(f"<li><b>{html.escape(line)}</b></li>" for line in first + headline(rows))
+                     + "".join(f"<li><b>{html.escape(line)}</b></li>" for line in first)
                      + "</ul><p>Per number of local steps and σ:</p><ul>"
-                     + "".join(f"<li>{line}</li>" for line in verdict_lines(rows)) + "</ul></div>")
+                     + "".join(f"<li>{line}</li>" for line in details) + "</ul></div>")
     parts.append(f"<p class='caveat'>{CAVEAT.format(max_time=settings['max_time'])}</p>")
     parts.append(
         "<h2>What was audited</h2><ul>"
         f"<li>Model: <code>{html.escape(settings['model_factory'])}</code>, state "
         f"<code>{html.escape(str(settings['state']))}</code>; data <code>{html.escape(settings['data'])}</code>"
         f" (inputs of shape {tuple(settings['sample_shape'])}).</li>"
-        f"<li>Attacked layer: {html.escape(settings['reason'])}.</li>"
-        "<li>Client update per cell: a batch of b samples drawn by the seed; σ = 0 and E = 1: one SGD step "
+        + "".join(f"<li>Attacked layer {html.escape(k)}: {html.escape(v)}.</li>" for k, v in settings["reasons"].items())
+        + "<li>Client update per cell: a batch of b samples drawn by the seed; σ = 0 and E = 1: one SGD step "
         "(the gradient of every parameter); σ &gt; 0: DP-SGD through Opacus (per-sample clipping to "
         f"C = {settings['max_grad_norm']:g}, noise σC); E &gt; 1: E full-batch local steps at learning rate "
         f"η = {settings['lr']:g}, the server inverting (θ₀ − θ_E)/η.</li>"
@@ -321,13 +356,17 @@ def write_report(out_dir, *, delta=DEFAULT_DELTA, rounds=1):
         "and multi-step updates are attacked in approximate mode, without certificates). "
         "PSNR: mean over the batch, capped at 150 dB.</li></ul>")
     if rows:
-        parts.append(f"<h2>Exact fraction and PSNR against batch size</h2><img src='data:image/png;base64,"
-                     f"{plot_curves(rows)}' alt='exact fraction and PSNR against batch size'>")
+        for k, v in by_layer(rows).items():
+            where = f", layer {html.escape(k)}" if several else ""
+            parts.append(f"<h2>Exact fraction and PSNR against batch size{where}</h2>"
+                         f"<img src='data:image/png;base64,{plot_curves(v)}' alt='exact fraction and PSNR against "
+                         "batch size'>")
         parts.append("<h2>Originals (top) and reconstructions (bottom)</h2>")
         for r in representative_cells(rows):
             png = plot_cell_images(out_dir, r, settings["sample_shape"])
             if png:
-                parts.append(f"<h3>b = {r['batch_size']}, σ = {r['noise_multiplier']:g}, {_steps(r['local_steps'])}"
+                where = f"layer {html.escape(r['layer'])}, " if several else ""
+                parts.append(f"<h3>{where}b = {r['batch_size']}, σ = {r['noise_multiplier']:g}, {_steps(r['local_steps'])}"
                              f", seed {r['seed']}: {html.escape(cell_status(r))}</h3>"
                              f"<img src='data:image/png;base64,{png}' alt='originals and reconstructions'>")
         parts.append(f"<h2>Every cell</h2>{_table(rows)}")

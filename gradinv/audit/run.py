@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..io import load_tensors
-from .cells import AuditError, ClientSettings, attacked_layer, build_model, make_grid, run_cell, warm_up
+from .cells import AuditError, ClientSettings, attacked_layers, build_model, make_grid, run_cell, warm_up
 from .files import CELLS, FIELDS, RESULTS, SETTINGS, cell_key, read_results
 from .privacy import DEFAULT_DELTA
 from .report import write_report
@@ -130,10 +130,11 @@ def _client(scheduler, n_workers, n_cells):
 
 
 def run_audit(model_factory, data, out_dir, *, batch_sizes, noise_multipliers=(0.0,), local_steps=(1,), n_seeds=1,
-              state=None, layer=None, max_grad_norm=1.0, lr=0.01, max_time=60.0, scheduler=None, n_workers=None,
+              state=None, layers=None, max_grad_norm=1.0, lr=0.01, max_time=60.0, scheduler=None, n_workers=None,
               report=True, progress=True, delta=DEFAULT_DELTA, rounds=1):
     """Audit ``model_factory`` (``"module:function"``) on ``data`` (.npz with x, y) over the grid
-    b × σ × E × seeds; write ``out_dir``/results.csv (and report.html).  ``scheduler``: the address
+    layers × b × σ × E × seeds (``layers``: names of Linear → ReLU layers; default every one);
+    write ``out_dir``/results.csv (and report.html).  ``scheduler``: the address
     of a running Dask scheduler (``tcp://host:port``); default: a LocalCluster of ``n_workers``
     processes.  The report states ε (Opacus' accountant) at ``delta`` for a client that takes part in
     ``rounds`` rounds.  Returns an :class:`AuditSummary`."""
@@ -147,16 +148,16 @@ def run_audit(model_factory, data, out_dir, *, batch_sizes, noise_multipliers=(0
         raise AuditError(f"need 0 < delta < 1 and rounds >= 1, got {delta}, {rounds}")
     params = None if state is None else load_tensors(state)
     model = build_model(model_factory, params)
-    target = attacked_layer(model, layer)
+    targets = attacked_layers(model, layers)
     _check_model(model, x, y)
     params = {k: v.detach().numpy() for k, v in model.state_dict().items()}
-    settings = ClientSettings(model_factory, target.name, max_grad_norm=float(max_grad_norm), lr=float(lr),
-                              max_time=float(max_time))
-    record = dict(settings.to_dict(), state=None if state is None else str(state), state_sha256=_sha256(state),
-                  data=str(data), data_sha256=_sha256(data), sample_shape=list(x.shape[1:]), n_samples=len(x),
-                  reason=target.reason)
+    settings = ClientSettings(model_factory, tuple(t.name for t in targets), max_grad_norm=float(max_grad_norm),
+                              lr=float(lr), max_time=float(max_time))
+    record = dict(settings.to_dict(), layers=list(settings.layers), state=None if state is None else str(state),
+                  state_sha256=_sha256(state), data=str(data), data_sha256=_sha256(data),
+                  sample_shape=list(x.shape[1:]), n_samples=len(x), reasons={t.name: t.reason for t in targets})
     done = {cell_key(r) for r in _prepare_out_dir(out_dir, record)}
-    grid = make_grid(batch_sizes, noise_multipliers, local_steps, n_seeds)
+    grid = make_grid(settings.layers, batch_sizes, noise_multipliers, local_steps, n_seeds)
     todo = [c for c in grid if c.key not in done]
     errors = []
     if todo:

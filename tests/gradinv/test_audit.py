@@ -65,7 +65,7 @@ def test_local_cluster_audit_writes_results_and_report(local_audit, digits):
         assert r["status"] in ("attacked", "attack failed") and r["false_certificates"] == "0"
         if r["status"] != "attacked":
             continue
-        with np.load(out / "cells" / f"b8_sigma{float(sigma):g}_E{steps}_seed0.npz") as kept:
+        with np.load(out / "cells" / f"layer1_b8_sigma{float(sigma):g}_E{steps}_seed0.npz") as kept:
             # the truth is the client's batch (the first layer's inputs), and "exact" is what it says
             assert all(np.abs(batch - o).sum(axis=1).min() == 0 for o in kept["original"])
             err = np.linalg.norm(kept["recovered"] - kept["original"], axis=1) / np.linalg.norm(kept["original"], axis=1)
@@ -152,6 +152,28 @@ def test_cli_audit_on_an_external_scheduler(dask_cluster, digits, tmp_path, caps
     assert "2 computed" in capsys.readouterr().out and (out / "report.html").is_file()
 
 
+def test_every_linear_relu_layer_is_audited_and_the_most_exposed_named(digits, tmp_path):
+    """A model with two Linear → ReLU layers: by default the audit attacks both (the second one's
+    inputs are the first one's ReLU features), the rows and kept arrays say which, and the report's
+    verdict names the most exposed layer before the per-layer lines."""
+    out = tmp_path / "audit"
+    s = run_audit("examples.audit_model:make_deep_model", digits, out, batch_sizes=[8], max_time=MAX_TIME,
+                  n_workers=1, progress=False)
+    assert (s.n_cells, s.n_computed, s.errors) == (2, 2, [])
+    rows = {r["layer"]: r for r in _rows(out)}
+    assert set(rows) == {"1", "3"} and rows["1"]["first_layer"] == "True" and rows["3"]["first_layer"] == "False"
+    assert all(float(r["exact_fraction"]) == 1.0 and r["false_certificates"] == "0" for r in rows.values())
+    assert {p.name for p in (out / "cells").iterdir()} == {"layer1_b8_sigma0_E1_seed0.npz", "layer3_b8_sigma0_E1_seed0.npz"}
+    page = (out / "report.html").read_text()
+    verdict = page[page.index("Verdict"):page.index("Per number of local steps")]
+    assert "Most exposed of the 2 layers attacked: layer" in verdict
+    assert "layer 1: σ = 0: every sample of a batch of ≤ 8" in verdict and "layer 3: σ = 0:" in verdict
+    assert "Attacked layer 1:" in page and "Attacked layer 3:" in page
+    s = run_audit("examples.audit_model:make_deep_model", digits, tmp_path / "one", batch_sizes=[8], layers=["3"],
+                  max_time=MAX_TIME, n_workers=1, progress=False)
+    assert [r["layer"] for r in _rows(tmp_path / "one")] == ["3"]
+
+
 def _chromium():
     return shutil.which("chromium") or (Path("/usr/bin/chromium").is_file() and "/usr/bin/chromium")
 
@@ -220,8 +242,9 @@ def test_bad_arguments_are_one_line_errors_before_any_cluster(case, expected, di
 
 
 def test_grid_and_batches_are_reproducible():
-    grid = make_grid([16, 8, 8], [1e-5, 0], [2, 1], 3)
-    assert len(grid) == 2 * 2 * 2 * 3 and grid[0].key == (8, 0.0, 1, 0)
+    grid = make_grid(["1", "3"], [16, 8, 8], [1e-5, 0], [2, 1], 3)
+    assert len(grid) == 2 * 2 * 2 * 2 * 3 and grid[0].key == ("1", 8, 0.0, 1, 0)
+    assert len({c.name for c in grid}) == len(grid)
     small, large = draw_batch(100, 8, 3), draw_batch(100, 16, 3)
     assert np.array_equal(small, large[:8]) and len(set(large)) == 16
     assert np.array_equal(draw_batch(100, 8, 3), small) and not np.array_equal(draw_batch(100, 8, 4), small)
