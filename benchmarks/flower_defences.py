@@ -11,7 +11,8 @@ scikit-learn's digits, CLIENTS clients × ROUNDS rounds of B samples) with ``--d
 One JSON line per cell in ``OUT.jsonl``: per update the exact and certified fractions, the PSNR,
 the labels, whether the attack ran approximate, the ε the client had spent against the server and
 against those who see only the global models, and the audit's outcome.  Flower draws its noise
-from NumPy's global generator (not seeded by the demo): a rerun draws other noise.  Resumable: a
+from NumPy's global generator, which the demo's ClientApp seeds per (seed, node, round): a rerun
+sends the same updates (rows measured before that seeding drew unseeded noise).  Resumable: a
 rerun skips the cells already in the file; ``--report`` writes ``OUT.md`` from the file alone.
 
     python benchmarks/flower_defences.py --seeds 3 --out docs/flower_defences

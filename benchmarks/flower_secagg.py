@@ -8,7 +8,8 @@ random from 10 classes): every client runs Flower's ``secaggplus_mod``, the serv
 one batch of K·b samples (:mod:`gradinv.flower.secure_aggregation`).  SETTINGS: Flower's
 default ``max_weight`` (1000) and ``max_weight`` = b (the clients' weight, the least
 quantisation noise), each at η = 0.01 and 0.1.  Flower's quantisation rounds stochastically
-with NumPy's global generator, unseeded in the client processes: a rerun draws other noise.
+with NumPy's global generator, which the demo's ClientApp seeds per (seed, node, round): a rerun
+sends the same aggregate (rows measured before that seeding drew unseeded rounding).
 
 One JSON line per cell in ``OUT.jsonl`` (resumable: a rerun skips the cells already there;
 ``--report`` writes ``OUT.md`` from the file alone).

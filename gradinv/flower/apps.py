@@ -99,11 +99,16 @@ client_app = ClientApp(mods=[defence_mod])
 
 def train_round(cfg, node_id, node_config, server_round, global_state):
     """This node's round: E full-batch SGD steps from ``global_state`` on its batch of the round;
-    returns (the trained model, the metrics its reply carries).  Leaves the batch in ``truth/``."""
+    returns (the trained model, the metrics its reply carries).  Leaves the batch in ``truth/`` and
+    NumPy's global generator seeded (the comment below)."""
     x, y = load_dataset(cfg["data"] or None, random_state=int(cfg["seed"]))
     partition, n_partitions = int(node_config["partition-id"]), int(node_config["num-partitions"])
     b, lr, steps = int(cfg["batch-size"]), float(cfg["lr"]), int(cfg["local-steps"])
     xb, yb = shard_batch(x, y, partition, n_partitions, server_round, b)
+    # Flower's defences draw from NumPy's global generator after this returns (LocalDpMod's noise,
+    # SecAgg+'s stochastic rounding), in this ClientApp process: seeded per (seed, node, round), so
+    # that a demo run is reproducible
+    np.random.seed(np.random.SeedSequence([int(cfg["seed"]), partition, server_round]).generate_state(1)[0])
     model = model_for(cfg, x, y)
     model.load_state_dict(global_state)
     loss = local_sgd(model, xb, yb, epochs=steps, lr=lr)
