@@ -28,7 +28,7 @@ import torch
 from ..factorize import GradientError
 from ..factory import build_model as factory_model
 from ..cases.updates import dp_fedavg_update, dp_sgd_gradient, fedavg_update, sgd_gradients
-from ..metrics import evaluate, exact_mask
+from ..metrics import distinct_inputs, evaluate, exact_mask
 from .files import cell_name
 from ..models import attack_model, find_attackable_layers
 
@@ -158,14 +158,15 @@ def run_cell(cell, settings, state, x_all, y_all):
             gradients, approximate = client_update(model, target.name, x, labels, cell, settings)
             res, _ = attack_model(model, gradients, layer=target.name, batch_size=cell.batch_size,
                                   approximate=approximate, max_time=settings.max_time, random_state=cell.seed)
-        ev = evaluate(truth.numpy(), res.inputs, res.exact, dtype=dtype_name)
+        distinct = distinct_inputs(truth.numpy())  # an input drawn twice is one column of the gradient
+        ev = evaluate(distinct, res.inputs, res.exact, dtype=dtype_name)
         rows, cols = ev["pairs"]
-        row.update(status="attacked", exact_fraction=ev["exact"] / cell.batch_size,
-                   certified_fraction=ev["certified"] / cell.batch_size, psnr_db=ev["psnr"],
+        row.update(status="attacked", distinct=len(distinct), exact_fraction=ev["exact"] / len(distinct),
+                   certified_fraction=ev["certified"] / len(distinct), psnr_db=ev["psnr"],
                    false_certificates=ev["false_certificates"], approximate=approximate, solver=res.solver,
-                   attack_time_s=res.time, reason="")
+                   attack_time_s=res.time, outcome=res.describe(), reason="")
         recon = np.asarray(res.inputs, dtype=np.float64)
-        kept = dict(original=truth.numpy()[rows][:N_KEPT].astype(np.float64), recovered=recon[cols][:N_KEPT],
+        kept = dict(original=distinct[rows][:N_KEPT], recovered=recon[cols][:N_KEPT],
                     relative_error=np.asarray(ev["relative_error"])[:N_KEPT],
                     exact=exact_mask(ev["relative_error"], dtype_name)[:N_KEPT])
     except GradientError as e:

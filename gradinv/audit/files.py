@@ -3,9 +3,12 @@
 import csv
 from pathlib import Path
 
-FIELDS = ["batch_size", "noise_multiplier", "local_steps", "seed", "status", "exact_fraction", "certified_fraction",
-          "psnr_db", "time_s", "attack_time_s", "approximate", "false_certificates", "solver", "layer",
-          "first_layer", "reason", "finished_at"]
+FIELDS = ["batch_size", "noise_multiplier", "local_steps", "seed", "status", "distinct", "exact_fraction",
+          "certified_fraction", "psnr_db", "time_s", "attack_time_s", "approximate", "false_certificates", "solver",
+          "layer", "first_layer", "outcome", "reason", "finished_at"]
+"""The columns of ``results.csv``; ``exact_fraction`` and ``certified_fraction`` are over the batch's
+``distinct`` inputs (an input drawn twice is one column of the gradient: the attack's ``outcome``
+says how many samples it stands for)."""
 RESULTS, SETTINGS, CELLS = "results.csv", "audit.json", "cells"
 
 

@@ -285,17 +285,22 @@ def plot_cell_images(out_dir, row, sample_shape):
 
 
 def cell_status(r):
-    """The table's words for one cell (never "safe")."""
+    """The table's words for one cell (never "safe"): over the batch's distinct inputs, then the
+    attack's own account of what it recovered (duplicates with their count, blocks known by their span)."""
     b = r["batch_size"]
     if r["status"] != "attacked":
         return f"not recovered by this attack within its bound ({r['reason']})"
-    k = round(r["exact_fraction"] * b)
-    if k == b:
+    n = int(r.get("distinct") or b)
+    k = round(r["exact_fraction"] * n)
+    of = f"{n} distinct of {b} samples" if n < b else f"{b}"
+    if k == n:
         cert = " and certified" if r["certified_fraction"] == 1.0 else ""
-        return f"all {b} recovered exactly{cert}"
-    if k:
-        return f"{k}/{b} exact; the rest not recovered by this attack within its bound"
-    return "no sample exact; approximate reconstructions (PSNR: how close they came)"
+        words = f"all {of} recovered exactly{cert}"
+    elif k:
+        words = f"{k}/{of} exact; the rest not recovered by this attack within its bound"
+    else:
+        words = "no sample exact; approximate reconstructions (PSNR: how close they came)"
+    return words + (f" (the attack: {r['outcome']})" if r.get("outcome") else "")
 
 
 def _table(rows):

@@ -174,6 +174,28 @@ def test_every_linear_relu_layer_is_audited_and_the_most_exposed_named(digits, t
     assert [r["layer"] for r in _rows(tmp_path / "one")] == ["3"]
 
 
+def test_a_batch_with_an_input_drawn_twice_is_scored_over_its_distinct_inputs(digits, tmp_path):
+    """The data holds one image twice and the seed's batch draws both: the gradient has one column for
+    them, so the row counts the batch's 7 distinct inputs (all exact here) and carries the attack's
+    own account (the input standing for 2 samples), which the report's table quotes."""
+    from gradinv.audit.report import cell_status
+
+    with np.load(digits) as f:
+        x, y = f["x"].copy(), f["y"].copy()
+    first, second = draw_batch(len(x), 8, 0)[:2]
+    x[second] = x[first]
+    np.savez(tmp_path / "twice.npz", x=x, y=y)
+    run_audit(FACTORY, tmp_path / "twice.npz", tmp_path / "out", batch_sizes=[8], max_time=MAX_TIME, n_workers=1,
+              progress=False)
+    (row,) = _rows(tmp_path / "out")
+    assert row["distinct"] == "7" and float(row["exact_fraction"]) == 1.0 and row["false_certificates"] == "0"
+    assert "1 input standing for 2 samples" in row["outcome"]  # measured: 6 certified, the shared one not
+    words = cell_status({**row, "batch_size": 8, "exact_fraction": 1.0, "certified_fraction":
+                         float(row["certified_fraction"])})
+    assert words.startswith("all 7 distinct of 8 samples recovered exactly (the attack: ") and row["outcome"] in words
+    assert row["outcome"] in (tmp_path / "out" / "report.html").read_text()
+
+
 def _chromium():
     return shutil.which("chromium") or (Path("/usr/bin/chromium").is_file() and "/usr/bin/chromium")
 
