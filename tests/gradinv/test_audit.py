@@ -152,32 +152,13 @@ def test_cli_audit_on_an_external_scheduler(dask_cluster, digits, tmp_path, caps
     assert "2 computed" in capsys.readouterr().out and (out / "report.html").is_file()
 
 
-def test_every_linear_relu_layer_is_audited_and_the_most_exposed_named(digits, tmp_path):
-    """A model with two Linear → ReLU layers: by default the audit attacks both (the second one's
-    inputs are the first one's ReLU features), the rows and kept arrays say which, and the report's
-    verdict names the most exposed layer before the per-layer lines."""
-    out = tmp_path / "audit"
-    s = run_audit("examples.audit_model:make_deep_model", digits, out, batch_sizes=[8], max_time=MAX_TIME,
-                  n_workers=1, progress=False)
-    assert (s.n_cells, s.n_computed, s.errors) == (2, 2, [])
-    rows = {r["layer"]: r for r in _rows(out)}
-    assert set(rows) == {"1", "3"} and rows["1"]["first_layer"] == "True" and rows["3"]["first_layer"] == "False"
-    assert all(float(r["exact_fraction"]) == 1.0 and r["false_certificates"] == "0" for r in rows.values())
-    assert {p.name for p in (out / "cells").iterdir()} == {"layer1_b8_sigma0_E1_seed0.npz", "layer3_b8_sigma0_E1_seed0.npz"}
-    page = (out / "report.html").read_text()
-    verdict = page[page.index("Verdict"):page.index("Per number of local steps")]
-    assert "Most exposed of the 2 layers attacked: layer" in verdict
-    assert "layer 1: σ = 0: every sample of a batch of ≤ 8" in verdict and "layer 3: σ = 0:" in verdict
-    assert "Attacked layer 1:" in page and "Attacked layer 3:" in page
-    s = run_audit("examples.audit_model:make_deep_model", digits, tmp_path / "one", batch_sizes=[8], layers=["3"],
-                  max_time=MAX_TIME, n_workers=1, progress=False)
-    assert [r["layer"] for r in _rows(tmp_path / "one")] == ["3"]
-
-
-def test_a_batch_with_an_input_drawn_twice_is_scored_over_its_distinct_inputs(digits, tmp_path):
-    """The data holds one image twice and the seed's batch draws both: the gradient has one column for
-    them, so the row counts the batch's 7 distinct inputs (all exact here) and carries the attack's
-    own account (the input standing for 2 samples), which the report's table quotes."""
+def test_every_layer_is_audited_the_most_exposed_named_and_cells_scored_over_distinct_inputs(digits, tmp_path):
+    """A model with two Linear → ReLU layers, on data that holds one image twice, both drawn into the
+    seed's batch.  By default the audit attacks both layers (the second one's inputs are the first
+    one's ReLU features); the rows and kept arrays say which, and the report's verdict names the
+    most exposed layer before the per-layer lines.  The gradient has one column for the image drawn
+    twice, so each row counts the batch's 7 distinct inputs (all exact here) and carries the
+    attack's own account (the input standing for 2 samples), which the report's table quotes."""
     from gradinv.audit.report import cell_status
 
     with np.load(digits) as f:
@@ -185,15 +166,28 @@ def test_a_batch_with_an_input_drawn_twice_is_scored_over_its_distinct_inputs(di
     first, second = draw_batch(len(x), 8, 0)[:2]
     x[second] = x[first]
     np.savez(tmp_path / "twice.npz", x=x, y=y)
-    run_audit(FACTORY, tmp_path / "twice.npz", tmp_path / "out", batch_sizes=[8], max_time=MAX_TIME, n_workers=1,
-              progress=False)
-    (row,) = _rows(tmp_path / "out")
-    assert row["distinct"] == "7" and float(row["exact_fraction"]) == 1.0 and row["false_certificates"] == "0"
-    assert "1 input standing for 2 samples" in row["outcome"]  # measured: 6 certified, the shared one not
-    words = cell_status({**row, "batch_size": 8, "exact_fraction": 1.0, "certified_fraction":
-                         float(row["certified_fraction"])})
-    assert words.startswith("all 7 distinct of 8 samples recovered exactly (the attack: ") and row["outcome"] in words
-    assert row["outcome"] in (tmp_path / "out" / "report.html").read_text()
+    out = tmp_path / "audit"
+    s = run_audit("examples.audit_model:make_deep_model", tmp_path / "twice.npz", out, batch_sizes=[8],
+                  max_time=MAX_TIME, n_workers=1, progress=False)
+    assert (s.n_cells, s.n_computed, s.errors) == (2, 2, [])
+    rows = {r["layer"]: r for r in _rows(out)}
+    assert set(rows) == {"1", "3"} and rows["1"]["first_layer"] == "True" and rows["3"]["first_layer"] == "False"
+    assert {p.name for p in (out / "cells").iterdir()} == {"layer1_b8_sigma0_E1_seed0.npz", "layer3_b8_sigma0_E1_seed0.npz"}
+    page = (out / "report.html").read_text()
+    verdict = page[page.index("Verdict"):page.index("Per number of local steps")]
+    assert "Most exposed of the 2 layers attacked: layer" in verdict
+    assert "layer 1: σ = 0: every sample of a batch of ≤ 8" in verdict and "layer 3: σ = 0:" in verdict
+    assert "Attacked layer 1:" in page and "Attacked layer 3:" in page
+    for row in rows.values():
+        assert row["distinct"] == "7" and float(row["exact_fraction"]) == 1.0 and row["false_certificates"] == "0"
+        assert "1 input standing for 2 samples" in row["outcome"]  # measured: 6 certified, the shared one not
+        words = cell_status({**row, "batch_size": 8, "exact_fraction": 1.0,
+                             "certified_fraction": float(row["certified_fraction"])})
+        assert words.startswith("all 7 distinct of 8 samples recovered exactly (the attack: ") and row["outcome"] in words
+        assert row["outcome"] in page
+    s = run_audit("examples.audit_model:make_deep_model", tmp_path / "twice.npz", tmp_path / "one", batch_sizes=[8],
+                  layers=["3"], max_time=MAX_TIME, n_workers=1, progress=False)
+    assert [r["layer"] for r in _rows(tmp_path / "one")] == ["3"]
 
 
 def _chromium():
