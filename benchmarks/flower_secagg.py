@@ -92,8 +92,9 @@ def report(rows, path):
     lines += ["", "The audit's account of each aggregate:", ""]
     for r in order:
         for a in r["aggregates"]:
+            account = "; ".join(part for part in (a["mode"], a["outcome"]) if part)
             lines.append(f"- K = {r['clients']}, b = {r['batch_size']}, max_weight {r['max_weight']}, η {r['lr']}, "
-                         f"seed {r['seed']}: {a['mode'] or ''}; {a['outcome']}")
+                         f"seed {r['seed']}: {account}")
     path.write_text("\n".join(lines) + "\n")
 
 
