@@ -6,7 +6,10 @@ file, the MLP's width and activation.  Each SuperNode has a ``partition-id`` (no
 shard is every ``num-partitions``-th sample, and round r trains on the shard's r-th block of b
 samples: E full-batch SGD steps with mean cross-entropy, in float64, then the run's defence
 (:class:`~gradinv.flower.defences.ClientDefence`: Flower's ``fixedclipping_mod`` with the central
-DP wrapper around FedAvg, or ``LocalDpMod``) acts on the update.  The client reports
+DP wrapper around FedAvg, or ``LocalDpMod``) acts on the update.  Under ``defence = "secagg"`` the
+same round runs in Flower's legacy client API behind ``secaggplus_mod`` (``secagg_client_app``)
+and the server runs ``SecAggPlusWorkflow`` audited by
+:class:`~gradinv.flower.secure_aggregation.SecureAggregationAudit`.  The client reports
 ``num-examples`` (FedAvg's weight), ``batch-size``, ``lr`` and ``local-steps`` (unless the
 run withholds the batch size) and leaves its batch in ``truth/`` for the audit's comparison.
 """
