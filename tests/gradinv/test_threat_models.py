@@ -76,16 +76,19 @@ def client():
 def test_dp_sgd_psnr_falls_with_the_noise_level(client):
     """Approximate mode under Opacus DP-SGD (C = 1): PSNR falls with σ, no certificate is issued."""
     psnr = {}
-    for sigma in (1e-5, 1e-4):
+    # measured on 2 idle cores: 3 s at σ = 1e-6 and 1e-5 (90.5 and 71.6 dB), 100 s at σ = 1e-4 (16.8 dB).
+    # A 120 s bound keeps the first two off the machine's load; σ = 1e-4 gets 30 s (less time can only
+    # lower its PSNR further below σ = 1e-5's)
+    for sigma, bound in ((1e-6, 120), (1e-5, 120), (1e-4, 30)):
         gW, gb = dp_sgd_gradient(client.model, client.layer_name, client.inputs, client.labels,
                                  noise_multiplier=sigma, max_grad_norm=1.0, random_state=0)
-        # a bound of 30 s made the figure depend on the machine's load (measured beside other processes)
-        res = invert_layer(gW, gb, batch_size=20, approximate=True, random_state=0, max_time=120,
+        res = invert_layer(gW, gb, batch_size=20, approximate=True, random_state=0, max_time=bound,
                            **client.knowledge())
         ev = evaluate(client.inputs, res.inputs, res.exact)
         assert ev["certified"] == 0 and not res.exact.any() and res.approximate
         psnr[sigma] = ev["psnr"]
-    assert psnr[1e-5] > 60 and psnr[1e-5] > psnr[1e-4], psnr
+    assert psnr[1e-6] > 80 and psnr[1e-5] > 60, psnr
+    assert psnr[1e-6] > psnr[1e-5] > psnr[1e-4], psnr
 
 
 @pytest.mark.slow
