@@ -101,9 +101,10 @@ client_app = ClientApp(mods=[defence_mod])
 
 
 def train_round(cfg, node_id, node_config, server_round, global_state):
-    """This node's round: E full-batch SGD steps from ``global_state`` on its batch of the round;
-    returns (the trained model, the metrics its reply carries).  Leaves the batch in ``truth/`` and
-    NumPy's global generator seeded (the comment below)."""
+    """This node's round: E full-batch SGD steps from ``global_state`` (a state_dict, or its arrays
+    in order as Flower's legacy API sends them) on its batch of the round; returns (the trained
+    model, the metrics its reply carries).  Leaves the batch in ``truth/`` and NumPy's global
+    generator seeded (the comment below)."""
     x, y = load_dataset(cfg["data"] or None, random_state=int(cfg["seed"]))
     partition, n_partitions = int(node_config["partition-id"]), int(node_config["num-partitions"])
     b, lr, steps = int(cfg["batch-size"]), float(cfg["lr"]), int(cfg["local-steps"])
@@ -113,6 +114,8 @@ def train_round(cfg, node_id, node_config, server_round, global_state):
     # that a demo run is reproducible
     np.random.seed(np.random.SeedSequence([int(cfg["seed"]), partition, server_round]).generate_state(1)[0])
     model = model_for(cfg, x, y)
+    if not isinstance(global_state, dict):
+        global_state = {k: torch.as_tensor(v) for k, v in zip(model.state_dict(), global_state, strict=True)}
     model.load_state_dict(global_state)
     loss = local_sgd(model, xb, yb, epochs=steps, lr=lr)
     truth = Path(cfg["out"]) / "truth"  # the demo's out-of-band copy, for the audit's comparison only
@@ -140,12 +143,8 @@ class _SecAggClient(NumPyClient):
         self.context = context
 
     def fit(self, parameters, config):
-        cfg = self.context.run_config
-        x, y = load_dataset(cfg["data"] or None, random_state=int(cfg["seed"]))
-        names = list(model_for(cfg, x, y).state_dict())
-        state = {k: torch.as_tensor(v) for k, v in zip(names, parameters, strict=True)}
-        model, metrics = train_round(cfg, self.context.node_id, self.context.node_config, int(config["server-round"]),
-                                     state)
+        model, metrics = train_round(self.context.run_config, self.context.node_id, self.context.node_config,
+                                     int(config["server-round"]), parameters)
         return [v.detach().numpy() for v in model.state_dict().values()], metrics["num-examples"], metrics
 
 

@@ -128,11 +128,12 @@ class SecureAggregationAudit(Strategy):
         record["lr"] = lr = rates.pop()
         if not self._sent or any(not _same(self._sent[0], s) for s in self._sent[1:]):
             raise _NotInverted("the clients were not all sent one model this round")
-        names = list(self.model_fn().state_dict())
+        model = self.model_fn()
+        names = list(model.state_dict())
         sent = dict(zip(names, self._sent[0], strict=True))
         received = dict(zip(names, parameters_to_ndarrays(results[0][1].parameters), strict=True))
         truth, owners = self._truth(server_round, nodes)
-        return invert_client_update(self.model_fn(), sent, received, batch_size=batch_size, lr=lr,
+        return invert_client_update(model, sent, received, batch_size=batch_size, lr=lr,
                                     local_steps=local_steps, truth=truth, owners=owners, layer=self.layer,
                                     random_state=self.random_state, max_time=self.max_time)
 

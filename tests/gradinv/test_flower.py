@@ -3,6 +3,7 @@
 import json
 import socket
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -10,7 +11,6 @@ import pytest
 flwr = pytest.importorskip("flwr", reason="the Flower audit needs the 'flower' extra (in the 'test' extra)")
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict  # noqa: E402
-from flwr.server.client_proxy import ClientProxy  # noqa: E402
 from flwr.serverapp.strategy import FedAvg  # noqa: E402
 from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
 
@@ -256,23 +256,9 @@ def test_a_live_federation_with_flowers_clipping_and_central_dp_still_leaks_to_i
     assert "defence: clipping" in capsys.readouterr().out
 
 
-class _Proxy(ClientProxy):
-    """A connected node as Flower's legacy client manager holds it; nothing is sent to it."""
-
-    def get_properties(self, ins, timeout, group_id):
-        raise NotImplementedError
-
-    def get_parameters(self, ins, timeout, group_id):
-        raise NotImplementedError
-
-    def fit(self, ins, timeout, group_id):
-        raise NotImplementedError
-
-    def evaluate(self, ins, timeout, group_id):
-        raise NotImplementedError
-
-    def reconnect(self, ins, timeout, group_id):
-        raise NotImplementedError
+def _proxy(node):
+    """A connected node as Flower's legacy client manager and strategies use it: its cid and node id."""
+    return SimpleNamespace(cid=str(node), node_id=node)
 
 
 def test_a_secure_aggregate_is_inverted_as_one_batch_of_every_clients_samples(tmp_path):
@@ -291,10 +277,8 @@ def test_a_secure_aggregate_is_inverted_as_one_batch_of_every_clients_samples(tm
     x, y = load_dataset(random_state=0)
     theta0 = [v.numpy() for v in model_fn().state_dict().values()]
     manager = SimpleClientManager()
-    proxies = [_Proxy(str(node)) for node in (21, 22, 23)]
-    for node, proxy in zip((21, 22, 23), proxies):
-        proxy.node_id = node
-        manager.register(proxy)
+    for node in (21, 22, 23):
+        manager.register(_proxy(node))
     fedavg = LegacyFedAvg(fraction_evaluate=0.0, min_fit_clients=n_clients, min_available_clients=n_clients)
     batches = {}
     audit = SecureAggregationAudit(fedavg, model_fn, tmp_path / "leakage.jsonl")
@@ -333,9 +317,7 @@ def test_a_secure_aggregate_of_clients_at_different_learning_rates_is_not_invert
     audit._sent = [[v.numpy() for v in _mlp()().state_dict().values()]] * 2
     results = []
     for node, lr in ((1, 0.01), (2, 0.1)):
-        proxy = _Proxy(str(node))
-        proxy.node_id = node
-        results.append((proxy, FitRes(Status(Code.OK, ""), params, B, {"batch-size": B, "lr": lr})))
+        results.append((_proxy(node), FitRes(Status(Code.OK, ""), params, B, {"batch-size": B, "lr": lr})))
     record = audit.audit_aggregate(1, results)
     assert not record["inverted"] and "different learning rates" in record["reason"]
     assert record["batch_size"] == 2 * B and record["nodes"] == [1, 2]
