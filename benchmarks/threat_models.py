@@ -12,7 +12,7 @@ initialisation, width m, float64 unless said), attacked with the informed solver
 * ``labels``: a single-class batch and a batch with duplicated inputs (the warning, what is recovered).
 * ``zoo``: every kind of the client zoo (``gradinv.cases.ZOO``, ``--zoo`` to choose) over
   ``--zoo-seeds`` seeds: one Opacus DP-SGD step at σ = ``--zoo-sigma`` (C = ``--max-grad-norm``)
-  and ``--zoo-steps`` full-batch FedAvg steps at η = ``--zoo-lr``, every parameter's update handed
+  and ``--zoo-steps`` full-batch FedAvg steps at η = ``--zoo-lr`` (``--zoo-threats`` picks), every parameter's update handed
   to ``attack_model`` as a user would: with no mode flag and no batch size (the attack reads both
   from the update; ``--zoo-hints`` passes ``approximate=True`` and the true b).  Resumable: each
   cell runs capped in a child process and is appended to ``--out``.jsonl as it ends; a rerun skips
@@ -199,8 +199,10 @@ def zoo_cell(kind, seed, threat, setting, args):
 
 
 def zoo_settings(args):
-    return {"dp": f"sigma={args.zoo_sigma:g}, C={args.max_grad_norm:g}",
-            "fedavg": f"E={args.zoo_steps}, b_mini={args.batch_size}, lr={args.zoo_lr:g}"}
+    """{threat: its setting} of the zoo section's threats ``--zoo-threats``."""
+    settings = {"dp": f"sigma={args.zoo_sigma:g}, C={args.max_grad_norm:g}",
+                "fedavg": f"E={args.zoo_steps}, b_mini={args.batch_size}, lr={args.zoo_lr:g}"}
+    return {threat: settings[threat] for threat in args.zoo_threats}
 
 
 def zoo_rows(args):
@@ -309,6 +311,8 @@ def main(argv=None):
     p.add_argument("--estimate-seeds", type=int, default=5)
     p.add_argument("--zoo", nargs="+", default=list(ZOO), choices=list(ZOO), help="zoo kinds of the zoo section")
     p.add_argument("--zoo-seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--zoo-threats", nargs="+", default=["dp", "fedavg"], choices=["dp", "fedavg"],
+                   help="zoo section: the updates sent (default both)")
     p.add_argument("--zoo-sigma", type=float, default=1e-5, help="Opacus noise multiplier of the zoo section")
     p.add_argument("--zoo-steps", type=int, default=2, help="full-batch FedAvg steps of the zoo section")
     p.add_argument("--zoo-lr", type=float, default=0.01, help="FedAvg learning rate of the zoo section")
