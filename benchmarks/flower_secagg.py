@@ -14,7 +14,7 @@ sends the same aggregate (rows measured before that seeding drew unseeded roundi
 One JSON line per cell in ``OUT.jsonl`` (resumable: a rerun skips the cells already there;
 ``--report`` writes ``OUT.md`` from the file alone).
 
-    python benchmarks/flower_secagg.py --clients 5 --batch-sizes 4 10 20 --seeds 1 --out docs/flower_secagg
+    python benchmarks/flower_secagg.py --clients 5 --batch-sizes 4 10 20 --seeds 2 --out docs/flower_secagg
 """
 
 import argparse

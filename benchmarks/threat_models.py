@@ -230,18 +230,18 @@ def zoo_rows(args):
 
 
 def zoo_worst_case(rows):
-    """Per threat (and hints given or not) of the zoo rows: the worst mean PSNR over kinds and seeds
+    """Per threat, setting (and hints given or not) of the zoo rows: the worst mean PSNR over kinds and seeds
     (a failed attack counts as −∞ dB), the kind it falls on, how many rows reach 30 dB, and on how
     many rows the batch size the attack read from the update was the number of distinct inputs (an
     input sent twice is one column of dL/dW)."""
     out = []
     zoo = [r for r in rows if r.get("client", "cross_entropy") != "cross_entropy"]
-    for threat, hints in dict.fromkeys((r["threat"], r.get("hints", True)) for r in zoo):
-        sub = [r for r in zoo if (r["threat"], r.get("hints", True)) == (threat, hints)]
+    for threat, setting, hints in dict.fromkeys((r["threat"], r["setting"], r.get("hints", True)) for r in zoo):
+        sub = [r for r in zoo if (r["threat"], r["setting"], r.get("hints", True)) == (threat, setting, hints)]
         psnr = [r["psnr"] if np.isfinite(r["psnr"]) else -np.inf for r in sub]
         worst = sub[int(np.argmin(psnr))]
         read = [r for r in sub if r.get("batch_size_read") is not None]
-        out.append(dict(threat=threat, setting=worst["setting"], hints=hints, worst_psnr=float(min(psnr)),
+        out.append(dict(threat=threat, setting=setting, hints=hints, worst_psnr=float(min(psnr)),
                         worst_client=f"{worst['client']} (seed {worst['seed']})",
                         rows_over_30db=sum(p >= 30 for p in psnr), rows=len(sub),
                         batch_size_read_right=sum(r["batch_size_read"] == r.get("distinct", r["b"]) for r in read)

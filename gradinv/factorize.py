@@ -34,6 +34,13 @@ on the true columns of five zoo clients (mlp2_trained at b = 20 and 50, mlp2_tra
 mlp2_photos, conv_trained at b = 50; ``benchmarks/rounding_floor.py``): σ_min of L on a column's
 zeros ≤ 0.34·f(q) and its zero entries ≤ 0.98·f(q) of its largest in float64, ≤ 3.3·f(q) and
 ≤ 7.6·f(q) in float32 (``--float32``)."""
+NOISE_FACTOR = 1.0
+"""How far above the noise floor f_N(q) (:func:`noise_floor`) an entry of a noisy update's column L q
+still counts as zero (the approximate mode; at most its zero tolerance).  Measured on the true
+columns of Opacus DP-SGD updates (C = 1, b = 20, seeds 0–2; mlp2_raw, mlp2_trained_raw, mlp2_digits,
+mlp2_grey28, mlp3_photos, conv_trained at σ = 1e-6, the first five and mlp2_sklearn_photos at
+1e-5): the largest |L q| on the column's zeros is 0.17–0.68·f_N(q) of its largest entry, 1.02 on
+mlp2_digits (n = 64), the same at both σ; beyond it only columns of samples lost in the noise."""
 
 import warnings
 from dataclasses import dataclass, replace
@@ -92,6 +99,8 @@ class FactorizedGradient:
     ``n_dependent_inputs``: the batch size given less the rank (inputs sent twice, or combinations).
     ``noisy``: the rank-b residual is above rounding (:func:`noise_evidence`: DP noise).
     ``floor`` (b × b): the rounding floor of the directions (:func:`rounding_floor`).
+    ``noise_floor`` (b × b) or None: in a noisy update searched with the approximate zero tolerance,
+    :data:`NOISE_FACTOR` times its noise floor (:func:`noise_floor`, :meth:`noise_tols`).
     Later steps fill ``directions`` (k × b, rows q with L q a candidate column
     of dL/dZ), ``n_zeros`` and ``exact``.
     """
@@ -111,6 +120,7 @@ class FactorizedGradient:
     n_dependent_inputs: int = 0
     noisy: bool = False
     floor: np.ndarray = None
+    noise_floor: np.ndarray = None
 
     @property
     def batch_size(self):
@@ -124,6 +134,15 @@ class FactorizedGradient:
             return np.full(len(Q), self.zero_tol)
         F = FLOOR_FACTOR * self.floor
         return np.maximum(self.zero_tol, np.linalg.norm(Q @ F.T, axis=1) / np.linalg.norm(Q, axis=1))
+
+    def noise_tols(self, directions):
+        """(k,) the level of the noise on each column L q of a noisy update, relative to max|L q|:
+        ‖N q‖/‖q‖ (N = ``noise_floor``), at least FLOOR_FACTOR times the rounding floor and at most
+        ``zero_tol``.  Needs ``noise_floor``."""
+        Q = np.asarray(to_numpy(directions), np.float64)
+        norm = np.linalg.norm(Q, axis=1)
+        rounding = np.linalg.norm(Q @ (FLOOR_FACTOR * self.floor).T, axis=1) / norm
+        return np.minimum(self.zero_tol, np.maximum(np.linalg.norm(Q @ self.noise_floor.T, axis=1) / norm, rounding))
 
     def bias_residual(self):
         """‖dL/db − L Lᵀ dL/db‖ / ‖dL/db‖: dL/db = dL/dZ·1 lies in col(L) to rounding, unless two inputs
@@ -149,18 +168,32 @@ def scatter_rows(A, rows, n_rows):
     return xp.take(padded, xp.asarray(position, device=device(A)), axis=0)
 
 
-def rounding_floor(R, source_eps, n_neurons):
-    """F (b × b) with f(q) = ‖F q‖/‖q‖ = ε′ s₁ ‖(R Rᵀ)^(−½) q‖/‖q‖: how exactly L q is known once
-    dL/dW = L R is factored (in float64) from a gradient of precision ``source_eps`` with
-    ``n_neurons`` rows.  A perturbation E of dL/dW moves its left singular vector u_i by about
-    ‖E‖/s_i, so directions along the weakest singular values are the least exact; ‖E‖ is the
-    SVD's own backward error, ε₆₄ s₁, plus the gradient's rounding, entrywise of relative size
-    ``source_eps``, whose spectral norm is about source_eps·s₁·√(1/m + 1/n):
-    ε′ = ε₆₄ + source_eps·√(1/m + 1/n) (:mod:`gradinv.search.tolerances`)."""
+def direction_floor(R, perturbation):
+    """F (b × b) with ‖F q‖/‖q‖ = ``perturbation``·s₁ ‖(R Rᵀ)^(−½) q‖/‖q‖: how far a perturbation E of
+    dL/dW of spectral norm ‖E‖₂ = ``perturbation``·s₁ moves the column L q (relative to ‖L q‖ = ‖q‖)
+    once dL/dW = L R is factored: it moves the left singular vector u_i by about ‖E‖/s_i, so the
+    directions along the weakest singular values are the least exact."""
     U, s, _ = svd(np.asarray(to_numpy(R), np.float64))  # not eigh(R Rᵀ): s_b ≪ ε^½ s₁
     s = np.maximum(s, np.finfo(np.float64).tiny)
-    eps = np.finfo(np.float64).eps + source_eps * np.sqrt(1.0 / n_neurons + 1.0 / R.shape[1])
-    return eps * s[0] * (U / s) @ U.T
+    return perturbation * s[0] * (U / s) @ U.T
+
+
+def rounding_floor(R, source_eps, n_neurons):
+    """The rounding floor f(q) (:func:`direction_floor`) of a gradient of precision ``source_eps``
+    with ``n_neurons`` rows, factored in float64: ‖E‖ is the SVD's own backward error, ε₆₄ s₁, plus
+    the gradient's rounding, entrywise of relative size ``source_eps``, whose spectral norm is about
+    source_eps·s₁·√(1/m + 1/n): ‖E‖₂ = ε′ s₁ with ε′ = ε₆₄ + source_eps·√(1/m + 1/n)
+    (:mod:`gradinv.search.tolerances`)."""
+    return direction_floor(R, np.finfo(np.float64).eps + source_eps * np.sqrt(1.0 / n_neurons + 1.0 / R.shape[1]))
+
+
+def noise_floor(R, noise):
+    """The noise floor f_N(q) (:func:`direction_floor`) of a noisy update whose noise has spectral norm
+    ``noise``·s₁: the update's s_(b+1)/s₁, its largest singular value beyond the signal's rank
+    (white noise of std σ on an m × n gradient: the Marchenko–Pastur edge σ(√m + √n); on Opacus
+    DP-SGD updates s_(b+1) was within 5 % of that edge).  Entry k of L q then carries noise of std
+    about σ‖(R Rᵀ)^(−½) q‖, which the zero tolerance must clear (:data:`NOISE_FACTOR`)."""
+    return direction_floor(R, noise)
 
 
 def stack_gradient(grad_W, grad_b):
@@ -385,11 +418,13 @@ class GradientFactorization(GradientStep):
             L, S, R = self._factors(grad[:, :n], rows, gram, left, b)
             residual = residual_norm(grad[:, :n], rows, L, R)
         del gram
+        noise = (float(s[b]) if b < s.size else residual) / float(S[0])  # s_(b+1)/s₁: the noise's ‖E‖₂
         self.tail_, self.rank_, self.source_eps_ = residual / float(S[0]), b, float(source_eps)
         noisy = noise_evidence(self) is not None
         if self.noise_rank and noisy and noise_edge_rank(s, (rows.size, n)) == 0:
             raise NoSignalError(_no_signal(s, min(rows.size, n)))
-        if self.zero_tol is None and self.noisy_zero_tol is not None and noisy:
+        noise_tolerance = self.zero_tol is None and self.noisy_zero_tol is not None and noisy
+        if noise_tolerance:
             zero_tol = self.noisy_zero_tol
         s[:b] = to_numpy(S)
         rank = int(np.sum(s[:b] > max(m, n) * source_eps * s[0]))
@@ -413,5 +448,6 @@ class GradientFactorization(GradientStep):
         return FactorizedGradient(L=L, R=R, grad_b=grad_b, rows=rows, n_neurons=m,
                                   singular_values=s, zero_tol=zero_tol, source_dtype=source_dtype,
                                   exact_rank=exact_rank, n_dependent_inputs=self.n_dependent_inputs_, noisy=noisy,
-                                  floor=rounding_floor(R, float(source_eps), rows.size))
+                                  floor=rounding_floor(R, float(source_eps), rows.size),
+                                  noise_floor=NOISE_FACTOR * noise_floor(R, noise) if noise_tolerance else None)
 

@@ -39,7 +39,9 @@ rounding floor (:mod:`gradinv.search.tolerances`).
 A noisy update (DP-SGD, :attr:`~gradinv.factorize.FactorizedGradient.noisy`; the approximate mode's
 zero tolerance t) has no exact zeros, only zeros at the noise level: there a kernel is exact to t,
 the cell test leaves free the rows between :data:`NOISY_SURE_ZERO`·t and t (a noisy zero and an active neuron's small gradient
-look alike there), and a direction within t of a found one is that column again.  An update of
+look alike there), a direction within t of a found one is that column again, and the columns
+found are fitted to their zeros at the noise's own level (:func:`gradinv.noise_fit.fit_to_zeros`,
+where the approximate mode reads the noise floor from the update).  An update of
 several local steps (FedAvg) keeps exact zeros, but a column vanishes only where its sample is
 inactive at every step: its zero set may fall short of θ₀'s cell (:func:`drifted_rows`).  Measured
 (``benchmarks/threat_models.py --sections zoo``, ``docs/threat_models_zoo.md``): DP-SGD updates of
@@ -60,6 +62,7 @@ from sudl.rounding import split_block
 
 from ..bound import SearchBound
 from ..certificate import MAX_BLOCK, zero_set_kernels
+from ..noise_fit import fit_to_zeros
 from ._layer import layer_parameters
 from ._result import SearchResult, bounded_stop_reason, found_directions
 from .completion import LAST_UNDETERMINED, scan_line
@@ -373,6 +376,8 @@ def search(factors, knowledge, *, random_state=None, max_time=None, verbose=0, i
                            max_time=max_time, input_norm=input_norm, min_zero_fraction=min_zero_fraction,
                            zero_tol=factors.zero_tol, floor=factors.floor, noisy=factors.noisy,
                            drift=0.0 if factors.noisy else drift, progress=bool(verbose), bound=bound)
+    if factors.noise_floor is not None and len(Q):  # zeros alone: fit each column to its zeros at the noise
+        Q = fit_to_zeros(factors, Q)
     return SearchResult(Q, zeros, np.ones(len(zeros), bool), "cells",
                         bounded_stop_reason(len(zeros), factors.L.shape[1], bound, max_time),
                         time.perf_counter() - start, np.asarray(bound.found_at), np.asarray(bound.found_in_round, int),
