@@ -16,6 +16,7 @@ sends the same updates (rows measured before that seeding drew unseeded noise). 
 rerun skips the cells already in the file; ``--report`` writes ``OUT.md`` from the file alone.
 
     python benchmarks/flower_defences.py --seeds 3 --out docs/flower_defences
+    python benchmarks/flower_defences.py --seeds 3 --settings local-dp:1e6 local-dp:1e8 --out docs/flower_defences
 """
 
 import argparse
@@ -63,6 +64,15 @@ def run_cell(defence, setting, seed, args):
                 time=seconds, command=" ".join(sys.argv), date=str(datetime.date.today()))
 
 
+def _setting(text):
+    """The (defence, setting) of SETTINGS that ``text`` ("local-dp:1e6", "none") names."""
+    defence, _, value = text.partition(":")
+    for d, s in SETTINGS:
+        if d == defence and (s is None if not value else s is not None and s == float(value)):
+            return d, s
+    raise SystemExit(f"--settings: {text!r} is none of {[f'{d}:{s:g}' if s is not None else d for d, s in SETTINGS]}")
+
+
 def _eps(value):
     return "∞" if value is None else f"{value:.3g}"
 
@@ -97,11 +107,14 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=12)
+    p.add_argument("--settings", nargs="+", default=None, metavar="DEFENCE[:SETTING]",
+                   help="run only these cells of SETTINGS, e.g. none clipping:0.01 local-dp:1e6 (default: all)")
     add_federation_arguments(p, "docs/flower_defences")
     args = p.parse_args(argv)
     path = args.out.with_suffix(".jsonl")
+    settings = SETTINGS if args.settings is None else [_setting(text) for text in args.settings]
     if not args.report:
-        run_missing_cells(path, KEY, [(d, s, seed) for seed in range(args.seeds) for d, s in SETTINGS],
+        run_missing_cells(path, KEY, [(d, s, seed) for seed in range(args.seeds) for d, s in settings],
                           lambda d, s, seed: run_cell(d, s, seed, args),
                           ("defence", "setting", "seed", "min_exact", "min_psnr", "epsilon_server", "time"))
     report(read_rows(path), args.out.with_suffix(".md"))

@@ -108,7 +108,7 @@ were accepted in 64 s, without it all 20 in 9 s)."""
 
 def informed_search(L, R, weight, bias, downstream, *, random_state=None, max_time=None, steps=50,
                     lr=0.05, tau=(0.03, 0.001), batch=None, input_norm=None, min_zero_fraction=0.0,
-                    zero_tol=1e-9, floor=None, next_layer_rtol=None, rows=None, class_templates=True,
+                    zero_tol=1e-9, floor=None, noisy=False, next_layer_rtol=None, rows=None, class_templates=True,
                     next_bias_grad=None, projection_passes=PROJECTION_PASSES, progress=False, bound=None):
     """Exact directions q (rows, k ≤ b) with L q a column of dL/dZ, and their exact-zero counts.
 
@@ -128,7 +128,12 @@ def informed_search(L, R, weight, bias, downstream, *, random_state=None, max_ti
     singular values (:mod:`~gradinv.search.tolerances`; None: no floor).  When b − 1
     columns are found, the last is looked for by :func:`~gradinv.search.completion.scan_line` first.
     ``bound``: the :class:`~gradinv.bound.SearchBound` to use instead of one from ``max_time`` (its
-    ``found_at`` then tells when each column came).
+    ``found_at`` then tells when each column came).  ``noisy`` (a noisy update,
+    :attr:`~gradinv.factorize.FactorizedGradient.noisy`): a rounding that returns a block adds only the
+    direction it checked, not the block's others, arbitrary directions of a kernel known only to the
+    noise.  Measured (mlp2_raw, DP-SGD σ = 1e-6, C = 1, b = 20, seed 1): the three block directions so
+    added were no true column (|cos| 0.71–0.76 to the nearest, each mixing two) and spoilt every other
+    sample (the batch at 19.5 dB; 88 dB without them).
     """
     rng = check_random_state(random_state)
     bound = SearchBound(max_time) if bound is None else bound
@@ -174,7 +179,9 @@ def informed_search(L, R, weight, bias, downstream, *, random_state=None, max_ti
         if residual > max(next_layer_rtol, tols.floor_at(q)):
             return
         deviations.append(template_deviation(u))
-        for i, direction in enumerate([q, *block[1:]]):  # a block's other rows share the zeros of its first
+        # a block's other rows share the zeros of its first; in a noisy update a zero set's kernel is known
+        # only to the noise, and they would be arbitrary directions in it
+        for i, direction in enumerate([q] if noisy else [q, *block[1:]]):
             if len(found_q) >= b:
                 break
             if found is not None and torch.linalg.svdvals(torch.cat([found, direction[None]]))[-1] < 1e-6:
@@ -253,6 +260,7 @@ def search(factors, knowledge, *, random_state=None, max_time=None, verbose=0, i
     Q, zeros = informed_search(factors.L, factors.R, W, bias, downstream, rows=factors.rows,
                                random_state=random_state, max_time=max_time, input_norm=input_norm,
                                min_zero_fraction=min_zero_fraction, zero_tol=factors.zero_tol, floor=factors.floor,
+                               noisy=factors.noisy,
                                next_layer_rtol=next_layer_rtol, next_bias_grad=next_bias_grad,
                                progress=bool(verbose), bound=bound)
     return SearchResult(Q, zeros, np.ones(len(zeros), bool), "informed",
