@@ -29,8 +29,8 @@ from 9.5e-6 to 7.4e-12 and 7.4e-10 (median) after the passes, to 4e-14 and 4e-12
 fit on the zero set they find, which is the column's true zero set on every column: as close as the
 kernel of L on the true zeros."""
 MIN_AGREEMENT = 0.9
-"""|cos| the fitted q must keep with the q found, else the q found stays (arbitrary: a guard, never
-reached on the probes, against a fit that slides to another column)."""
+"""|cos| the fitted q must keep with the q found, else the q found stays (arbitrary: a guard against a
+fit that slides to another column)."""
 
 
 def fit_to_zeros(fg, directions):
