@@ -132,17 +132,15 @@ class FactorizedGradient:
         Q = np.asarray(to_numpy(directions), np.float64)
         if self.floor is None or Q.size == 0:
             return np.full(len(Q), self.zero_tol)
-        F = FLOOR_FACTOR * self.floor
-        return np.maximum(self.zero_tol, np.linalg.norm(Q @ F.T, axis=1) / np.linalg.norm(Q, axis=1))
+        return np.maximum(self.zero_tol, _floor_at(Q, FLOOR_FACTOR * self.floor))
 
     def noise_tols(self, directions):
         """(k,) the level of the noise on each column L q of a noisy update, relative to max|L q|:
         ‖N q‖/‖q‖ (N = ``noise_floor``), at least FLOOR_FACTOR times the rounding floor and at most
         ``zero_tol``.  Needs ``noise_floor``."""
         Q = np.asarray(to_numpy(directions), np.float64)
-        norm = np.linalg.norm(Q, axis=1)
-        rounding = np.linalg.norm(Q @ (FLOOR_FACTOR * self.floor).T, axis=1) / norm
-        return np.minimum(self.zero_tol, np.maximum(np.linalg.norm(Q @ self.noise_floor.T, axis=1) / norm, rounding))
+        rounding = _floor_at(Q, FLOOR_FACTOR * self.floor)
+        return np.minimum(self.zero_tol, np.maximum(_floor_at(Q, self.noise_floor), rounding))
 
     def bias_residual(self):
         """‖dL/db − L Lᵀ dL/db‖ / ‖dL/db‖: dL/db = dL/dZ·1 lies in col(L) to rounding, unless two inputs
@@ -157,6 +155,11 @@ class FactorizedGradient:
         xp = array_namespace(self.L)
         directions = xp.asarray(directions, dtype=self.L.dtype, device=device(self.L))
         return replace(self, directions=directions, n_zeros=np.asarray(n_zeros), exact=np.asarray(exact))
+
+
+def _floor_at(Q, F):
+    """(k,) ‖F q‖/‖q‖ for each row q of Q (k × b): the floor F (b × b) of each direction."""
+    return np.linalg.norm(Q @ F.T, axis=1) / np.linalg.norm(Q, axis=1)
 
 
 def scatter_rows(A, rows, n_rows):
