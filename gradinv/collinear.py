@@ -33,7 +33,12 @@ the network's first Linear, dL/dW₂ = Σ_j δ_j h_jᵀ, which the client sends 
 sample's activation in its row space, and each input is where its activation meets that row space
 (:func:`find_pair_by_activations`).  A sample with a member's ReLU pattern meets it along a whole
 line (through its input and the member's): the same freedom as above, placed the same way (the
-pair's zero check then waits for that fit).  Groups of three or more such inputs are not split."""
+pair's zero check then waits for that fit).  Groups of three or more such inputs are not split.
+
+Where no pair is split, :func:`gradinv.invert_layer` factors col([dL/dW | dL/db]) instead, which holds
+both members' columns g₁, g₂ (:class:`~gradinv.factorize.GradientFactorization`'s ``with_bias_span``):
+the search then finds them as any other column, and the pair is exact, or a group known by its span
+where the members share their zero set's kernel."""
 
 import itertools
 from dataclasses import dataclass

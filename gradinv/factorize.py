@@ -346,6 +346,13 @@ class GradientFactorization(GradientStep):
         instead of raising :class:`NoRankGapError` (the approximate mode); a noisy gradient with
         nothing above that edge raises :class:`NoSignalError`.  ``batch_size_source_``
         says which was used: "given", "rank gap" or "noise edge".
+    with_bias_span : bool, default=False
+        Where dL/db leaves col(dL/dW) by more than the zero tolerance (an exact gradient), factor
+        col([dL/dW | dL/db]) instead: L gains the unit direction of dL/db's part off col(dL/dW) and R a
+        zero row.  Two inputs that are multiples of one another, x₂ = α x₁ (α ≠ 1: blank frames of
+        two levels), put one column α g₁ + g₂ in dL/dW but g₁ + g₂ in dL/db, so col(dL/dW) lacks a
+        dimension of col(dL/dZ) that the stacked gradient has (its augmented inputs (x_j, 1) are
+        independent); every column is then a sparse vector of col(L) again, and Xᵀ = Q⁻¹ R holds.
 
     Attributes
     ----------
@@ -354,12 +361,13 @@ class GradientFactorization(GradientStep):
     singular_values_ : ndarray
     rows_ : ndarray of int, the neurons kept.
     zero_tol_ : float, the zero tolerance used.
+    bias_axis_ : bool, whether ``with_bias_span`` added dL/db's direction to L (its last column).
     tail_ : float, ‖G − L R‖_F / s₁ at rank ``rank_`` (before dependent inputs are dropped): the
         noise evidence of :func:`noise_evidence`
     """
 
     def __init__(self, batch_size=None, drop_dead_rows=True, zero_tol=None, min_gap=1e2, noisy_zero_tol=None,
-                 noise_rank=False, rounding=None):
+                 noise_rank=False, rounding=None, with_bias_span=False):
         self.batch_size = batch_size
         self.drop_dead_rows = drop_dead_rows
         self.zero_tol = zero_tol
@@ -367,6 +375,7 @@ class GradientFactorization(GradientStep):
         self.noisy_zero_tol = noisy_zero_tol
         self.noise_rank = noise_rank
         self.rounding = rounding
+        self.with_bias_span = with_bias_span
 
     @staticmethod
     def _factors(grad_W, rows, gram, left, b):
@@ -446,11 +455,21 @@ class GradientFactorization(GradientStep):
         # is read from the rank gap, which never counts it (so a given batch size decides nothing here)
         exact_rank = kept_residual <= rounding * np.sqrt(b) and bool(np.all(s[b:self.rank_] <= rounding * s[0]))
         grad_b = xp.take(grad[:, n], xp.asarray(rows, dtype=xp.int64, device=device(grad)), axis=0)
+        R_floor, self.bias_axis_ = R, False
+        if self.with_bias_span and not noisy and b < min(rows.size, n):
+            off = grad_b - L @ (L.T @ grad_b)  # dL/db beyond col(dL/dW): g₁ + g₂ of a pair x₂ = α x₁
+            norm = xp.linalg.vector_norm(off)
+            if float(norm / xp.linalg.vector_norm(grad_b)) > zero_tol:
+                L = xp.concat([L, (off / norm)[:, None]], axis=1)
+                R = xp.concat([R, xp.zeros((1, n), dtype=R.dtype, device=device(R))], axis=0)
+                # the floor of [dL/dW | dL/db] = L [R | Lᵀ dL/db], whose last row is ‖off‖ eₙ₊₁
+                R_floor = xp.concat([R, (L.T @ grad_b)[:, None]], axis=1)
+                b, self.bias_axis_ = b + 1, True
         self.batch_size_, self.singular_values_, self.rows_, self.zero_tol_ = b, s, rows, zero_tol
         self.batch_size_source_ = source
         return FactorizedGradient(L=L, R=R, grad_b=grad_b, rows=rows, n_neurons=m,
                                   singular_values=s, zero_tol=zero_tol, source_dtype=source_dtype,
                                   exact_rank=exact_rank, n_dependent_inputs=self.n_dependent_inputs_, noisy=noisy,
-                                  floor=rounding_floor(R, float(source_eps), rows.size),
+                                  floor=rounding_floor(R_floor, float(source_eps), rows.size),
                                   noise_floor=NOISE_FACTOR * noise_floor(R, noise) if noise_tolerance else None)
 

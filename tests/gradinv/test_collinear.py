@@ -50,11 +50,16 @@ def test_a_near_blank_input_with_a_frames_relu_pattern_is_placed_by_the_softmax(
     assert np.array_equal(np.asarray(res.labels)[ev["pairs"][1]], v.labels.numpy()[ev["pairs"][0]])
 
 
-def test_without_the_classifier_the_pair_is_not_split_and_nothing_is_claimed():
+def test_without_the_classifier_the_frames_are_a_group_and_every_other_input_is_exact():
+    """W and b alone do not split the pair; col([dL/dW | dL/db]) holds both frames' columns, whose shared
+    zero-set kernel identifies their span only (gradinv.pipeline._with_bias_span)."""
     v = make_client(GREY_BLANKS, batch_size=12, width=300, random_state=0)
     res = invert_layer(v.grad_W, v.grad_b, weight=v.layer.weight.detach(), bias=v.layer.bias.detach(), random_state=0)
     assert res.pipeline.named_steps["reconstruct"].pair_ is None
-    assert not res.exact.any() and "off the span" in res.certificate_reason[0]
+    assert res.pipeline.named_steps["factorize"].bias_axis_ and "dL/db's direction added" in res.mode_reason
+    ev = evaluate(v.inputs, res.inputs, res.exact)
+    assert ev["exact"] == 10 and ev["certified"] == 10 and ev["false_certificates"] == 0
+    assert res.describe() == "10 inputs recovered exactly; a group of 2 inputs known only by their span"
 
 
 def test_three_collinear_inputs_are_not_split():
@@ -93,7 +98,8 @@ def test_in_front_of_a_deeper_network_the_next_layers_weight_gradient_splits_the
     known = dict(weight=v.layer.weight.detach(), bias=v.layer.bias.detach(), downstream=v.model[2:])
     res = invert_layer(v.grad_W, v.grad_b, random_state=0, **known)
     assert res.pipeline.named_steps["reconstruct"].pair_ is None  # the network alone: J(h) varies along the line
-    assert evaluate(v.inputs, res.inputs, res.exact)["exact"] == 0
+    ev = evaluate(v.inputs, res.inputs, res.exact)  # the pair's span from col([dL/dW | dL/db]), the rest exact
+    assert ev["exact"] == 10 and ev["false_certificates"] == 0 and res.pipeline.named_steps["factorize"].bias_axis_
     res = invert_layer(v.grad_W, v.grad_b, next_weight_grad=v.gradients["2.weight"], random_state=0, **known)
     assert res.pipeline.named_steps["reconstruct"].pair_ is not None
     assert evaluate(v.inputs, res.inputs, res.exact)["exact"] == 12

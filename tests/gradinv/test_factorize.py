@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from gradinv import GradientFactorization, stack_gradient
-from gradinv.cases import make_victim
+from gradinv.cases import ClientSpec, make_client, make_victim
 
 
 def test_batch_size_estimate_on_real_clients():
@@ -93,3 +93,22 @@ def test_an_update_that_is_all_noise_is_said_to_be_noise(batch_size):
     grad = stack_gradient((U * 0.01) @ V.T + tau * rng.normal(size=(m, n)), rng.normal(size=m))
     with pytest.raises(NoSignalError, match="noise at this layer"):
         GradientFactorization(batch_size=batch_size, min_gap=10.0, noise_rank=True).fit_transform(grad)
+
+
+def test_with_bias_span_a_collinear_pair_puts_every_column_in_col_L():
+    """A black and a white frame (x₂ = α x₁): col(dL/dW) lacks a dimension of col(dL/dZ), the stacked
+    gradient has it back."""
+    v = make_client(ClientSpec(source="skimage_grey", size=28, quirk="blanks"), batch_size=12, width=300,
+                    random_state=0)
+    grad, G = stack_gradient(v.grad_W, v.grad_b), v.grad_Z.numpy()
+
+    def off_span(fg):
+        L = np.asarray(fg.L)
+        return np.linalg.norm(G - L @ (L.T @ G), axis=0) / np.linalg.norm(G, axis=0)
+
+    plain = GradientFactorization()
+    assert plain.fit_transform(grad).batch_size == 11 and off_span(plain.fit_transform(grad)).max() > 1e-3
+    spanned = GradientFactorization(with_bias_span=True)
+    fg = spanned.fit_transform(grad)
+    assert spanned.bias_axis_ and fg.batch_size == 12 and off_span(fg).max() < 1e-10
+    assert fg.bias_residual() < 1e-12
