@@ -218,7 +218,7 @@ class InversionResult:
         stand for several samples (:attr:`multiplicity` > 1: sent more than once, or inputs closer
         than the gradient resolves; not certified); ``groups``: the sizes of the blocks of inputs
         known only by their span (:func:`~gradinv.certificate.proven_blocks`), members not
-        certified; ``not_exact``: the other inputs not certified; ``dependent``: inputs the rank of
+        certified (a group of 1: its block's other members are exact); ``not_exact``: the other inputs not certified; ``dependent``: inputs the rank of
         dL/dW does not show (duplicates or combinations of others) whose count the end-to-end check
         did not read (:attr:`n_dependent_inputs`)."""
         exact = np.asarray(self.exact, bool)
@@ -239,7 +239,8 @@ class InversionResult:
         parts = [f"{plural(o['exact'], 'input')} recovered exactly"]
         parts += [f"1 input standing for {k} samples (sent {k} times, or {k} inputs closer than the gradient "
                   "resolves)" for k in o["shared"]]
-        parts += [f"a group of {g} inputs known only by their span" for g in o["groups"]]
+        parts += [f"a group of {g} inputs known only by their span" if g > 1 else
+                  "1 input known only by the span it shares with an exact one" for g in o["groups"]]
         if o["not_exact"]:
             parts.append(f"{plural(o['not_exact'], 'input')} not recovered exactly")
         if o["dependent"]:

@@ -50,16 +50,20 @@ def test_a_near_blank_input_with_a_frames_relu_pattern_is_placed_by_the_softmax(
     assert np.array_equal(np.asarray(res.labels)[ev["pairs"][1]], v.labels.numpy()[ev["pairs"][0]])
 
 
-def test_without_the_classifier_the_frames_are_a_group_and_every_other_input_is_exact():
+@pytest.mark.parametrize(("seed", "n_exact", "group"), [
+    (0, 10, "a group of 2 inputs known only by their span"),
+    (1, 11, "1 input known only by the span it shares with an exact one")])
+def test_without_the_classifier_the_frames_are_a_group_and_every_other_input_is_exact(seed, n_exact, group):
     """W and b alone do not split the pair; col([dL/dW | dL/db]) holds both frames' columns, whose shared
-    zero-set kernel identifies their span only (gradinv.pipeline._with_bias_span)."""
-    v = make_client(GREY_BLANKS, batch_size=12, width=300, random_state=0)
+    zero-set kernel identifies their span only (gradinv.pipeline._with_bias_span); where one frame's
+    column has zeros of its own, that frame is exact."""
+    v = make_client(GREY_BLANKS, batch_size=12, width=300, random_state=seed)
     res = invert_layer(v.grad_W, v.grad_b, weight=v.layer.weight.detach(), bias=v.layer.bias.detach(), random_state=0)
     assert res.pipeline.named_steps["reconstruct"].pair_ is None
     assert res.pipeline.named_steps["factorize"].bias_axis_ and "dL/db's direction added" in res.mode_reason
     ev = evaluate(v.inputs, res.inputs, res.exact)
-    assert ev["exact"] == 10 and ev["certified"] == 10 and ev["false_certificates"] == 0
-    assert res.describe() == "10 inputs recovered exactly; a group of 2 inputs known only by their span"
+    assert ev["exact"] == n_exact and ev["certified"] == n_exact and ev["false_certificates"] == 0
+    assert res.describe() == f"{n_exact} inputs recovered exactly; {group}"
 
 
 def test_three_collinear_inputs_are_not_split():
