@@ -302,12 +302,13 @@ every gradient sent best (:meth:`~gradinv.knowledge.Knowledge.approximate_search
 
 
 def _with_bias_span(build, grad, pipe, X, mode_reason):
-    """(pipeline, X, reason): ``pipe`` fitted again on col([dL/dW | dL/db]) where dL/db left col(dL/dW) and no
-    pair was split (:mod:`gradinv.collinear`): kept when a column found uses dL/db's own direction (a pair
-    x₂ = α x₁ then has both its columns in col(L); a dL/db that is not the client's adds a direction no
-    sparse column uses) and more inputs are exact.  Measured (``benchmarks/frontier.py --zoo mlp3_grey_sky
-    mlp3_grey_blanks --batch-sizes 100``, seed 0; both batches hold two collinear frames): 0 inputs exact
-    before, 98 of 100 (the frames a group of 2) and 100 of 100 after."""
+    """(pipeline, X, reason): ``pipe`` fitted again on col([dL/dW | dL/db]) where dL/db left col(dL/dW) and
+    no pair was split (:mod:`gradinv.collinear`), within what is left of ``max_time``; kept when a column
+    found uses dL/db's own direction (a pair x₂ = α x₁ then has both its columns in col(L); a dL/db that is
+    not the client's adds a direction no sparse column uses) and more inputs are exact.  Measured
+    (``benchmarks/frontier.py --zoo mlp3_grey_sky --batch-sizes 100``, seed 0, ``docs/zoo_quirks_m1000.md``):
+    the split failed after 98 columns, no input exact; with dL/db's direction 100 columns, 98 inputs exact
+    and certified, the white and the near-white frame (one ReLU pattern) a group known by its span."""
     rec, factorize = pipe.named_steps["reconstruct"], pipe.named_steps["factorize"]
     if rec.pair_ is not None or rec.bias_residual_ <= factorize.zero_tol_:
         return pipe, X, mode_reason
@@ -385,8 +386,11 @@ def invert_layer(grad_W, grad_b, *, batch_size=None, solver=None, weight=None, b
 
     def build(approximate, noisy=False, with_bias_span=False):
         built.append(noisy_solver if noisy else solver)
+        left = max_time  # the search again with dL/db's direction has what is left of the bound
+        if with_bias_span and max_time is not None:
+            left = max_time - (time.perf_counter() - start)
         return make_pipeline(built[-1], batch_size=batch_size,
-                                   random_state=random_state, max_time=max_time, weight=weight, bias=bias,
+                                   random_state=random_state, max_time=left, weight=weight, bias=bias,
                                    next_weight=next_weight, downstream=downstream, next_bias_grad=next_bias_grad,
                                    next_weight_grad=next_weight_grad, zero_tol=zero_tol, approximate=approximate,
                                    rounding=rounding, with_bias_span=with_bias_span, verbose=verbose)
@@ -397,7 +401,7 @@ def invert_layer(grad_W, grad_b, *, batch_size=None, solver=None, weight=None, b
     except NoExactColumnError as e:
         e.solver = built[-1]  # the search that found nothing (gradinv.models.attack_model tries the others)
         raise
-    if not approximate:
+    if not approximate and (max_time is None or time.perf_counter() - start < max_time):
         pipe, X, mode_reason = _with_bias_span(build, grad, pipe, X, mode_reason)
     if noisy and noisy_solver != solver:
         solver = noisy_solver
