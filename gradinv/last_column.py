@@ -35,7 +35,8 @@ a scale dL/db does not give: its predicted zero set may still have a one-dimensi
 the direction put there spoils the split (measured: mlp2_grey_blanks, b = 20, seed 2, inputs 0.12
 off; mlp3_grey_blanks, b = 100, seed 0, mean PSNR 33 dB without the step and 11 dB with it).  The
 reconstruction splits that column (:mod:`gradinv.collinear`), or, where it cannot, the attack factors
-col([dL/dW | dL/db]), which holds both members' columns (:func:`gradinv.pipeline._with_bias_span`).  A column found here passes the same certificates as every other
+col([dL/dW | dL/db]), which holds both members' columns (:func:`gradinv.pipeline._with_bias_span`).
+A column found here passes the same certificates as every other
 (:class:`~gradinv.reconstruct.InputReconstruction`).
 """
 

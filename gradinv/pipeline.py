@@ -218,9 +218,9 @@ class InversionResult:
         stand for several samples (:attr:`multiplicity` > 1: sent more than once, or inputs closer
         than the gradient resolves; not certified); ``groups``: the sizes of the blocks of inputs
         known only by their span (:func:`~gradinv.certificate.proven_blocks`), members not
-        certified (a group of 1: its block's other members are exact); ``not_exact``: the other inputs not certified; ``dependent``: inputs the rank of
-        dL/dW does not show (duplicates or combinations of others) whose count the end-to-end check
-        did not read (:attr:`n_dependent_inputs`)."""
+        certified (a group of 1: its block's other members are exact); ``not_exact``: the other inputs
+        not certified; ``dependent``: inputs the rank of dL/dW does not show (duplicates or combinations
+        of others) whose count the end-to-end check did not read (:attr:`n_dependent_inputs`)."""
         exact = np.asarray(self.exact, bool)
         copies = np.ones(len(exact), int) if self.multiplicity is None else np.asarray(self.multiplicity, int)
         shared = ~exact & (copies > 1)
@@ -317,6 +317,7 @@ def _with_bias_span(build, grad, pipe, X, mode_reason):
     if not again.named_steps["factorize"].bias_axis_:
         return pipe, X, mode_reason
     found = np.asarray(to_numpy(again.named_steps["search"].result_.directions), np.float64)
+    # a column of col(dL/dW) has no part along dL/db's direction beyond rounding; √zero_tol is far above that
     uses_bias = found.size and np.max(np.abs(found[:, -1]) / np.linalg.norm(found, axis=1)) > factorize.zero_tol_ ** 0.5
     if not uses_bias or again.named_steps["reconstruct"].exact_.sum() <= rec.exact_.sum():
         return pipe, X, mode_reason
